@@ -1,0 +1,236 @@
+//! Content sharing (2-10): the resources an open anchor context has
+//! accumulated through `*-update` bundles. Applying a bundle builds a new
+//! `Content` and leaves the old one untouched, so an update is applied in
+//! full or not at all (checklist 96, 98, 101).
+
+use serde_json::{json, Value};
+
+use crate::validate::{parse_reference_str, resource_type_and_id};
+
+/// `Type/id` of a resource, the key content is stored under.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ResourceKey(pub String);
+
+impl ResourceKey {
+    pub fn new(resource_type: &str, id: &str) -> Self {
+        ResourceKey(format!("{resource_type}/{id}"))
+    }
+
+    /// The key of a resource object, if it has a type and id.
+    pub fn of(resource: &Value) -> Option<Self> {
+        resource_type_and_id(resource).map(|(t, id)| ResourceKey::new(t, id))
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    key: ResourceKey,
+    full_url: Option<String>,
+    resource: Value,
+}
+
+/// The shared content of one anchor, in insertion order.
+#[derive(Clone, Debug, Default)]
+pub struct Content {
+    entries: Vec<Entry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ContentError(pub String);
+
+fn fail<T>(msg: impl Into<String>) -> Result<T, ContentError> {
+    Err(ContentError(msg.into()))
+}
+
+impl Content {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn contains(&self, key: &ResourceKey) -> bool {
+        self.entries.iter().any(|e| &e.key == key)
+    }
+
+    /// Applies an `updates` transaction Bundle. `original` holds the keys of
+    /// the resources of the anchor's `-open` event: they can be replaced in
+    /// content, but not deleted from the context.
+    pub fn apply(&self, bundle: &Value, original: &[ResourceKey]) -> Result<Content, ContentError> {
+        if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+            return fail("updates must be a Bundle");
+        }
+        match bundle.get("type").and_then(Value::as_str) {
+            Some("transaction") => {}
+            other => {
+                return fail(format!(
+                    "updates Bundle must have type \"transaction\", not {other:?}"
+                ))
+            }
+        }
+        let entries = match bundle.get("entry") {
+            None => return Ok(self.clone()),
+            Some(Value::Array(entries)) => entries,
+            Some(_) => return fail("updates Bundle entry must be an array"),
+        };
+        let mut next = self.clone();
+        let mut seen: Vec<ResourceKey> = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let method = entry
+                .pointer("/request/method")
+                .and_then(Value::as_str)
+                .map(str::to_ascii_uppercase);
+            let full_url = entry.get("fullUrl").and_then(Value::as_str);
+            let key = match method.as_deref() {
+                Some("PUT") => {
+                    let Some(resource) = entry.get("resource") else {
+                        return fail(format!("updates entry {i}: PUT without a resource"));
+                    };
+                    let Some(key) = ResourceKey::of(resource) else {
+                        return fail(format!(
+                            "updates entry {i}: the resource needs resourceType and id"
+                        ));
+                    };
+                    let stored = Entry {
+                        key: key.clone(),
+                        full_url: full_url.map(str::to_owned),
+                        resource: resource.clone(),
+                    };
+                    match next.entries.iter_mut().find(|e| e.key == key) {
+                        Some(existing) => *existing = stored,
+                        None => next.entries.push(stored),
+                    }
+                    key
+                }
+                Some("DELETE") => {
+                    let target =
+                        full_url.or_else(|| entry.pointer("/request/url").and_then(Value::as_str));
+                    let Some(target) = target else {
+                        return fail(format!(
+                            "updates entry {i}: DELETE needs a fullUrl naming the resource"
+                        ));
+                    };
+                    let position = next.entries.iter().position(|e| {
+                        e.full_url.as_deref() == Some(target)
+                            || parse_reference_str(target)
+                                .is_some_and(|(t, id)| e.key == ResourceKey::new(t, id))
+                    });
+                    match position {
+                        Some(p) => next.entries.remove(p).key,
+                        None => {
+                            let key =
+                                parse_reference_str(target).map(|(t, id)| ResourceKey::new(t, id));
+                            if key.as_ref().is_some_and(|k| original.contains(k)) {
+                                return fail(format!(
+                                    "updates entry {i}: {target} is part of the original open context and cannot be deleted"
+                                ));
+                            }
+                            return fail(format!("updates entry {i}: {target} is not currently in the content bundle"));
+                        }
+                    }
+                }
+                Some(other) => {
+                    return fail(format!(
+                        "updates entry {i}: method {other} is not allowed (only PUT and DELETE)"
+                    ))
+                }
+                None => return fail(format!("updates entry {i}: request.method is missing")),
+            };
+            if seen.contains(&key) {
+                return fail(format!("updates Bundle names {} more than once", key.0));
+            }
+            seen.push(key);
+        }
+        Ok(next)
+    }
+
+    /// The Get Current Context form: a `collection` Bundle, no `request`s (checklist 91).
+    pub fn to_bundle(&self, id: &str) -> Value {
+        let entry: Vec<Value> = self
+            .entries
+            .iter()
+            .map(|e| match &e.full_url {
+                Some(url) => json!({"fullUrl": url, "resource": e.resource}),
+                None => json!({"resource": e.resource}),
+            })
+            .collect();
+        json!({"resourceType": "Bundle", "id": id, "type": "collection", "entry": entry})
+    }
+
+    /// Resources currently in the content, as `(Type, id)` keys.
+    pub fn keys(&self) -> impl Iterator<Item = &ResourceKey> {
+        self.entries.iter().map(|e| &e.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(t: &str, id: &str) -> Value {
+        json!({"request": {"method": "PUT"}, "resource": {"resourceType": t, "id": id}})
+    }
+    fn delete(url: &str) -> Value {
+        json!({"fullUrl": url, "request": {"method": "DELETE"}})
+    }
+    fn bundle(entries: Vec<Value>) -> Value {
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    }
+
+    #[test]
+    fn put_then_delete() {
+        let c = Content::default()
+            .apply(&bundle(vec![put("Observation", "o1")]), &[])
+            .unwrap();
+        assert_eq!(c.len(), 1);
+        let c = c
+            .apply(
+                &bundle(vec![put("Observation", "o1"), put("Observation", "o2")]),
+                &[],
+            )
+            .unwrap();
+        assert_eq!(c.len(), 2);
+        let c = c
+            .apply(&bundle(vec![delete("Observation/o1")]), &[])
+            .unwrap();
+        assert_eq!(
+            c.keys().map(|k| k.0.as_str()).collect::<Vec<_>>(),
+            ["Observation/o2"]
+        );
+    }
+
+    #[test]
+    fn failures_leave_content_unchanged() {
+        let c = Content::default()
+            .apply(&bundle(vec![put("Observation", "o1")]), &[])
+            .unwrap();
+        let original = [ResourceKey::new("DiagnosticReport", "r1")];
+        let e = c
+            .apply(
+                &bundle(vec![
+                    put("Observation", "o2"),
+                    delete("DiagnosticReport/r1"),
+                ]),
+                &original,
+            )
+            .unwrap_err();
+        assert!(e.0.contains("original open context"), "{e}");
+        let e = c
+            .apply(&bundle(vec![delete("Observation/nope")]), &original)
+            .unwrap_err();
+        assert!(e.0.contains("not currently in the content bundle"));
+        let e = c
+            .apply(
+                &bundle(vec![put("Observation", "o3"), put("Observation", "o3")]),
+                &[],
+            )
+            .unwrap_err();
+        assert!(e.0.contains("more than once"));
+        let e = c.apply(&bundle(vec![json!({"request": {"method": "POST"}, "resource": {"resourceType": "Observation"}})]), &[]).unwrap_err();
+        assert!(e.0.contains("POST"));
+        assert_eq!(c.len(), 1);
+    }
+}
