@@ -133,16 +133,17 @@ impl SubscriptionRequest {
         if mode == Mode::Subscribe && events.is_empty() {
             return fail("hub.events must list at least one event to subscribe to");
         }
-        let lease_seconds =
-            match get("hub.lease_seconds") {
-                None => None,
-                Some(s) => match s.parse::<u64>() {
-                    Ok(n) if n > 0 => Some(n),
-                    _ => return fail(format!(
+        let lease_seconds = match get("hub.lease_seconds") {
+            None => None,
+            Some(s) => match s.parse::<u64>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return fail(format!(
                         "hub.lease_seconds must be a positive whole number of seconds, not {s:?}"
-                    )),
-                },
-            };
+                    ))
+                }
+            },
+        };
         Ok(SubscriptionRequest {
             mode,
             channel,

@@ -1,1 +1,27 @@
-pub fn _x() {}
+//! Lockstep's FHIRcast hub: topics, subscriptions, delivery and the
+//! HTTP/WebSocket server, without any desktop code.
+//!
+//! - [`Hub`] (`state.rs`) is the shared state handle: topics with their
+//!   subscriptions and open contexts.
+//! - `subscriptions.rs` admits, renews and ends subscriptions; `delivery.rs`
+//!   fans accepted events out to per-subscriber queues; `channel.rs` runs one
+//!   WebSocket; `sync_error.rs` reports subscribers that fail to follow.
+//! - [`server::app`] builds the axum router, [`server::run`] serves it until
+//!   the shutdown future resolves.
+
+mod channel;
+pub mod config;
+mod context;
+mod delivery;
+mod error;
+mod ids;
+mod routes;
+pub mod server;
+mod state;
+mod subscriptions;
+mod sync_error;
+mod topic;
+
+pub use config::Config;
+pub use context::MAX_OPEN_CONTEXTS;
+pub use state::{Hub, HubEvent};

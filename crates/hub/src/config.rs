@@ -1,0 +1,63 @@
+//! Settings of a running hub. The binary fills them from its flags; tests
+//! and the tray app build them directly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where to listen; loopback unless `allow_remote`.
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub allow_remote: bool,
+    /// No bearer tokens required (the only mode until SMART auth lands).
+    pub no_auth: bool,
+    /// How long a subscriber has to ACK a notification (2-5: 10 s).
+    pub ack_timeout: Duration,
+    /// How long an abnormally dropped subscriber may take to reconnect
+    /// before it is reported with a SyncError and removed.
+    pub grace_period: Duration,
+    /// Lease when the subscriber asks for none, and the most it can get.
+    pub lease_default: Duration,
+    pub lease_max: Duration,
+    /// An endpoint nobody connects to within this time is discarded (4-3).
+    pub connect_window: Duration,
+    /// Largest HTTP body accepted (413 above it).
+    pub max_body_bytes: usize,
+    /// Frames a subscriber may have waiting before it counts as stuck.
+    pub queue_capacity: usize,
+    /// WebSocket ping interval; a socket silent for two intervals is dead.
+    pub ping_interval: Duration,
+    /// Period of the legacy `heartbeat` event, for subscribers that ask for it.
+    pub heartbeat_period: Duration,
+}
+
+impl Config {
+    pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:4747";
+
+    /// Defaults for everything, listening on `listen` with data in `data_dir`.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Config {
+            listen,
+            data_dir,
+            allow_remote: false,
+            no_auth: true,
+            ack_timeout: Duration::from_secs(10),
+            grace_period: Duration::from_secs(30),
+            lease_default: Duration::from_secs(24 * 3600),
+            lease_max: Duration::from_secs(7 * 24 * 3600),
+            connect_window: Duration::from_secs(300),
+            max_body_bytes: 1024 * 1024,
+            queue_capacity: 1024,
+            ping_interval: Duration::from_secs(30),
+            heartbeat_period: Duration::from_secs(10),
+        }
+    }
+
+    /// The OS data folder for Lockstep (e.g. `~/.local/share/lockstep`).
+    pub fn default_data_dir() -> Option<PathBuf> {
+        directories::ProjectDirs::from("org", "Lockstep", "lockstep")
+            .map(|d| d.data_dir().to_path_buf())
+    }
+}

@@ -1,0 +1,257 @@
+//! Publishing: apply an accepted event to the topic's contexts, then fan it
+//! out. Fan-out only enqueues onto each subscriber's bounded queue, so a slow
+//! or dead app never delays a publish or the other apps; a full queue is a
+//! failed delivery (SyncError, then the app is dropped), never a silent loss.
+//!
+//! The event is serialized once and the same bytes go to every recipient,
+//! the sender included, with the request's `id` and `timestamp` (checklist
+//! 63-65).
+
+use axum::extract::ws::Utf8Bytes;
+use axum::http::StatusCode;
+use fhircast::{Event, EventKind, EventSet};
+use serde_json::{json, Map, Value};
+use tokio::sync::mpsc::error::TrySendError;
+use tracing::info;
+
+use crate::context::{ContextError, ContextStack};
+use crate::error::ApiError;
+use crate::ids::{self, short};
+use crate::state::HubEvent;
+use crate::sync_error::{Expect, Failure};
+use crate::topic::{Frame, Topic};
+use crate::Hub;
+
+/// An accepted publish: the event as broadcast, and selected resources the
+/// hub did not know (answered with 206).
+pub struct Published {
+    pub message: Value,
+    pub unknown_selected: Vec<String>,
+}
+
+impl From<ContextError> for ApiError {
+    fn from(e: ContextError) -> Self {
+        let status = match e {
+            ContextError::NotOpen(_) => StatusCode::CONFLICT,
+            ContextError::StaleVersion { .. } | ContextError::Content(_) => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl Hub {
+    pub(crate) fn publish(&self, mut event: Event) -> Result<Published, ApiError> {
+        let kind = event.name.kind();
+        let mut unknown_selected = Vec::new();
+        let failures = {
+            let mut state = self.lock();
+            let Some(topic) = state.topics.get_mut(&event.topic) else {
+                return Err(ApiError::bad_request(format!(
+                    "unknown topic {:?}: no app has subscribed to it",
+                    event.topic
+                )));
+            };
+            match &kind {
+                EventKind::Open(resource) => {
+                    let version = topic.contexts.open(&event, resource, ids::uuid())?;
+                    event
+                        .event_mut()
+                        .insert("context.versionId".into(), version.into());
+                }
+                EventKind::Close(resource) => {
+                    topic.contexts.close(&event, resource)?;
+                    event.event_mut().remove("context.versionId");
+                }
+                EventKind::Update(resource) => {
+                    let updated = topic.contexts.update(&event, resource, ids::uuid())?;
+                    let ev = event.event_mut();
+                    ev.insert("context.versionId".into(), updated.version.into());
+                    ev.insert(
+                        "context.priorVersionId".into(),
+                        updated.prior_version.into(),
+                    );
+                }
+                EventKind::Select(resource) => {
+                    unknown_selected = topic.contexts.select(&event, resource)?
+                }
+                _ => {}
+            }
+            let frame = frame_of(&event.message, &kind);
+            let derived = match &kind {
+                EventKind::Open(resource) => {
+                    let derived = derive_opens(&event, resource);
+                    topic.contexts.set_derived(derived.clone());
+                    derived
+                }
+                _ => Vec::new(),
+            };
+            let derived: Vec<(String, Frame)> = derived
+                .iter()
+                .map(|m| (folded_name(m), frame_of(m, &EventKind::Open(String::new()))))
+                .collect();
+            deliver(
+                topic,
+                event.name.folded(),
+                &frame,
+                &derived,
+                (&event.id, event.name.as_str()),
+            )
+        };
+        info!(topic = short(&event.topic), event = %event.name, id = %event.id, "published");
+        self.emit(HubEvent::Published {
+            topic: event.topic.clone(),
+            event: event.name.to_string(),
+        });
+        self.fail_all(failures);
+        Ok(Published {
+            message: Value::Object(event.message),
+            unknown_selected,
+        })
+    }
+}
+
+fn folded_name(message: &Map<String, Value>) -> String {
+    message["event"]["hub.event"]
+        .as_str()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// Serializes a message once; `kind` decides whether the subscriber must ACK it.
+pub(crate) fn frame_of(message: &Map<String, Value>, kind: &EventKind) -> Frame {
+    let text: Utf8Bytes = serde_json::to_string(message).unwrap_or_default().into();
+    // SyncErrors about others and heartbeats are not ACK-tracked: a missing
+    // ACK for them must not cascade into more SyncErrors.
+    let ack = (!matches!(kind, EventKind::SyncError | EventKind::Heartbeat)).then(|| {
+        let id = message
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let name = message["event"]["hub.event"].as_str().unwrap_or_default();
+        (Utf8Bytes::from(id), Utf8Bytes::from(name))
+    });
+    Frame { text, ack }
+}
+
+/// Enqueues `frame` for every connected subscriber of `name`, and derived
+/// opens for those who hold only the derived events (checklist 30, 41, 57).
+/// Returns the subscribers whose queue was full.
+pub(crate) fn deliver(
+    topic: &mut Topic,
+    name: &str,
+    frame: &Frame,
+    derived: &[(String, Frame)],
+    (event_id, event_name): (&str, &str),
+) -> Vec<Failure> {
+    let mut failures = Vec::new();
+    for sub in topic.subscriptions.values_mut() {
+        let Some(conn) = &sub.conn else { continue };
+        let frames: Vec<&Frame> = if sub.events.contains_folded(name) {
+            vec![frame]
+        } else {
+            derived
+                .iter()
+                .filter(|(n, _)| sub.events.contains_folded(n))
+                .map(|(_, f)| f)
+                .collect()
+        };
+        for f in frames {
+            sub.last_event = Some((event_id.to_owned(), event_name.to_owned()));
+            match conn.tx.try_send(f.clone()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    failures.push(Failure {
+                        topic: sub.topic.clone(),
+                        endpoint_id: sub.endpoint_id.clone(),
+                        expect: Expect::Conn(conn.id),
+                        event_id: event_id.to_owned(),
+                        event_name: event_name.to_owned(),
+                        diagnostics: format!(
+                            "not keeping up: {} notifications waiting unread",
+                            conn.tx.max_capacity()
+                        ),
+                    });
+                    break;
+                }
+                // The channel task is ending; `channel_closed` handles it.
+                Err(TrySendError::Closed(_)) => break,
+            }
+        }
+    }
+    failures
+}
+
+/// The open events implied by an `{type}-open` (4.6), least specific first:
+/// Patient-open, Encounter-open, one ImagingStudy-open per study. They keep
+/// the source's timestamp; each gets one fresh id shared by all recipients.
+fn derive_opens(event: &Event, resource: &str) -> Vec<Map<String, Value>> {
+    let entries =
+        |key: &str| -> Vec<&Value> { event.context().iter().filter(|i| i["key"] == key).collect() };
+    let (patient, encounter, studies) =
+        (entries("patient"), entries("encounter"), entries("study"));
+    let mut out = Vec::new();
+    let mut push = |name: &str, context: Vec<&Value>| {
+        let message = json!({
+            "timestamp": event.timestamp,
+            "id": ids::uuid(),
+            "event": {"hub.topic": event.topic, "hub.event": name, "context": context},
+        });
+        if let Value::Object(m) = message {
+            out.push(m);
+        }
+    };
+    if resource != "patient" && !patient.is_empty() {
+        push("Patient-open", patient.clone());
+    }
+    if resource != "encounter" && !encounter.is_empty() && !patient.is_empty() {
+        push(
+            "Encounter-open",
+            [encounter.clone(), patient.clone()].concat(),
+        );
+    }
+    if resource != "imagingstudy" {
+        for study in studies {
+            push(
+                "ImagingStudy-open",
+                [vec![study], encounter.clone(), patient.clone()].concat(),
+            );
+        }
+    }
+    out
+}
+
+/// The frames that bring a newly connected subscriber up to date: each open
+/// context, oldest first so that the current one comes last, with its
+/// original id and timestamp and its current versionId (checklist 28, 29).
+/// Nothing when no context is current: after a close, apps show nothing
+/// (2-9), and a late joiner must not be shown a suspended patient.
+pub(crate) fn replay(
+    contexts: &ContextStack,
+    events: &EventSet,
+    include: impl Fn(&str) -> bool,
+) -> Vec<Frame> {
+    if contexts.current().is_none() {
+        return Vec::new();
+    }
+    let mut frames = Vec::new();
+    for ctx in contexts.open_contexts() {
+        let name = folded_name(&ctx.open_message);
+        if events.contains_folded(&name) {
+            if include(&name) {
+                let mut message = ctx.open_message.clone();
+                if let Some(ev) = message.get_mut("event").and_then(Value::as_object_mut) {
+                    ev.insert("context.versionId".into(), ctx.version_id.clone().into());
+                }
+                frames.push(frame_of(&message, &EventKind::Open(String::new())));
+            }
+        } else {
+            for derived in &ctx.derived {
+                let name = folded_name(derived);
+                if events.contains_folded(&name) && include(&name) {
+                    frames.push(frame_of(derived, &EventKind::Open(String::new())));
+                }
+            }
+        }
+    }
+    frames
+}

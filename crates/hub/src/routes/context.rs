@@ -1,0 +1,32 @@
+//! `GET {hub.url}/{topic}`: Get Current Context (2-9; checklist 85-92).
+//! STU2-era clients (PowerCast) expect the bare context array.
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use fhircast::Version;
+use serde_json::Value;
+
+use super::Api;
+
+pub async fn current(State(api): State<Api>, Path(topic): Path<String>) -> Response {
+    let mut snapshot = api.hub.current_context(&topic);
+    let body = match api.version {
+        Version::Stu3 => snapshot,
+        Version::Stu2 => {
+            let mut context = snapshot["context"].take();
+            if let Value::Array(items) = &mut context {
+                items.retain(|i| i["key"] != "content");
+            }
+            context
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body.to_string(),
+    )
+        .into_response()
+}

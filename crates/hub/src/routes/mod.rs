@@ -1,0 +1,128 @@
+//! The HTTP surface of one hub path (`/fhircast/STU3`, `/fhircast/STU2`,
+//! `/api/hub`). Handlers are plain functions over [`Api`]; each endpoint has
+//! its own file.
+
+mod channel;
+mod context;
+mod discovery;
+mod publish;
+mod subscribe;
+
+use axum::body::{to_bytes, Body, Bytes};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use fhircast::Version;
+
+use crate::error::ApiError;
+use crate::Hub;
+
+/// State of the handlers under one path: the hub, and which edition of the
+/// spec that path speaks.
+#[derive(Clone)]
+pub struct Api {
+    pub hub: Hub,
+    pub version: Version,
+    /// The path this router is mounted at; endpoint URLs live under it.
+    pub prefix: &'static str,
+}
+
+pub fn router(hub: Hub, version: Version, prefix: &'static str) -> Router {
+    Router::new()
+        .route("/", post(hub_post))
+        .route(
+            "/.well-known/fhircast-configuration",
+            get(discovery::configuration),
+        )
+        .route("/ws/{id}", get(channel::upgrade))
+        .route("/{topic}", get(context::current).post(publish::at_topic))
+        .with_state(Api {
+            hub,
+            version,
+            prefix,
+        })
+}
+
+/// `POST {hub.url}`: subscriptions (form) and events (JSON) share the URL
+/// and are told apart by `Content-Type` (hub-digest §1).
+async fn hub_post(
+    axum::extract::State(api): axum::extract::State<Api>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let bytes = match read_body(&api, body).await {
+        Ok(b) => b,
+        Err(e) => return e.negotiated(&headers),
+    };
+    match body_kind(&headers, &bytes) {
+        BodyKind::Form => subscribe::form(&api, &headers, &bytes),
+        BodyKind::Json => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(value) if value.get("hub.mode").is_some() => subscribe::json(&api, &headers, &value),
+            _ => publish::handle(&api, None, &bytes),
+        },
+        BodyKind::Other(ct) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("Content-Type {ct:?} is not accepted: send subscriptions as application/x-www-form-urlencoded and events as application/json"),
+        )
+        .negotiated(&headers),
+    }
+}
+
+enum BodyKind {
+    Form,
+    Json,
+    Other(String),
+}
+
+fn body_kind(headers: &HeaderMap, body: &[u8]) -> BodyKind {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match content_type.as_deref() {
+        Some("application/x-www-form-urlencoded") => BodyKind::Form,
+        Some(ct) if ct == "application/json" || ct.ends_with("+json") => BodyKind::Json,
+        // No type: look at the body.
+        None | Some("") => match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => BodyKind::Json,
+            _ => BodyKind::Form,
+        },
+        Some(other) => BodyKind::Other(other.to_owned()),
+    }
+}
+
+/// Reads the whole body, refusing more than the configured limit (413).
+async fn read_body(api: &Api, body: Body) -> Result<Bytes, ApiError> {
+    let limit = api.hub.config().max_body_bytes;
+    to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the hub's limit of {limit} bytes"),
+        )
+    })
+}
+
+/// `scheme://host` for URLs we hand out: the client's own `Host` when it is
+/// a loopback name (so `localhost` clients get `localhost` back), else the
+/// address we are bound to.
+fn public_host(api: &Api, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
+    if matches!(name, "localhost" | "127.0.0.1" | "[::1]") {
+        return host.to_owned();
+    }
+    api.hub
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| api.hub.config().listen.to_string())
+}

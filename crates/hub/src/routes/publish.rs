@@ -1,0 +1,77 @@
+//! Request context change: `POST {hub.url}` and `POST {hub.url}/{topic}`
+//! with a JSON event (2-6; checklist 60-67). Bad input gets 4xx with an
+//! OperationOutcome, never 5xx: clients retry 5xx and would publish twice.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use fhircast::Event;
+use serde_json::json;
+
+use super::{read_body, Api};
+use crate::error::ApiError;
+
+pub async fn at_topic(
+    State(api): State<Api>,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let bytes = match read_body(&api, body).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        if ct.starts_with("application/x-www-form-urlencoded") {
+            return ApiError::bad_request(format!(
+                "subscriptions go to {} itself, not to a topic path",
+                api.prefix
+            ))
+            .negotiated(&headers);
+        }
+    }
+    handle(&api, Some(&topic), &bytes)
+}
+
+pub fn handle(api: &Api, path_topic: Option<&str>, body: &[u8]) -> Response {
+    let event = match Event::parse(body, api.version) {
+        Ok(e) => e,
+        Err(e) => return ApiError::bad_request(e.0).into_response(),
+    };
+    if let Some(topic) = path_topic {
+        if topic != event.topic {
+            return ApiError::bad_request(format!(
+                "the topic in the URL ({topic:?}) differs from event.hub.topic ({:?})",
+                event.topic
+            ))
+            .into_response();
+        }
+    }
+    match api.hub.publish(event) {
+        Ok(published) => {
+            let (status, body) = if published.unknown_selected.is_empty() {
+                (
+                    StatusCode::ACCEPTED,
+                    json!({"success": true, "event": published.message}),
+                )
+            } else {
+                let ignored = published.unknown_selected;
+                (
+                    StatusCode::PARTIAL_CONTENT,
+                    json!({"success": true, "event": published.message, "ignored": ignored}),
+                )
+            };
+            (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}

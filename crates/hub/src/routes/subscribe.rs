@@ -1,0 +1,49 @@
+//! Subscription requests at `POST {hub.url}` (2-4; checklist 8-22, 36-40).
+
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use fhircast::{Mode, SubscriptionRequest};
+use serde_json::{json, Value};
+
+use super::{public_host, Api};
+use crate::error::ApiError;
+
+pub fn form(api: &Api, headers: &HeaderMap, body: &[u8]) -> Response {
+    handle(api, headers, SubscriptionRequest::from_form(body))
+}
+
+pub fn json(api: &Api, headers: &HeaderMap, body: &Value) -> Response {
+    handle(api, headers, SubscriptionRequest::from_json(body))
+}
+
+fn handle(
+    api: &Api,
+    headers: &HeaderMap,
+    req: Result<SubscriptionRequest, fhircast::SubscriptionError>,
+) -> Response {
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return ApiError::bad_request(e.0).negotiated(headers),
+    };
+    let result = match req.mode {
+        Mode::Subscribe => api.hub.subscribe(req),
+        Mode::Unsubscribe => api.hub.unsubscribe(&req),
+    };
+    match result {
+        Ok(endpoint_id) => {
+            let endpoint = format!(
+                "ws://{}{}/ws/{}",
+                public_host(api, headers),
+                api.prefix,
+                endpoint_id
+            );
+            (
+                StatusCode::ACCEPTED,
+                [(header::CONTENT_TYPE, "application/json")],
+                json!({"hub.channel.endpoint": endpoint}).to_string(),
+            )
+                .into_response()
+        }
+        Err(e) => e.negotiated(headers),
+    }
+}

@@ -1,0 +1,79 @@
+//! The router and the serve loop.
+
+use std::future::Future;
+use std::io;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use fhircast::Version;
+use tokio::net::TcpListener;
+use tokio::time::{timeout, Duration};
+use tracing::{info, warn};
+
+use crate::error::ApiError;
+use crate::{routes, Hub};
+
+/// The STU3 hub path; `hub.url` is `http://HOST:PORT` + this.
+pub const STU3_PATH: &str = "/fhircast/STU3";
+pub const STU2_PATH: &str = "/fhircast/STU2";
+/// OHIF's FHIRcast extension looks for the hub here.
+pub const OHIF_PATH: &str = "/api/hub";
+
+/// The whole HTTP surface. Kept apart from `run` so tests can drive it too.
+pub fn app(hub: Hub) -> Router {
+    Router::new()
+        .nest(
+            STU3_PATH,
+            routes::router(hub.clone(), Version::Stu3, STU3_PATH),
+        )
+        .nest(
+            STU2_PATH,
+            routes::router(hub.clone(), Version::Stu2, STU2_PATH),
+        )
+        .nest(OHIF_PATH, routes::router(hub, Version::Stu3, OHIF_PATH))
+        .route(
+            "/",
+            get(|| async {
+                format!("Lockstep FHIRcast hub. hub.url is {STU3_PATH} on this host.\n")
+            }),
+        )
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no such resource; the FHIRcast hub is at {STU3_PATH}"),
+            )
+            .into_response()
+        })
+}
+
+/// Serves `hub` on `listener` until `shutdown` resolves, then closes every
+/// WebSocket with 1001 and returns once their tasks have ended.
+pub async fn run(
+    listener: TcpListener,
+    hub: Hub,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let addr = listener.local_addr()?;
+    hub.set_local_addr(addr);
+    let token = hub.shutdown_token().clone();
+    info!(%addr, "serving FHIRcast at http://{addr}{STU3_PATH}");
+    axum::serve(listener, app(hub.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            token.cancel();
+        })
+        .await?;
+    // Upgraded sockets live outside axum's graceful shutdown: each channel
+    // task saw the token and is sending its close frame.
+    hub.tasks().close();
+    if timeout(Duration::from_secs(5), hub.tasks().wait())
+        .await
+        .is_err()
+    {
+        warn!("some WebSockets did not close in time");
+    }
+    info!("stopped");
+    Ok(())
+}

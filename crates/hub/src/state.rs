@@ -1,0 +1,145 @@
+//! `Hub`: the shared state of a running hub, one cheap-to-clone handle.
+//!
+//! All topics live behind one std `Mutex`: every operation on them is short
+//! and synchronous (no `.await` while it is held), and one lock makes each
+//! publish atomic with respect to subscribes, reconnects and other publishes
+//! on the same topic, which content sharing requires (checklist 97).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::topic::Topic;
+use crate::Config;
+
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    state: Mutex<State>,
+    events: broadcast::Sender<HubEvent>,
+    shutdown: CancellationToken,
+    /// Channel tasks, so that shutdown can wait for their close frames.
+    tasks: TaskTracker,
+    local_addr: OnceLock<SocketAddr>,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub topics: HashMap<String, Topic>,
+    /// Endpoint id → topic.
+    pub endpoints: HashMap<String, String>,
+    pub next_conn: u64,
+}
+
+/// What happened on the hub, for the tray and the dashboard. Patient data
+/// never travels here: names of apps and events only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum HubEvent {
+    /// A subscriber's WebSocket connected (or reconnected).
+    Connected { topic: String, subscriber: String },
+    /// A subscriber's WebSocket went away; `clean` for 1000/1001 closes.
+    Disconnected {
+        topic: String,
+        subscriber: String,
+        clean: bool,
+    },
+    /// A subscription ended (unsubscribe, lease expiry, failure).
+    Left {
+        topic: String,
+        subscriber: String,
+        reason: String,
+    },
+    /// The hub reported a subscriber that failed to follow.
+    SyncError {
+        topic: String,
+        subscriber: String,
+        event: String,
+        reason: String,
+    },
+    /// An event was accepted and distributed.
+    Published { topic: String, event: String },
+}
+
+impl Hub {
+    pub fn new(config: Config) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Hub {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::new(State::default()),
+                events,
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+                local_addr: OnceLock::new(),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Follow what happens on the hub. Slow readers skip ahead (lagged).
+    pub fn events(&self) -> broadcast::Receiver<HubEvent> {
+        self.inner.events.subscribe()
+    }
+
+    pub(crate) fn emit(&self, event: HubEvent) {
+        // No receivers is the normal headless case.
+        let _ = self.inner.events.send(event);
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug; the state is still
+        // the best we have, so keep serving rather than poisoning every call.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    pub(crate) fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+
+    pub(crate) fn set_local_addr(&self, addr: SocketAddr) {
+        let _ = self.inner.local_addr.set(addr);
+    }
+
+    /// The address the server is bound to, once `run` has started.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.inner.local_addr.get().copied()
+    }
+
+    /// The Get Current Context answer for a topic (empty form if unknown).
+    pub fn current_context(&self, topic: &str) -> serde_json::Value {
+        match self.lock().topics.get(topic) {
+            Some(t) => t.contexts.snapshot(),
+            None => serde_json::json!({"context.type": "", "context": []}),
+        }
+    }
+
+    /// Number of live subscriptions and connected sockets, over all topics.
+    pub fn counts(&self) -> (usize, usize) {
+        let state = self.lock();
+        let subs = state.topics.values().map(|t| t.subscriptions.len()).sum();
+        let conns = state
+            .topics
+            .values()
+            .flat_map(|t| t.subscriptions.values())
+            .filter(|s| s.conn.is_some())
+            .count();
+        (subs, conns)
+    }
+}

@@ -1,0 +1,383 @@
+//! Admitting, renewing and ending subscriptions, and attaching their
+//! WebSockets (2-4). Timers for leases, unused endpoints and reconnect grace
+//! run as small tasks that re-check the state when they wake.
+
+use fhircast::message::{confirmation, denial};
+use fhircast::{ChannelType, EventSet, SubscriptionRequest};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep, sleep_until, Duration, Instant};
+use tracing::info;
+
+use crate::error::ApiError;
+use crate::ids::{self, short};
+use crate::state::{HubEvent, State};
+use crate::sync_error::{Expect, Failure};
+use crate::topic::{Close, Connection, Frame, Subscription};
+use crate::Hub;
+
+/// What a channel task needs once its socket is attached.
+pub struct Attached {
+    pub conn_id: u64,
+    pub topic: String,
+    pub initial: Vec<Frame>,
+    pub rx: mpsc::Receiver<Frame>,
+    pub close_rx: oneshot::Receiver<Close>,
+    pub wants_heartbeat: bool,
+}
+
+/// The endpoint id inside an endpoint URL (or a bare id); tolerant of the
+/// spec example's trailing newline and of query strings.
+pub fn endpoint_id_of(endpoint: &str) -> &str {
+    let path = endpoint.trim().split(['?', '#']).next().unwrap_or_default();
+    path.trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+}
+
+impl Hub {
+    /// Subscribe, or renew when `hub.channel.endpoint` names a live
+    /// subscription (checklist 16-18). Returns the endpoint id.
+    pub(crate) fn subscribe(&self, req: SubscriptionRequest) -> Result<String, ApiError> {
+        match req.channel {
+            Some(ChannelType::WebSocket) => {}
+            Some(ChannelType::Webhook) => {
+                return Err(ApiError::bad_request(
+                    "hub.channel.type=webhook is not supported here: FHIRcast STU3 removed webhooks; subscribe with hub.channel.type=websocket",
+                ))
+            }
+            None => return Err(ApiError::bad_request("missing required field: hub.channel.type (use websocket)")),
+        }
+        let config = self.config();
+        let lease = req
+            .lease_seconds
+            .map(Duration::from_secs)
+            .unwrap_or(config.lease_default)
+            .min(config.lease_max);
+        let lease_until = Instant::now() + lease;
+        let mut state = self.lock();
+        if let Some(endpoint) = &req.endpoint {
+            let id = endpoint_id_of(endpoint).to_owned();
+            let renewed = renew(&mut state, &id, &req, lease_until).ok_or_else(|| {
+                ApiError::bad_request(
+                    "hub.channel.endpoint does not name a live subscription on this topic",
+                )
+            })?;
+            drop(state);
+            info!(topic = short(&req.topic), endpoint = short(&id), events = %req.events, "subscription renewed");
+            self.watch_lease(req.topic, id.clone(), lease_until, renewed);
+            return Ok(id);
+        }
+        let mut id = ids::endpoint_id();
+        while state.endpoints.contains_key(&id) {
+            id = ids::endpoint_id();
+        }
+        let sub = Subscription {
+            endpoint_id: id.clone(),
+            topic: req.topic.clone(),
+            events: req.events.clone(),
+            name: req.subscriber_name.clone(),
+            lease_until,
+            lease_generation: 0,
+            ever_connected: false,
+            conn: None,
+            lost: None,
+            last_event: None,
+        };
+        state.endpoints.insert(id.clone(), req.topic.clone());
+        state
+            .topics
+            .entry(req.topic.clone())
+            .or_default()
+            .subscriptions
+            .insert(id.clone(), sub);
+        drop(state);
+        info!(
+            topic = short(&req.topic),
+            endpoint = short(&id),
+            events = %req.events,
+            subscriber = req.subscriber_name.as_deref().unwrap_or("-"),
+            lease_secs = lease.as_secs(),
+            "subscribed"
+        );
+        self.watch_lease(req.topic.clone(), id.clone(), lease_until, 0);
+        self.watch_unused(req.topic, id.clone());
+        Ok(id)
+    }
+
+    /// Ends a subscription: 202, then a denial on its socket and a close
+    /// (checklist 36-40).
+    pub(crate) fn unsubscribe(&self, req: &SubscriptionRequest) -> Result<String, ApiError> {
+        let endpoint = req.endpoint.as_deref().ok_or_else(|| {
+            ApiError::bad_request(
+                "missing required field: hub.channel.endpoint (the endpoint to unsubscribe)",
+            )
+        })?;
+        let id = endpoint_id_of(endpoint).to_owned();
+        let mut state = self.lock();
+        let known = state.endpoints.get(&id).is_some_and(|t| *t == req.topic);
+        if !known {
+            return Err(ApiError::bad_request(
+                "hub.channel.endpoint does not name a live subscription on this topic",
+            ));
+        }
+        let sub = remove(&mut state, &req.topic, &id, Some(("unsubscribed", 1000)));
+        drop(state);
+        if let Some(sub) = sub {
+            info!(
+                topic = short(&req.topic),
+                endpoint = short(&id),
+                "unsubscribed"
+            );
+            self.emit(HubEvent::Left {
+                topic: req.topic.clone(),
+                subscriber: sub.display_name(),
+                reason: "unsubscribed".into(),
+            });
+        }
+        Ok(id)
+    }
+
+    /// Attaches a new WebSocket to an endpoint: confirmation, then the
+    /// current context (checklist 26-29). A newer connection takes over
+    /// from an older one at once (hub-digest §2.8).
+    pub(crate) fn attach(&self, endpoint_id: &str) -> Option<Attached> {
+        let capacity = self.config().queue_capacity;
+        let mut state = self.lock();
+        let topic_id = state.endpoints.get(endpoint_id)?.clone();
+        state.next_conn += 1;
+        let conn_id = state.next_conn;
+        let topic = state.topics.get_mut(&topic_id)?;
+        let (tx, rx) = mpsc::channel(capacity);
+        let (close, close_rx) = oneshot::channel();
+        let replay = {
+            let sub = topic.subscriptions.get(endpoint_id)?;
+            crate::delivery::replay(&topic.contexts, &sub.events, |_| true)
+        };
+        let sub = topic.subscriptions.get_mut(endpoint_id)?;
+        let lease_left = sub
+            .lease_until
+            .saturating_duration_since(Instant::now())
+            .as_secs()
+            .max(1);
+        let mut initial = vec![Frame {
+            text: confirmation(&topic_id, &sub.events.to_string(), lease_left).into(),
+            ack: None,
+        }];
+        initial.extend(replay);
+        // Dropping the older connection's close sender closes its socket.
+        sub.conn = Some(Connection {
+            id: conn_id,
+            tx,
+            close,
+        });
+        sub.ever_connected = true;
+        sub.lost = None;
+        let name = sub.display_name();
+        let wants_heartbeat = sub.events.contains_folded("heartbeat");
+        drop(state);
+        info!(topic = short(&topic_id), endpoint = short(endpoint_id), subscriber = %name, "connected");
+        self.emit(HubEvent::Connected {
+            topic: topic_id.clone(),
+            subscriber: name,
+        });
+        Some(Attached {
+            conn_id,
+            topic: topic_id,
+            initial,
+            rx,
+            close_rx,
+            wants_heartbeat,
+        })
+    }
+
+    /// A channel task ended. A clean close (1000/1001) keeps the
+    /// subscription for a later reconnect without complaint (checklist 55);
+    /// an abnormal one starts the grace period.
+    pub(crate) fn channel_closed(&self, endpoint_id: &str, conn_id: u64, clean: bool) {
+        let mut state = self.lock();
+        let Some(topic_id) = state.endpoints.get(endpoint_id).cloned() else {
+            return;
+        };
+        let Some(sub) = state
+            .topics
+            .get_mut(&topic_id)
+            .and_then(|t| t.subscriptions.get_mut(endpoint_id))
+        else {
+            return;
+        };
+        if sub.conn.as_ref().map(|c| c.id) != Some(conn_id) {
+            return; // A newer connection took over, or the subscription ended.
+        }
+        sub.conn = None;
+        let name = sub.display_name();
+        if !clean {
+            sub.lost = Some(conn_id);
+        }
+        drop(state);
+        info!(topic = short(&topic_id), endpoint = short(endpoint_id), subscriber = %name, clean, "disconnected");
+        self.emit(HubEvent::Disconnected {
+            topic: topic_id.clone(),
+            subscriber: name,
+            clean,
+        });
+        if !clean {
+            self.watch_grace(topic_id, endpoint_id.to_owned(), conn_id);
+        }
+    }
+
+    fn watch_lease(&self, topic: String, endpoint_id: String, until: Instant, generation: u64) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = sleep_until(until) => {}
+                _ = hub.shutdown_token().cancelled() => return,
+            }
+            let mut state = hub.lock();
+            let current = state
+                .topics
+                .get(&topic)
+                .and_then(|t| t.subscriptions.get(&endpoint_id))
+                .is_some_and(|s| s.lease_generation == generation);
+            if !current {
+                return;
+            }
+            if let Some(sub) = remove(
+                &mut state,
+                &topic,
+                &endpoint_id,
+                Some(("subscription lease expired", 1000)),
+            ) {
+                drop(state);
+                info!(
+                    topic = short(&topic),
+                    endpoint = short(&endpoint_id),
+                    "lease expired"
+                );
+                hub.emit(HubEvent::Left {
+                    topic,
+                    subscriber: sub.display_name(),
+                    reason: "lease expired".into(),
+                });
+            }
+        });
+    }
+
+    fn watch_unused(&self, topic: String, endpoint_id: String) {
+        let hub = self.clone();
+        let window = self.config().connect_window;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = sleep(window) => {}
+                _ = hub.shutdown_token().cancelled() => return,
+            }
+            let mut state = hub.lock();
+            let unused = state
+                .topics
+                .get(&topic)
+                .and_then(|t| t.subscriptions.get(&endpoint_id))
+                .is_some_and(|s| !s.ever_connected);
+            if unused && remove(&mut state, &topic, &endpoint_id, None).is_some() {
+                info!(
+                    topic = short(&topic),
+                    endpoint = short(&endpoint_id),
+                    "endpoint never connected; discarded"
+                );
+            }
+        });
+    }
+
+    fn watch_grace(&self, topic: String, endpoint_id: String, conn_id: u64) {
+        let hub = self.clone();
+        let grace = self.config().grace_period;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = sleep(grace) => {}
+                _ = hub.shutdown_token().cancelled() => return,
+            }
+            let last = {
+                let state = hub.lock();
+                let Some(sub) = state
+                    .topics
+                    .get(&topic)
+                    .and_then(|t| t.subscriptions.get(&endpoint_id))
+                else {
+                    return;
+                };
+                sub.last_event.clone().unwrap_or_default()
+            };
+            hub.fail_all(vec![Failure {
+                topic,
+                endpoint_id,
+                expect: Expect::Lost(conn_id),
+                event_id: last.0,
+                event_name: last.1,
+                diagnostics: format!(
+                    "connection lost and not re-established within {} s",
+                    grace.as_secs_f64()
+                ),
+            }]);
+        });
+    }
+}
+
+fn renew(
+    state: &mut State,
+    id: &str,
+    req: &SubscriptionRequest,
+    lease_until: Instant,
+) -> Option<u64> {
+    let topic = state.topics.get_mut(&req.topic)?;
+    let contexts = &topic.contexts;
+    let sub = topic.subscriptions.get_mut(id)?;
+    let old: EventSet = std::mem::replace(&mut sub.events, req.events.clone());
+    sub.lease_until = lease_until;
+    sub.lease_generation += 1;
+    if req.subscriber_name.is_some() {
+        sub.name = req.subscriber_name.clone();
+    }
+    if let Some(conn) = &sub.conn {
+        // A fresh confirmation, then the context for events newly granted.
+        let lease_left = lease_until
+            .saturating_duration_since(Instant::now())
+            .as_secs()
+            .max(1);
+        let text = confirmation(&req.topic, &sub.events.to_string(), lease_left);
+        let _ = conn.tx.try_send(Frame {
+            text: text.into(),
+            ack: None,
+        });
+        for frame in
+            crate::delivery::replay(contexts, &sub.events, |name| !old.contains_folded(name))
+        {
+            let _ = conn.tx.try_send(frame);
+        }
+    }
+    Some(sub.lease_generation)
+}
+
+/// Removes a subscription; if its socket is up, sends it a denial with
+/// `reason` and closes with `code` (checklist 33, 34, 39). Drops the topic
+/// when no subscription is left: the session is over.
+pub(crate) fn remove(
+    state: &mut State,
+    topic_id: &str,
+    endpoint_id: &str,
+    ending: Option<(&'static str, u16)>,
+) -> Option<Subscription> {
+    let topic = state.topics.get_mut(topic_id)?;
+    let mut sub = topic.subscriptions.remove(endpoint_id)?;
+    state.endpoints.remove(endpoint_id);
+    if topic.subscriptions.is_empty() {
+        state.topics.remove(topic_id);
+    }
+    if let (Some(conn), Some((reason, code))) = (sub.conn.take(), ending) {
+        let denial = denial(topic_id, &sub.events.to_string(), reason);
+        let _ = conn.close.send(Close {
+            denial: Some(denial),
+            code,
+            reason,
+        });
+    }
+    Some(sub)
+}

@@ -1,0 +1,67 @@
+//! A topic (one clinician's session) and its subscriptions.
+
+use std::collections::HashMap;
+
+use axum::extract::ws::Utf8Bytes;
+use fhircast::EventSet;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::context::ContextStack;
+
+#[derive(Default)]
+pub struct Topic {
+    /// By endpoint id.
+    pub subscriptions: HashMap<String, Subscription>,
+    pub contexts: ContextStack,
+}
+
+pub struct Subscription {
+    pub endpoint_id: String,
+    pub topic: String,
+    pub events: EventSet,
+    pub name: Option<String>,
+    pub lease_until: Instant,
+    /// Bumped on every renewal so that old expiry timers know they are stale.
+    pub lease_generation: u64,
+    pub ever_connected: bool,
+    pub conn: Option<Connection>,
+    /// Set when the last connection dropped abnormally: its id.
+    pub lost: Option<u64>,
+    /// The last event we tried to give it, for SyncErrors about it.
+    pub last_event: Option<(String, String)>,
+}
+
+impl Subscription {
+    /// How the subscriber is named in SyncErrors (checklist 74).
+    pub fn display_name(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("subscriber {}", crate::ids::short(&self.endpoint_id)))
+    }
+}
+
+/// The live WebSocket of a subscription.
+pub struct Connection {
+    pub id: u64,
+    pub tx: mpsc::Sender<Frame>,
+    /// Tells the channel task to deny and close. Dropping it (a newer
+    /// connection took over) closes the socket too.
+    pub close: oneshot::Sender<Close>,
+}
+
+/// One text frame for a subscriber. The text is shared by all recipients.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    pub text: Utf8Bytes,
+    /// `(event id, event name)` when the subscriber must ACK it.
+    pub ack: Option<(Utf8Bytes, Utf8Bytes)>,
+}
+
+#[derive(Debug)]
+pub struct Close {
+    /// The denial frame to send first, if any.
+    pub denial: Option<String>,
+    pub code: u16,
+    pub reason: &'static str,
+}
