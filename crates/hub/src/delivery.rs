@@ -146,17 +146,17 @@ pub(crate) fn deliver(
     let mut failures = Vec::new();
     for sub in topic.subscriptions.values_mut() {
         let Some(conn) = &sub.conn else { continue };
-        let frames: Vec<&Frame> = if sub.events.contains_folded(name) {
-            vec![frame]
-        } else {
+        let direct = sub.events.contains_folded(name);
+        let mut frames = std::iter::once(frame).filter(|_| direct).chain(
             derived
                 .iter()
-                .filter(|(n, _)| sub.events.contains_folded(n))
-                .map(|(_, f)| f)
-                .collect()
-        };
-        for f in frames {
-            sub.last_event = Some((event_id.to_owned(), event_name.to_owned()));
+                .filter(|(n, _)| !direct && sub.events.contains_folded(n))
+                .map(|(_, f)| f),
+        );
+        for f in &mut frames {
+            if let Some(ack) = &f.ack {
+                sub.last_event = Some(ack.clone());
+            }
             match conn.tx.try_send(f.clone()) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
@@ -166,10 +166,7 @@ pub(crate) fn deliver(
                         expect: Expect::Conn(conn.id),
                         event_id: event_id.to_owned(),
                         event_name: event_name.to_owned(),
-                        diagnostics: format!(
-                            "not keeping up: {} notifications waiting unread",
-                            conn.tx.max_capacity()
-                        ),
+                        diagnostics: format!("not keeping up: {} notifications waiting unread", conn.tx.max_capacity()),
                     });
                     break;
                 }

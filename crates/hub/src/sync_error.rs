@@ -83,25 +83,11 @@ impl Hub {
         let frame = frame_of(&message, &EventKind::SyncError);
         let id = message["id"].as_str().unwrap_or_default().to_owned();
         // Remove first, so the failing app is not among the recipients.
-        let topic_id = f.topic.clone();
-        let Some(topic) = state.topics.get_mut(&topic_id) else {
-            return Vec::new();
+        remove(&mut state, &f.topic, &f.endpoint_id, Some(("failed to follow context", 1008)));
+        let more = match state.topics.get_mut(&f.topic) {
+            Some(topic) => deliver(topic, "syncerror", &frame, &[], (&id, "SyncError")),
+            None => Vec::new(),
         };
-        let mut sub = topic
-            .subscriptions
-            .remove(&f.endpoint_id)
-            .expect("looked up above");
-        let more = deliver(topic, "syncerror", &frame, &[], (&id, "SyncError"));
-        topic.subscriptions.insert(f.endpoint_id.clone(), {
-            sub.last_event = None;
-            sub
-        });
-        remove(
-            &mut state,
-            &topic_id,
-            &f.endpoint_id,
-            Some(("failed to follow context", 1008)),
-        );
         drop(state);
         warn!(topic = short(&f.topic), endpoint = short(&f.endpoint_id), subscriber = %name, event = %f.event_name, reason = %f.diagnostics, "SyncError: subscriber failed to follow; unsubscribed");
         self.emit(HubEvent::SyncError {

@@ -28,8 +28,9 @@ pub struct Subscription {
     pub conn: Option<Connection>,
     /// Set when the last connection dropped abnormally: its id.
     pub lost: Option<u64>,
-    /// The last event we tried to give it, for SyncErrors about it.
-    pub last_event: Option<(String, String)>,
+    /// `(id, name)` of the last event we tried to give it, for SyncErrors
+    /// about it. Shared bytes: no allocation per delivery.
+    pub last_event: Option<(Utf8Bytes, Utf8Bytes)>,
 }
 
 impl Subscription {
