@@ -166,7 +166,10 @@ pub(crate) fn deliver(
                         expect: Expect::Conn(conn.id),
                         event_id: event_id.to_owned(),
                         event_name: event_name.to_owned(),
-                        diagnostics: format!("not keeping up: {} notifications waiting unread", conn.tx.max_capacity()),
+                        diagnostics: format!(
+                            "not keeping up: {} notifications waiting unread",
+                            conn.tx.max_capacity()
+                        ),
                     });
                     break;
                 }

@@ -9,6 +9,8 @@
 //! - [`server::app`] builds the axum router, [`server::run`] serves it until
 //!   the shutdown future resolves.
 
+#[doc(hidden)]
+pub mod bench_support;
 mod channel;
 pub mod config;
 mod context;

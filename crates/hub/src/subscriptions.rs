@@ -304,7 +304,10 @@ impl Hub {
                 else {
                     return;
                 };
-                sub.last_event.clone().map(|(id, name)| (id.to_string(), name.to_string())).unwrap_or_default()
+                sub.last_event
+                    .clone()
+                    .map(|(id, name)| (id.to_string(), name.to_string()))
+                    .unwrap_or_default()
             };
             hub.fail_all(vec![Failure {
                 topic,

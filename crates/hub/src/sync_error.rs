@@ -83,7 +83,12 @@ impl Hub {
         let frame = frame_of(&message, &EventKind::SyncError);
         let id = message["id"].as_str().unwrap_or_default().to_owned();
         // Remove first, so the failing app is not among the recipients.
-        remove(&mut state, &f.topic, &f.endpoint_id, Some(("failed to follow context", 1008)));
+        remove(
+            &mut state,
+            &f.topic,
+            &f.endpoint_id,
+            Some(("failed to follow context", 1008)),
+        );
         let more = match state.topics.get_mut(&f.topic) {
             Some(topic) => deliver(topic, "syncerror", &frame, &[], (&id, "SyncError")),
             None => Vec::new(),

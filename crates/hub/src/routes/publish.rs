@@ -8,6 +8,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fhircast::Event;
 use serde_json::json;
+use tracing::info;
 
 use super::{read_body, Api};
 use crate::error::ApiError;
@@ -40,7 +41,7 @@ pub async fn at_topic(
 pub fn handle(api: &Api, path_topic: Option<&str>, body: &[u8]) -> Response {
     let event = match Event::parse(body, api.version) {
         Ok(e) => e,
-        Err(e) => return ApiError::bad_request(e.0).into_response(),
+        Err(e) => return rejected(ApiError::bad_request(e.0), None),
     };
     if let Some(topic) = path_topic {
         if topic != event.topic {
@@ -51,6 +52,7 @@ pub fn handle(api: &Api, path_topic: Option<&str>, body: &[u8]) -> Response {
             .into_response();
         }
     }
+    let name = event.name.to_string();
     match api.hub.publish(event) {
         Ok(published) => {
             let (status, body) = if published.unknown_selected.is_empty() {
@@ -72,6 +74,12 @@ pub fn handle(api: &Api, path_topic: Option<&str>, body: &[u8]) -> Response {
             )
                 .into_response()
         }
-        Err(e) => e.into_response(),
+        Err(e) => rejected(e, Some(&name)),
     }
+}
+
+/// Support staff need to see refused publishes in the log, with the reason.
+fn rejected(e: ApiError, event: Option<&str>) -> Response {
+    info!(status = e.status.as_u16(), event = event.unwrap_or("-"), reason = %e.message, "publish rejected");
+    e.into_response()
 }

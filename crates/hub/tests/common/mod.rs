@@ -350,3 +350,27 @@ pub fn put_observation(id: &str) -> Value {
     json!({"request": {"method": "PUT", "url": format!("Observation/{id}")},
            "resource": {"resourceType": "Observation", "id": id, "status": "preliminary"}})
 }
+
+/// A barrier on one socket: the hub answers a ping only after it has handled
+/// every frame sent before it. Returns the text frames that came meanwhile.
+pub async fn ping_barrier(ws: &mut Ws) -> Vec<Value> {
+    let payload = uuid::Uuid::new_v4().as_bytes().to_vec();
+    ws.stream
+        .send(Message::Ping(payload.clone().into()))
+        .await
+        .expect("ping");
+    let mut texts = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.stream.next())
+            .await
+            .expect("pong in time")
+            .expect("socket open")
+            .expect("frame");
+        match msg {
+            Message::Pong(p) if p.as_ref() == payload.as_slice() => return texts,
+            Message::Text(t) => texts.push(serde_json::from_str(&t).expect("JSON")),
+            Message::Close(c) => panic!("closed while waiting for the pong: {c:?}"),
+            _ => {}
+        }
+    }
+}
