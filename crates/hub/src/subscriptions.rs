@@ -39,15 +39,7 @@ impl Hub {
     /// Subscribe, or renew when `hub.channel.endpoint` names a live
     /// subscription (checklist 16-18). Returns the endpoint id.
     pub(crate) fn subscribe(&self, req: SubscriptionRequest) -> Result<String, ApiError> {
-        match req.channel {
-            Some(ChannelType::WebSocket) => {}
-            Some(ChannelType::Webhook) => {
-                return Err(ApiError::bad_request(
-                    "hub.channel.type=webhook is not supported here: FHIRcast STU3 removed webhooks; subscribe with hub.channel.type=websocket",
-                ))
-            }
-            None => return Err(ApiError::bad_request("missing required field: hub.channel.type (use websocket)")),
-        }
+        check_channel(&req)?;
         let config = self.config();
         let lease = req
             .lease_seconds
@@ -108,6 +100,7 @@ impl Hub {
     /// Ends a subscription: 202, then a denial on its socket and a close
     /// (checklist 36-40).
     pub(crate) fn unsubscribe(&self, req: &SubscriptionRequest) -> Result<String, ApiError> {
+        check_channel(req)?;
         let endpoint = req.endpoint.as_deref().ok_or_else(|| {
             ApiError::bad_request(
                 "missing required field: hub.channel.endpoint (the endpoint to unsubscribe)",
@@ -321,6 +314,18 @@ impl Hub {
                 ),
             }]);
         });
+    }
+}
+
+/// STU3 hubs take WebSocket subscriptions only, and ask for the channel
+/// type explicitly (checklist 9, 10).
+fn check_channel(req: &SubscriptionRequest) -> Result<(), ApiError> {
+    match req.channel {
+        Some(ChannelType::WebSocket) => Ok(()),
+        Some(ChannelType::Webhook) => Err(ApiError::bad_request(
+            "hub.channel.type=webhook is not supported here: FHIRcast STU3 removed webhooks; use hub.channel.type=websocket",
+        )),
+        None => Err(ApiError::bad_request("missing required field: hub.channel.type (use websocket)")),
     }
 }
 

@@ -519,7 +519,7 @@ async fn unused_endpoint_expires() {
 async fn second_connection_takes_over() {
     let hub = TestHub::start().await;
     let topic = topic();
-    let mut watcher = hub.join(&topic, "SyncError,Patient-close", "Watcher").await;
+    let mut watcher = hub.join(&topic, "syncerror,Patient-close", "Watcher").await;
     let mut old = hub.join(&topic, "Patient-open,Patient-close", "RIS").await;
     let open = patient_open(&topic, "p1");
     hub.publish_ok(&open).await;
