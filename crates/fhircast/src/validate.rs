@@ -177,8 +177,11 @@ fn check_context(
                 kind,
                 EventKind::SyncError | EventKind::UserLogout | EventKind::UserHibernate
             );
+        // Open/close resources need their id (close is matched to open by it);
+        // Parameters and OperationOutcome in the spec's examples have none.
+        let needs_id = matches!(kind, EventKind::Open(_) | EventKind::Close(_));
         for spec in entry.keys {
-            check_key(name, context, spec, relaxed)?;
+            check_key(name, context, spec, relaxed, needs_id)?;
         }
         for item in context {
             let key = key_of(item);
@@ -237,6 +240,7 @@ fn check_key(
     context: &[Value],
     spec: &KeySpec,
     relaxed: bool,
+    needs_id: bool,
 ) -> Result<(), ValidationError> {
     let items: Vec<&Value> = context.iter().filter(|i| key_of(i) == spec.key).collect();
     let min = if relaxed { 0 } else { spec.min };
@@ -252,29 +256,37 @@ fn check_key(
         }
     }
     for item in items {
-        check_value(name, spec, item)?;
+        check_value(name, spec, item, needs_id)?;
     }
     Ok(())
 }
 
-fn check_value(name: &EventName, spec: &KeySpec, item: &Value) -> Result<(), ValidationError> {
+fn check_value(
+    name: &EventName,
+    spec: &KeySpec,
+    item: &Value,
+    needs_id: bool,
+) -> Result<(), ValidationError> {
     let key = spec.key;
     let as_resource = |want: &str| -> Result<(), ValidationError> {
         let Some(resource) = item.get("resource") else {
             return err(format!("{name}: context key {key:?} must carry a resource"));
         };
-        match resource_type_and_id(resource) {
-            Some((t, _)) if t == want => Ok(()),
-            Some((t, _)) => err(format!(
+        let resource_type = resource.get("resourceType").and_then(Value::as_str);
+        let has_id = resource
+            .get("id")
+            .and_then(Value::as_str)
+            .is_some_and(|id| !id.is_empty());
+        match resource_type {
+            Some(t) if t != want => err(format!(
                 "{name}: context key {key:?} must be a {want}, not a {t}"
             )),
-            None if resource.get("resourceType").and_then(Value::as_str) == Some(want)
-                && want == "Bundle" =>
-            {
-                Ok(())
-            }
+            Some(_) if needs_id && want != "Bundle" && !has_id => err(format!(
+                "{name}: context key {key:?} must be a {want} resource with an id"
+            )),
+            Some(_) => Ok(()),
             None => err(format!(
-                "{name}: context key {key:?} must be a {want} resource with resourceType and id"
+                "{name}: context key {key:?} must be a {want} resource with a resourceType"
             )),
         }
     };
@@ -390,6 +402,17 @@ mod tests {
             .unwrap_err()
             .0
             .contains("UTF-8"));
+    }
+
+    #[test]
+    fn resources_outside_open_close_need_no_id() {
+        let oo = json!([{"key": "operationoutcome", "resource": {"resourceType": "OperationOutcome", "issue": []}}]);
+        assert!(Event::from_value(msg("syncerror", oo), Version::Stu3).is_ok());
+        let open = json!([{"key": "patient", "resource": {"resourceType": "Patient"}}]);
+        assert!(Event::from_value(msg("Patient-open", open), Version::Stu3)
+            .unwrap_err()
+            .0
+            .contains("with an id"));
     }
 
     #[test]

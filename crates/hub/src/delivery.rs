@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::error::TrySendError;
 use tracing::info;
 
-use crate::context::{ContextError, ContextStack};
+use crate::context::{ContextError, ContextStack, OpenContext};
 use crate::error::ApiError;
 use crate::ids::{self, short};
 use crate::state::HubEvent;
@@ -220,11 +220,12 @@ fn derive_opens(event: &Event, resource: &str) -> Vec<Map<String, Value>> {
     out
 }
 
-/// The frames that bring a newly connected subscriber up to date: each open
-/// context, oldest first so that the current one comes last, with its
-/// original id and timestamp and its current versionId (checklist 28, 29).
-/// Nothing when no context is current: after a close, apps show nothing
-/// (2-9), and a late joiner must not be shown a suspended patient.
+/// The frames that bring a newly connected subscriber up to date: for each
+/// anchor type, its most recent open context (checklist 28), oldest first
+/// so that the current one comes last, with the original id and timestamp
+/// and the current versionId (checklist 29). Nothing when no context is
+/// current: after a close, apps show nothing (2-9), and a late joiner must
+/// not be shown a suspended patient.
 pub(crate) fn replay(
     contexts: &ContextStack,
     events: &EventSet,
@@ -233,8 +234,17 @@ pub(crate) fn replay(
     if contexts.current().is_none() {
         return Vec::new();
     }
+    let mut latest: Vec<&OpenContext> = Vec::new();
+    for ctx in contexts.open_contexts().iter().rev() {
+        if !latest
+            .iter()
+            .any(|c| c.anchor_type.eq_ignore_ascii_case(&ctx.anchor_type))
+        {
+            latest.push(ctx);
+        }
+    }
     let mut frames = Vec::new();
-    for ctx in contexts.open_contexts() {
+    for ctx in latest.into_iter().rev() {
         let name = folded_name(&ctx.open_message);
         if events.contains_folded(&name) {
             if include(&name) {
