@@ -288,19 +288,31 @@ impl Hub {
                 _ = sleep(grace) => {}
                 _ = hub.shutdown_token().cancelled() => return,
             }
+            // What it missed: the last event it was sent, else the context it
+            // is out of (FHIR codes must not be empty).
             let last = {
                 let state = hub.lock();
-                let Some(sub) = state
-                    .topics
-                    .get(&topic)
-                    .and_then(|t| t.subscriptions.get(&endpoint_id))
-                else {
+                let Some(topic_state) = state.topics.get(&topic) else {
                     return;
                 };
+                let Some(sub) = topic_state.subscriptions.get(&endpoint_id) else {
+                    return;
+                };
+                let current = topic_state.contexts.current().map(|c| {
+                    let ev = &c.open_message;
+                    (
+                        ev["id"].as_str().unwrap_or("unknown").to_owned(),
+                        ev["event"]["hub.event"]
+                            .as_str()
+                            .unwrap_or("unknown")
+                            .to_owned(),
+                    )
+                });
                 sub.last_event
-                    .clone()
+                    .as_ref()
                     .map(|(id, name)| (id.to_string(), name.to_string()))
-                    .unwrap_or_default()
+                    .or(current)
+                    .unwrap_or_else(|| ("unknown".to_owned(), "unknown".to_owned()))
             };
             hub.fail_all(vec![Failure {
                 topic,

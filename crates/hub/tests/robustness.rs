@@ -177,10 +177,16 @@ async fn oversized_frame_closes_only_that_socket() {
 
     let open = patient_open(&topic, "p1");
     hub.publish_ok(&open).await;
-    assert_eq!(other.next_event().await["id"], open["id"]);
-    let sync = other.next_json().await;
-    assert_eq!(sync["event"]["hub.event"], "SyncError", "{sync}");
-    assert!(sync.to_string().contains("Big Talker"), "{sync}");
+    // The event and the SyncError race (the grace period is short).
+    let frames = [other.next_event().await, other.next_json().await];
+    assert!(frames.iter().any(|f| f["id"] == open["id"]), "{frames:?}");
+    let sync = frames
+        .iter()
+        .find(|f| f["event"]["hub.event"] == "SyncError");
+    assert!(
+        sync.is_some_and(|s| s.to_string().contains("Big Talker")),
+        "{frames:?}"
+    );
 }
 
 /// Checklist 19, 20, 61: garbage bodies get a 4xx, and the hub keeps serving.

@@ -1,0 +1,245 @@
+//! The real `lockstep-hub` binary as a child process: flags, the loopback
+//! guard, the ready line, logging, and a clean shutdown on SIGTERM.
+
+mod common;
+
+use std::process::{ExitStatus, Stdio};
+
+use common::{patient_open, topic, Ws, WAIT};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lockstep-hub");
+
+/// A running hub process; killed if the test fails first.
+struct Proc {
+    child: Child,
+    /// The first stdout line.
+    ready: String,
+    /// Stderr, line by line, as it comes.
+    stderr: mpsc::UnboundedReceiver<String>,
+    /// Kept open: a hub writing to a closed stdout would fail.
+    _stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Proc {
+    async fn start(args: &[&str]) -> Proc {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn lockstep-hub");
+        let (tx, stderr) = mpsc::unbounded_channel();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(WAIT, stdout.next_line())
+            .await
+            .expect("ready line in time")
+            .unwrap()
+            .expect("a ready line on stdout");
+        Proc {
+            child,
+            ready,
+            stderr,
+            _stdout: stdout,
+            _dir: dir,
+        }
+    }
+
+    /// `hub.url` from `Lockstep hub ready at http://ADDR/fhircast/STU3`.
+    fn hub_url(&self) -> String {
+        let url = self
+            .ready
+            .strip_prefix("Lockstep hub ready at ")
+            .unwrap_or_else(|| panic!("unexpected ready line {:?}", self.ready));
+        assert!(
+            url.starts_with("http://") && url.ends_with("/fhircast/STU3"),
+            "{url}"
+        );
+        url.to_owned()
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    async fn stderr_line(&mut self, needle: &str) -> String {
+        loop {
+            let line = tokio::time::timeout(WAIT, self.stderr.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no stderr line with {needle:?} in time"))
+                .unwrap_or_else(|| panic!("stderr ended without {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    async fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().expect("still running").to_string();
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        tokio::time::timeout(WAIT * 2, self.child.wait())
+            .await
+            .expect("exits in time")
+            .unwrap()
+    }
+}
+
+/// Runs the binary to completion (bounded) and returns its output.
+async fn run(args: &[&str]) -> std::process::Output {
+    let child = Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("exits in time")
+        .unwrap()
+}
+
+/// No checklist id (command-line surface): every setting is a flag.
+#[tokio::test]
+async fn help_lists_every_flag() {
+    let out = run(&["--help"]).await;
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--allow-remote",
+        "--no-auth",
+        "--ack-timeout-ms",
+        "--grace-period-ms",
+        "--lease-default-secs",
+        "--lease-max-secs",
+        "--max-body-bytes",
+        "--queue-capacity",
+        "--ping-interval-ms",
+        "--log",
+        "--version",
+        "--help",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
+    }
+}
+
+/// No checklist id (command-line surface).
+#[tokio::test]
+async fn version_prints_the_version() {
+    let out = run(&["--version"]).await;
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+    assert!(text.contains("lockstep-hub"), "{text}");
+}
+
+/// Checklist 5 in spirit; hub-digest 10 (loopback only unless explicitly allowed).
+#[tokio::test]
+async fn non_loopback_listen_is_refused_without_allow_remote() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = run(&["--listen", "0.0.0.0:0", "--no-auth", "--data-dir", data]).await;
+    assert!(!out.status.success(), "{:?}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loopback"), "{stderr}");
+    assert!(out.stdout.is_empty(), "never ready");
+}
+
+/// Hub-digest 10: `--allow-remote` starts, with a warning (no checklist id).
+#[tokio::test]
+async fn allow_remote_starts_and_warns() {
+    let mut hub = Proc::start(&["--listen", "0.0.0.0:0", "--allow-remote", "--no-auth"]).await;
+    assert!(
+        hub.ready.starts_with("Lockstep hub ready at http://"),
+        "{}",
+        hub.ready
+    );
+    let warning = hub.stderr_line("non-loopback").await;
+    assert!(warning.contains("WARN"), "{warning}");
+    hub.child.kill().await.unwrap();
+}
+
+async fn subscribe(http: &reqwest::Client, url: &str, topic: &str, name: &str) -> String {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("hub.channel.type", "websocket"),
+            ("hub.mode", "subscribe"),
+            ("hub.topic", topic),
+            ("hub.events", "Patient-open"),
+            ("subscriber.name", name),
+        ])
+        .finish();
+    let res = http
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let v: Value = res.json().await.unwrap();
+    v["hub.channel.endpoint"].as_str().unwrap().to_owned()
+}
+
+/// Checklist 8, 22, 26, 41, 60; shutdown: SIGTERM closes every socket with
+/// 1001 (going away) and the process exits 0; one log line per subscribe
+/// and per publish.
+#[tokio::test]
+async fn sigterm_closes_sockets_with_1001_and_exits_0() {
+    let mut hub = Proc::start(&["--listen", "127.0.0.1:0", "--no-auth"]).await;
+    let url = hub.hub_url();
+    let http = reqwest::Client::new();
+    let topic = topic();
+    let mut apps = Vec::new();
+    for name in ["RIS", "PACS"] {
+        let mut ws = Ws::connect(&subscribe(&http, &url, &topic, name).await).await;
+        assert_eq!(ws.next_json().await["hub.mode"], "subscribe");
+        apps.push(ws);
+    }
+    for p in ["p1", "p2", "p3"] {
+        let open = patient_open(&topic, p);
+        let res = http.post(&url).json(&open).send().await.unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+        for ws in &mut apps {
+            assert_eq!(ws.next_event().await["id"], open["id"]);
+        }
+    }
+
+    let status = hub.terminate().await;
+    for ws in &mut apps {
+        let (texts, close) = ws.closed().await;
+        assert!(texts.is_empty(), "{texts:?}");
+        assert_eq!(close.map(|c| u16::from(c.code)), Some(1001), "going away");
+    }
+    assert_eq!(status.code(), Some(0), "{status:?}");
+
+    let mut log = Vec::new();
+    while let Some(line) = hub.stderr.recv().await {
+        log.push(line); // ends when the process's stderr closes
+    }
+    let count = |message: &str| {
+        let needle = format!(": {message} ");
+        log.iter().filter(|l| l.contains(&needle)).count()
+    };
+    assert_eq!(count("subscribed"), 2, "one line per subscribe:\n{log:#?}");
+    assert_eq!(count("published"), 3, "one line per publish:\n{log:#?}");
+}
