@@ -38,7 +38,7 @@ pub fn subscribe_local(hub: &Hub, topic: &str, events: &str) -> LocalSubscriber 
         callback: None,
         secret: None,
     };
-    let id = hub.subscribe(req).expect("subscribe");
+    let id = hub.subscribe(req, None).expect("subscribe");
     let attached = hub.attach(&id).expect("attach");
     LocalSubscriber {
         rx: attached.rx,

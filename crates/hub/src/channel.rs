@@ -17,6 +17,7 @@ use tokio::time::{interval_at, sleep_until, timeout, Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::admin::AckStats;
 use crate::ids::{self, short};
 use crate::subscriptions::Attached;
 use crate::sync_error::{Expect, Failure};
@@ -29,6 +30,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 struct Pending {
     id: Utf8Bytes,
     name: Utf8Bytes,
+    sent: Instant,
     deadline: Instant,
 }
 
@@ -76,6 +78,7 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
         mut rx,
         mut close_rx,
         wants_heartbeat,
+        acks,
     } = attached;
     let config = hub.config().clone();
     let shutdown = hub.shutdown_token().clone();
@@ -113,7 +116,7 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
                 last_heard = Instant::now();
                 match inbound {
                     Some(Ok(Message::Text(text))) => {
-                        if let Some(failure) = on_text(&text, &mut pending, conn_id, &topic, endpoint_id) {
+                        if let Some(failure) = on_text(&text, &mut pending, &acks, conn_id, &topic, endpoint_id) {
                             pending.clear();
                             hub.fail_all(vec![failure]);
                         }
@@ -176,10 +179,12 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
 
 fn track(pending: &mut VecDeque<Pending>, frame: &Frame, ack_timeout: Duration) {
     if let Some((id, name)) = &frame.ack {
+        let sent = Instant::now();
         pending.push_back(Pending {
             id: id.clone(),
             name: name.clone(),
-            deadline: Instant::now() + ack_timeout,
+            sent,
+            deadline: sent + ack_timeout,
         });
     }
 }
@@ -195,6 +200,7 @@ fn rearm(pending: &VecDeque<Pending>, timer: std::pin::Pin<&mut tokio::time::Sle
 fn on_text(
     text: &str,
     pending: &mut VecDeque<Pending>,
+    acks: &AckStats,
     conn_id: u64,
     topic: &str,
     endpoint_id: &str,
@@ -210,6 +216,7 @@ fn on_text(
                 return None;
             };
             let settled = pending.remove(i)?;
+            acks.record(&ack.status, settled.sent.elapsed());
             match ack.status {
                 AckStatus::Success(_) => None,
                 AckStatus::Failure(code) => Some(Failure {

@@ -3,7 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::auth::{MemoryStore, SecretStore};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -11,8 +14,12 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub allow_remote: bool,
-    /// No bearer tokens required (the only mode until SMART auth lands).
+    /// No bearer tokens required. Off by default: auth is on.
     pub no_auth: bool,
+    /// Where the signing key and client-secret hashes live.
+    pub secret_store: Arc<dyn SecretStore>,
+    /// Lifetime of the access tokens the hub issues; leases never outlive them.
+    pub token_lifetime: Duration,
     /// How long a subscriber has to ACK a notification (2-5: 10 s).
     pub ack_timeout: Duration,
     /// How long an abnormally dropped subscriber may take to reconnect
@@ -42,7 +49,9 @@ impl Config {
             listen,
             data_dir,
             allow_remote: false,
-            no_auth: true,
+            no_auth: false,
+            secret_store: Arc::new(MemoryStore::default()),
+            token_lifetime: Duration::from_secs(8 * 3600),
             ack_timeout: Duration::from_secs(10),
             grace_period: Duration::from_secs(30),
             lease_default: Duration::from_secs(24 * 3600),

@@ -28,6 +28,34 @@ pub struct OpenContext {
     /// Keys of the resources the `-open` carried; they can't be deleted.
     pub original: Vec<ResourceKey>,
     pub patient_id: Option<String>,
+    /// Versions this context went through, oldest first (for the dashboard).
+    pub history: Vec<Version>,
+}
+
+/// One version of an open context: which event made it.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Version {
+    pub version_id: String,
+    pub prior_version_id: Option<String>,
+    pub event_id: String,
+    pub timestamp: String,
+    pub event_name: String,
+}
+
+/// Versions kept per context; the oldest go first.
+const MAX_HISTORY: usize = 100;
+
+impl Version {
+    fn of(event: &Event, version_id: &str, prior: Option<String>) -> Version {
+        Version {
+            version_id: version_id.to_owned(),
+            prior_version_id: prior,
+            event_id: event.id.clone(),
+            timestamp: event.timestamp.clone(),
+            event_name: event.name.to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -143,6 +171,12 @@ impl ContextStack {
             Some(i) if self.open[i].patient_id == patient_id => {
                 let mut ctx = self.open.remove(i);
                 ctx.open_message = open_message.clone();
+                // Resources the re-open brings are part of the context too.
+                for key in &original {
+                    if !ctx.original.contains(key) {
+                        ctx.original.push(key.clone());
+                    }
+                }
                 Some(ctx)
             }
             Some(i) => {
@@ -152,6 +186,7 @@ impl ContextStack {
             }
             None => None,
         };
+        let history = vec![Version::of(event, &new_version, None)];
         let ctx = resumed.unwrap_or(OpenContext {
             anchor_type,
             anchor_id,
@@ -161,6 +196,7 @@ impl ContextStack {
             content: Content::default(),
             original,
             patient_id,
+            history,
         });
         let version = ctx.version_id.clone();
         self.open.push(ctx);
@@ -228,6 +264,11 @@ impl ContextStack {
             .apply(bundle, &ctx.original)
             .map_err(|e| ContextError::Content(e.0))?;
         let prior_version = std::mem::replace(&mut ctx.version_id, new_version.clone());
+        if ctx.history.len() >= MAX_HISTORY {
+            ctx.history.remove(0);
+        }
+        let entry = Version::of(event, &new_version, Some(prior_version.clone()));
+        ctx.history.push(entry);
         Ok(Updated {
             prior_version,
             version: new_version,

@@ -44,7 +44,8 @@ impl Hub {
         let kind = event.name.kind();
         let mut unknown_selected = Vec::new();
         let failures = {
-            let mut state = self.lock();
+            let mut guard = self.lock();
+            let state = &mut *guard;
             let Some(topic) = state.topics.get_mut(&event.topic) else {
                 return Err(ApiError::bad_request(format!(
                     "unknown topic {:?}: no app has subscribed to it",
@@ -89,13 +90,37 @@ impl Hub {
                 .iter()
                 .map(|m| (folded_name(m), frame_of(m, &EventKind::Open(String::new()))))
                 .collect();
-            deliver(
+            let held = state.paused.is_some();
+            let folded = event.name.folded();
+            let recent = &mut state.recent;
+            crate::admin::record_publish(
+                recent,
+                &event.topic,
                 topic,
-                event.name.folded(),
+                folded,
                 &frame,
                 &derived,
-                (&event.id, event.name.as_str()),
-            )
+                held,
+            );
+            match &mut state.paused {
+                Some(held) => {
+                    if matches!(kind, EventKind::Close(_)) {
+                        held.push(Held {
+                            topic: event.topic.clone(),
+                            name: event.name.folded().to_owned(),
+                            frame,
+                        });
+                    }
+                    Vec::new()
+                }
+                None => deliver(
+                    topic,
+                    event.name.folded(),
+                    &frame,
+                    &derived,
+                    (&event.id, event.name.as_str()),
+                ),
+            }
         };
         info!(topic = short(&event.topic), event = %event.name, id = %event.id, "published");
         self.emit(HubEvent::Published {
@@ -264,4 +289,76 @@ pub(crate) fn replay(
         }
     }
     frames
+}
+
+/// A close published while delivery was paused, sent on resume.
+pub(crate) struct Held {
+    topic: String,
+    name: String,
+    frame: Frame,
+}
+
+impl Hub {
+    /// Stops delivering: publishes are still validated and applied to the
+    /// contexts, but no app is told until [`Hub::resume`].
+    pub fn pause(&self) {
+        let mut state = self.lock();
+        if state.paused.is_some() {
+            return;
+        }
+        state.paused = Some(Vec::new());
+        drop(state);
+        info!("delivery paused");
+        self.emit(HubEvent::Paused);
+    }
+
+    /// Delivers again: the closes published meanwhile, then each topic's
+    /// current context (the replay a new connection gets) to every
+    /// connected subscriber, so that all apps end where the hub is.
+    pub fn resume(&self) {
+        let failures = {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            let Some(held) = state.paused.take() else {
+                return;
+            };
+            let mut failures = Vec::new();
+            for h in held {
+                if let Some(topic) = state.topics.get_mut(&h.topic) {
+                    let (id, name) = h.frame.ack.clone().unwrap_or_default();
+                    failures.extend(deliver(topic, &h.name, &h.frame, &[], (&id, &name)));
+                }
+            }
+            for topic in state.topics.values_mut() {
+                for sub in topic.subscriptions.values_mut() {
+                    let Some(conn) = &sub.conn else { continue };
+                    for frame in replay(&topic.contexts, &sub.events, |_| true) {
+                        if let Some(ack) = &frame.ack {
+                            sub.last_event = Some(ack.clone());
+                        }
+                        if let Err(TrySendError::Full(f)) = conn.tx.try_send(frame) {
+                            let (id, name) = f.ack.unwrap_or_default();
+                            failures.push(Failure {
+                                topic: sub.topic.clone(),
+                                endpoint_id: sub.endpoint_id.clone(),
+                                expect: Expect::Conn(conn.id),
+                                event_id: id.to_string(),
+                                event_name: name.to_string(),
+                                diagnostics: "not keeping up: queue full on resume".to_owned(),
+                            });
+                            break;
+                        }
+                    }
+                }
+            }
+            failures
+        };
+        info!("delivery resumed");
+        self.emit(HubEvent::Resumed);
+        self.fail_all(failures);
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.lock().paused.is_some()
+    }
 }

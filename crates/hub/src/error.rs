@@ -22,6 +22,10 @@ impl ApiError {
         }
     }
 
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
@@ -29,6 +33,8 @@ impl ApiError {
     fn issue_code(&self) -> &'static str {
         match self.status {
             StatusCode::CONFLICT => "conflict",
+            StatusCode::UNAUTHORIZED => "login",
+            StatusCode::FORBIDDEN => "forbidden",
             StatusCode::PAYLOAD_TOO_LARGE => "too-long",
             StatusCode::NOT_FOUND => "not-found",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "not-supported",
@@ -43,15 +49,16 @@ impl ApiError {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("json"));
         if wants_json {
-            self.into_response()
-        } else {
-            (
-                self.status,
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                self.message,
-            )
-                .into_response()
+            return self.into_response();
         }
+        let mut response = (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            self.message,
+        )
+            .into_response();
+        challenge(&mut response);
+        response
     }
 }
 
@@ -66,11 +73,23 @@ impl IntoResponse for ApiError {
                 "diagnostics": self.message,
             }]
         });
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/fhir+json")],
             body.to_string(),
         )
-            .into_response()
+            .into_response();
+        challenge(&mut response);
+        response
+    }
+}
+
+/// RFC 6750: a 401 names the scheme it wants.
+fn challenge(response: &mut Response) {
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"lockstep\""),
+        );
     }
 }

@@ -9,6 +9,8 @@
 //! - [`server::app`] builds the axum router, [`server::run`] serves it until
 //!   the shutdown future resolves.
 
+mod admin;
+pub mod auth;
 #[doc(hidden)]
 pub mod bench_support;
 mod channel;
@@ -20,10 +22,12 @@ mod ids;
 mod routes;
 pub mod server;
 mod state;
+pub mod storage;
 mod subscriptions;
 mod sync_error;
 mod topic;
 
+pub use admin::ActionError;
 pub use config::Config;
 pub use context::MAX_OPEN_CONTEXTS;
 pub use state::{Hub, HubEvent};

@@ -32,7 +32,12 @@ pub fn app(hub: Hub) -> Router {
             STU2_PATH,
             routes::router(hub.clone(), Version::Stu2, STU2_PATH),
         )
-        .nest(OHIF_PATH, routes::router(hub, Version::Stu3, OHIF_PATH))
+        .nest(
+            OHIF_PATH,
+            routes::router(hub.clone(), Version::Stu3, OHIF_PATH),
+        )
+        .merge(routes::oauth::router(hub.clone()))
+        .merge(crate::admin::router(hub))
         .route(
             "/",
             get(|| async {
@@ -59,7 +64,9 @@ pub async fn run(
     hub.set_local_addr(addr);
     let token = hub.shutdown_token().clone();
     info!(%addr, "serving FHIRcast at http://{addr}{STU3_PATH}");
-    axum::serve(listener, app(hub.clone()))
+    // Peer addresses let the admin API refuse non-loopback callers.
+    let service = app(hub.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(async move {
             shutdown.await;
             token.cancel();

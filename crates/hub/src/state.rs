@@ -30,6 +30,10 @@ struct Inner {
     /// Channel tasks, so that shutdown can wait for their close frames.
     tasks: TaskTracker,
     local_addr: OnceLock<SocketAddr>,
+    /// Dashboard credentials and what it shows of departed apps.
+    admin: crate::admin::Admin,
+    /// Tokens, scopes and registered apps.
+    auth: crate::auth::Auth,
 }
 
 #[derive(Default)]
@@ -38,6 +42,11 @@ pub(crate) struct State {
     /// Endpoint id → topic.
     pub endpoints: HashMap<String, String>,
     pub next_conn: u64,
+    /// `Some` while delivery is paused from the dashboard: publishes are
+    /// applied but not delivered; the closes among them wait here.
+    pub paused: Option<Vec<crate::delivery::Held>>,
+    /// The last events accepted or generated, for the dashboard.
+    pub recent: crate::admin::Recent,
 }
 
 /// What happened on the hub, for the tray and the dashboard. Patient data
@@ -68,21 +77,56 @@ pub enum HubEvent {
     },
     /// An event was accepted and distributed.
     Published { topic: String, event: String },
+    /// Delivery was paused from the dashboard (publishes still apply).
+    Paused,
+    /// Delivery resumed; subscribers were sent the current context again.
+    Resumed,
 }
 
 impl Hub {
     pub fn new(config: Config) -> Self {
         let (events, _) = broadcast::channel(1024);
-        Hub {
-            inner: Arc::new(Inner {
+        let auth = crate::auth::Auth::new(
+            !config.no_auth,
+            config.secret_store.clone(),
+            Some(config.data_dir.join("apps.json")),
+            session_topic(&config.data_dir),
+            config.token_lifetime,
+        );
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            // Revoking an app cuts off its subscriptions at once.
+            let weak = weak.clone();
+            auth.apps().on_revoke(move |client_id| {
+                if let Some(inner) = weak.upgrade() {
+                    Hub { inner }.drop_client(client_id);
+                }
+            });
+            Inner {
+                auth,
                 config,
                 state: Mutex::new(State::default()),
                 events,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 local_addr: OnceLock::new(),
-            }),
-        }
+                admin: crate::admin::Admin::new(),
+            }
+        });
+        Hub { inner }
+    }
+
+    pub fn auth(&self) -> &crate::auth::Auth {
+        &self.inner.auth
+    }
+
+    /// The registered apps (dashboard, CLI).
+    pub fn apps(&self) -> &crate::auth::AppRegistry {
+        self.inner.auth.apps()
+    }
+
+    /// The topic of this workstation's session, handed out with tokens.
+    pub fn session_topic(&self) -> &str {
+        self.inner.auth.session_topic()
     }
 
     pub fn config(&self) -> &Config {
@@ -95,6 +139,7 @@ impl Hub {
     }
 
     pub(crate) fn emit(&self, event: HubEvent) {
+        self.inner.admin.observe(&event);
         // No receivers is the normal headless case.
         let _ = self.inner.events.send(event);
     }
@@ -103,6 +148,10 @@ impl Hub {
         // A panic while holding the lock would be a bug; the state is still
         // the best we have, so keep serving rather than poisoning every call.
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn admin(&self) -> &crate::admin::Admin {
+        &self.inner.admin
     }
 
     pub(crate) fn shutdown_token(&self) -> &CancellationToken {
@@ -142,4 +191,19 @@ impl Hub {
             .count();
         (subs, conns)
     }
+}
+
+/// The session topic: kept in the data folder so apps that reconnect after
+/// a restart find the same session; a fresh random one if none is stored.
+fn session_topic(data_dir: &std::path::Path) -> String {
+    let path = data_dir.join("session-topic");
+    if let Ok(topic) = std::fs::read_to_string(&path) {
+        let topic = topic.trim();
+        if !topic.is_empty() {
+            return topic.to_owned();
+        }
+    }
+    let topic = crate::ids::uuid();
+    let _ = std::fs::create_dir_all(data_dir).and_then(|_| std::fs::write(&path, &topic));
+    topic
 }

@@ -4,10 +4,13 @@
 
 use fhircast::message::{confirmation, denial};
 use fhircast::{ChannelType, EventSet, SubscriptionRequest};
+use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot};
+
 use tokio::time::{sleep, sleep_until, Duration, Instant};
 use tracing::info;
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids::{self, short};
 use crate::state::{HubEvent, State};
@@ -23,6 +26,7 @@ pub struct Attached {
     pub rx: mpsc::Receiver<Frame>,
     pub close_rx: oneshot::Receiver<Close>,
     pub wants_heartbeat: bool,
+    pub acks: std::sync::Arc<crate::admin::AckStats>,
 }
 
 /// The endpoint id inside an endpoint URL (or a bare id); tolerant of the
@@ -38,26 +42,43 @@ pub fn endpoint_id_of(endpoint: &str) -> &str {
 impl Hub {
     /// Subscribe, or renew when `hub.channel.endpoint` names a live
     /// subscription (checklist 16-18). Returns the endpoint id.
-    pub(crate) fn subscribe(&self, req: SubscriptionRequest) -> Result<String, ApiError> {
+    pub(crate) fn subscribe(
+        &self,
+        req: SubscriptionRequest,
+        caller: Option<&Principal>,
+    ) -> Result<String, ApiError> {
         check_channel(&req)?;
         let config = self.config();
-        let lease = req
+        let mut lease = req
             .lease_seconds
             .map(Duration::from_secs)
             .unwrap_or(config.lease_default)
             .min(config.lease_max);
+        if let Some(caller) = caller {
+            // A lease never outlives the token that asked for it (checklist 14).
+            lease = lease.min(
+                caller
+                    .expires_at
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default(),
+            );
+        }
         let lease_until = Instant::now() + lease;
+        let client_id = caller.map(|c| c.client_id.clone());
         let mut state = self.lock();
         if let Some(endpoint) = &req.endpoint {
             let id = endpoint_id_of(endpoint).to_owned();
-            let renewed = renew(&mut state, &id, &req, lease_until).ok_or_else(|| {
-                ApiError::bad_request(
-                    "hub.channel.endpoint does not name a live subscription on this topic",
-                )
-            })?;
+            let renewed = renew(&mut state, &id, &req, lease_until, client_id.as_deref())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "hub.channel.endpoint does not name a live subscription on this topic",
+                    )
+                })?;
             drop(state);
             info!(topic = short(&req.topic), endpoint = short(&id), events = %req.events, "subscription renewed");
-            self.watch_lease(req.topic, id.clone(), lease_until, renewed);
+            let (generation, failure) = renewed;
+            self.watch_lease(req.topic, id.clone(), lease_until, generation);
+            self.fail_all(failure.into_iter().collect());
             return Ok(id);
         }
         let mut id = ids::endpoint_id();
@@ -68,13 +89,20 @@ impl Hub {
             endpoint_id: id.clone(),
             topic: req.topic.clone(),
             events: req.events.clone(),
-            name: req.subscriber_name.clone(),
+            // SyncErrors name the app: its own name, else its registered one.
+            name: req
+                .subscriber_name
+                .clone()
+                .or_else(|| caller.map(|c| c.app_name.clone())),
+            client_id,
             lease_until,
             lease_generation: 0,
             ever_connected: false,
             conn: None,
             lost: None,
             last_event: None,
+            since: None,
+            acks: Default::default(),
         };
         state.endpoints.insert(id.clone(), req.topic.clone());
         state
@@ -99,7 +127,11 @@ impl Hub {
 
     /// Ends a subscription: 202, then a denial on its socket and a close
     /// (checklist 36-40).
-    pub(crate) fn unsubscribe(&self, req: &SubscriptionRequest) -> Result<String, ApiError> {
+    pub(crate) fn unsubscribe(
+        &self,
+        req: &SubscriptionRequest,
+        caller: Option<&Principal>,
+    ) -> Result<String, ApiError> {
         check_channel(req)?;
         let endpoint = req.endpoint.as_deref().ok_or_else(|| {
             ApiError::bad_request(
@@ -108,7 +140,17 @@ impl Hub {
         })?;
         let id = endpoint_id_of(endpoint).to_owned();
         let mut state = self.lock();
-        let known = state.endpoints.get(&id).is_some_and(|t| *t == req.topic);
+        let owner = state
+            .topics
+            .get(&req.topic)
+            .and_then(|t| t.subscriptions.get(&id))
+            .map(|s| s.client_id.clone());
+        let known = match owner {
+            None => false,
+            Some(owner) => {
+                owner.is_none() || owner.as_deref() == caller.map(|c| c.client_id.as_str())
+            }
+        };
         if !known {
             return Err(ApiError::bad_request(
                 "hub.channel.endpoint does not name a live subscription on this topic",
@@ -166,6 +208,8 @@ impl Hub {
         });
         sub.ever_connected = true;
         sub.lost = None;
+        sub.since = Some(std::time::SystemTime::now());
+        let acks = sub.acks.clone();
         let name = sub.display_name();
         let wants_heartbeat = sub.events.contains_folded("heartbeat");
         drop(state);
@@ -181,6 +225,7 @@ impl Hub {
             rx,
             close_rx,
             wants_heartbeat,
+            acks,
         })
     }
 
@@ -203,6 +248,7 @@ impl Hub {
             return; // A newer connection took over, or the subscription ended.
         }
         sub.conn = None;
+        sub.since = Some(std::time::SystemTime::now());
         let name = sub.display_name();
         if !clean {
             sub.lost = Some(conn_id);
@@ -216,6 +262,42 @@ impl Hub {
         });
         if !clean {
             self.watch_grace(topic_id, endpoint_id.to_owned(), conn_id);
+        }
+    }
+
+    /// Ends every subscription of a revoked app: denial and close.
+    pub(crate) fn drop_client(&self, client_id: &str) {
+        let mut state = self.lock();
+        let doomed: Vec<(String, String)> = state
+            .topics
+            .iter()
+            .flat_map(|(t, topic)| topic.subscriptions.values().map(move |s| (t, s)))
+            .filter(|(_, s)| s.client_id.as_deref() == Some(client_id))
+            .map(|(t, s)| (t.clone(), s.endpoint_id.clone()))
+            .collect();
+        let mut gone = Vec::new();
+        for (topic, endpoint) in doomed {
+            if let Some(sub) = remove(
+                &mut state,
+                &topic,
+                &endpoint,
+                Some(("access revoked", 1008)),
+            ) {
+                gone.push((topic, sub.display_name()));
+            }
+        }
+        drop(state);
+        for (topic, subscriber) in gone {
+            info!(
+                topic = short(&topic),
+                client = client_id,
+                "subscription ended: access revoked"
+            );
+            self.emit(HubEvent::Left {
+                topic,
+                subscriber,
+                reason: "access revoked".into(),
+            });
         }
     }
 
@@ -346,16 +428,21 @@ fn renew(
     id: &str,
     req: &SubscriptionRequest,
     lease_until: Instant,
-) -> Option<u64> {
+    client_id: Option<&str>,
+) -> Option<(u64, Option<Failure>)> {
     let topic = state.topics.get_mut(&req.topic)?;
     let contexts = &topic.contexts;
     let sub = topic.subscriptions.get_mut(id)?;
+    if sub.client_id.is_some() && sub.client_id.as_deref() != client_id {
+        return None; // Another app's subscription.
+    }
     let old: EventSet = std::mem::replace(&mut sub.events, req.events.clone());
     sub.lease_until = lease_until;
     sub.lease_generation += 1;
     if req.subscriber_name.is_some() {
         sub.name = req.subscriber_name.clone();
     }
+    let mut failure = None;
     if let Some(conn) = &sub.conn {
         // A fresh confirmation, then the context for events newly granted.
         let lease_left = lease_until
@@ -363,17 +450,27 @@ fn renew(
             .as_secs()
             .max(1);
         let text = confirmation(&req.topic, &sub.events.to_string(), lease_left);
-        let _ = conn.tx.try_send(Frame {
+        let mut frames = vec![Frame {
             text: text.into(),
             ack: None,
-        });
-        for frame in
-            crate::delivery::replay(contexts, &sub.events, |name| !old.contains_folded(name))
-        {
-            let _ = conn.tx.try_send(frame);
+        }];
+        frames.extend(crate::delivery::replay(contexts, &sub.events, |name| {
+            !old.contains_folded(name)
+        }));
+        // A full queue is a failed delivery, never a silent drop.
+        if frames.into_iter().any(|f| conn.tx.try_send(f).is_err()) {
+            failure = Some(Failure {
+                topic: req.topic.clone(),
+                endpoint_id: id.to_owned(),
+                expect: Expect::Conn(conn.id),
+                event_id: "unknown".to_owned(),
+                event_name: "subscription renewal".to_owned(),
+                diagnostics: "not keeping up: its queue was full when the subscription was renewed"
+                    .to_owned(),
+            });
         }
     }
-    Some(sub.lease_generation)
+    Some((sub.lease_generation, failure))
 }
 
 /// Removes a subscription; if its socket is up, sends it a denial with

@@ -89,10 +89,21 @@ impl Hub {
             &f.endpoint_id,
             Some(("failed to follow context", 1008)),
         );
-        let more = match state.topics.get_mut(&f.topic) {
-            Some(topic) => deliver(topic, "syncerror", &frame, &[], (&id, "SyncError")),
-            None => Vec::new(),
+        let (more, told) = match state.topics.get_mut(&f.topic) {
+            Some(topic) => (
+                deliver(topic, "syncerror", &frame, &[], (&id, "SyncError")),
+                crate::admin::recipients(topic, "syncerror"),
+            ),
+            None => (Vec::new(), Vec::new()),
         };
+        let about = Some(name.clone());
+        state.recent.push(crate::admin::Recorded::out(
+            &f.topic,
+            "SyncError",
+            &frame.text,
+            about,
+            told,
+        ));
         drop(state);
         warn!(topic = short(&f.topic), endpoint = short(&f.endpoint_id), subscriber = %name, event = %f.event_name, reason = %f.diagnostics, "SyncError: subscriber failed to follow; unsubscribed");
         self.emit(HubEvent::SyncError {

@@ -1,6 +1,8 @@
 //! A topic (one clinician's session) and its subscriptions.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::extract::ws::Utf8Bytes;
 use fhircast::EventSet;
@@ -21,6 +23,8 @@ pub struct Subscription {
     pub topic: String,
     pub events: EventSet,
     pub name: Option<String>,
+    /// The app whose token created it (None with --no-auth).
+    pub client_id: Option<String>,
     pub lease_until: Instant,
     /// Bumped on every renewal so that old expiry timers know they are stale.
     pub lease_generation: u64,
@@ -31,6 +35,10 @@ pub struct Subscription {
     /// `(id, name)` of the last event we tried to give it, for SyncErrors
     /// about it. Shared bytes: no allocation per delivery.
     pub last_event: Option<(Utf8Bytes, Utf8Bytes)>,
+    /// For the dashboard: when the socket connected, or when it went away.
+    pub since: Option<SystemTime>,
+    /// For the dashboard: the last ACK, recorded by the channel task.
+    pub acks: Arc<crate::admin::AckStats>,
 }
 
 impl Subscription {

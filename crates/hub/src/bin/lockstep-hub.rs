@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
-use lockstep_hub::{server, Config, Hub};
+use clap::{Parser, Subcommand};
+use lockstep_hub::auth::store::StoreChoice;
+use lockstep_hub::auth::SecretStore;
+use lockstep_hub::{auth, server, Config, Hub};
 use tracing::warn;
 
 /// Lockstep: a FHIRcast 3.0.0 hub for the clinician's workstation.
@@ -17,18 +19,28 @@ use tracing::warn;
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on. Only loopback addresses unless --allow-remote.
     #[arg(long, default_value = Config::DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// Where the hub keeps its data [default: the OS data folder].
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
     /// Allow listening on a non-loopback address (exposes the session to the network).
     #[arg(long)]
     allow_remote: bool,
-    /// Accept requests without a bearer token.
+    /// Accept requests without a bearer token (development only: any local
+    /// process or web page could then read and change the patient context).
     #[arg(long)]
     no_auth: bool,
+    /// Where secrets live: auto (the OS keyring, else memory), keyring,
+    /// file (secrets.json, 0600, for headless servers), memory.
+    #[arg(long, default_value = "auto", value_name = "STORE", global = true)]
+    secret_store: StoreChoice,
+    /// Lifetime of the access tokens the hub issues; leases never outlive them.
+    #[arg(long, default_value_t = 8 * 3600, value_name = "SECONDS")]
+    token_lifetime_secs: u64,
     /// How long an app has to ACK a notification before a SyncError.
     #[arg(long, default_value_t = 10_000, value_name = "MS")]
     ack_timeout_ms: u64,
@@ -50,9 +62,42 @@ struct Args {
     /// WebSocket ping interval; a socket silent for two intervals is dead.
     #[arg(long, default_value_t = 30_000, value_name = "MS")]
     ping_interval_ms: u64,
+    /// Do not print the one-time dashboard link after the ready line.
+    #[arg(long)]
+    no_dashboard_link: bool,
     /// Log filter, e.g. `info` or `lockstep_hub=debug` (or set RUST_LOG).
     #[arg(long, default_value = "info")]
     log: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Manage the apps allowed to get tokens from this hub.
+    Apps {
+        #[command(subcommand)]
+        action: AppsAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AppsAction {
+    /// Register an app; prints its client id and secret (shown once).
+    Add {
+        /// A name people recognise, e.g. "PowerScribe".
+        name: String,
+        /// Space-separated scopes, e.g. "fhircast/*.read fhircast/Patient-open.write".
+        #[arg(long, default_value = "fhircast/*.read fhircast/*.write")]
+        scopes: String,
+        /// Topics it may join (repeatable); default: this workstation's session.
+        #[arg(long = "topic")]
+        topics: Vec<String>,
+    },
+    /// List registered apps.
+    List,
+    /// Revoke an app: its tokens stop working and its subscriptions end.
+    Remove { client_id: String },
+    /// Give an app a new secret; tokens from the old one stop working.
+    RotateSecret { client_id: String },
 }
 
 fn main() -> ExitCode {
@@ -65,17 +110,6 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
-    if !args.listen.ip().is_loopback() {
-        if !args.allow_remote {
-            eprintln!(
-                "error: {} is not a loopback address. Lockstep serves the patient context of this workstation \
-                 and listens on loopback only; pass --allow-remote to expose it to the network.",
-                args.listen
-            );
-            return ExitCode::from(2);
-        }
-        warn!(listen = %args.listen, "listening on a non-loopback address: other machines can reach this hub");
-    }
     let Some(data_dir) = args.data_dir.clone().or_else(Config::default_data_dir) else {
         eprintln!("error: no data folder could be determined; pass --data-dir");
         return ExitCode::from(2);
@@ -87,9 +121,40 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let (store, store_warning) = match auth::store::open_store(args.secret_store, &data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::Apps { action }) = args.command {
+        if let Some(w) = &store_warning {
+            eprintln!("error: {w}");
+            return ExitCode::from(2);
+        }
+        return apps_command(action, data_dir, store);
+    }
+    if let Some(w) = store_warning {
+        warn!("{w}");
+    }
+
+    if !args.listen.ip().is_loopback() {
+        if !args.allow_remote {
+            eprintln!(
+                "error: {} is not a loopback address. Lockstep serves the patient context of this workstation \
+                 and listens on loopback only; pass --allow-remote to expose it to the network.",
+                args.listen
+            );
+            return ExitCode::from(2);
+        }
+        warn!(listen = %args.listen, "listening on a non-loopback address: other machines can reach this hub");
+    }
     let mut config = Config::new(args.listen, data_dir);
     config.allow_remote = args.allow_remote;
     config.no_auth = args.no_auth;
+    config.secret_store = store;
+    config.token_lifetime = Duration::from_secs(args.token_lifetime_secs.max(60));
     config.ack_timeout = Duration::from_millis(args.ack_timeout_ms);
     config.grace_period = Duration::from_millis(args.grace_period_ms);
     config.lease_default = Duration::from_secs(args.lease_default_secs);
@@ -97,8 +162,11 @@ fn main() -> ExitCode {
     config.max_body_bytes = args.max_body_bytes;
     config.queue_capacity = args.queue_capacity.max(1);
     config.ping_interval = Duration::from_millis(args.ping_interval_ms.max(100));
-    if !args.no_auth {
-        warn!("authorization is not implemented yet: every request is accepted as with --no-auth");
+    if args.no_auth {
+        warn!(
+            "--no-auth: requests need no token; any local process or web page can read and change the \
+             patient context. Use only for development."
+        );
     }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -111,6 +179,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let print_link = !args.no_dashboard_link;
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
@@ -123,8 +192,14 @@ fn main() -> ExitCode {
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
+        if let Ok(bound) = listener.local_addr() {
+            config.listen = bound; // port 0: the link needs the real port
+        }
         let hub = Hub::new(config);
         println!("Lockstep hub ready at http://{addr}{}", server::STU3_PATH);
+        if print_link {
+            println!("Dashboard (one-time link): {}", hub.one_time_link());
+        }
         match server::run(listener, hub, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -154,5 +229,66 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// `lockstep-hub apps …`: works on the registry file and the secret store
+/// directly. A running hub sees the change on its next start.
+fn apps_command(
+    action: AppsAction,
+    data_dir: PathBuf,
+    store: std::sync::Arc<dyn SecretStore>,
+) -> ExitCode {
+    let registry = match auth::AppRegistry::load(Some(data_dir.join("apps.json")), store) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match action {
+        AppsAction::Add {
+            name,
+            scopes,
+            topics,
+        } => registry
+            .register(&name, &scopes, topics)
+            .map(|(app, secret)| {
+                println!("client_id:     {}", app.client_id);
+                println!("client_secret: {secret}");
+                println!("scopes:        {}", app.scopes.join(" "));
+                println!("topics:        {}", app.topics.join(" "));
+                eprintln!("Keep the secret now: it is not shown again.");
+            }),
+        AppsAction::List => {
+            for app in registry.list() {
+                let state = if app.revoked { "revoked" } else { "active" };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    app.client_id,
+                    app.name,
+                    state,
+                    app.scopes.join(" "),
+                    app.topics.join(" ")
+                );
+            }
+            Ok(())
+        }
+        AppsAction::Remove { client_id } => registry
+            .revoke(&client_id)
+            .map(|()| println!("revoked {client_id}")),
+        AppsAction::RotateSecret { client_id } => {
+            registry.rotate_secret(&client_id).map(|secret| {
+                println!("client_secret: {secret}");
+                eprintln!("Keep the secret now: it is not shown again.");
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

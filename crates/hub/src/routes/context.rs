@@ -2,14 +2,22 @@
 //! STU2-era clients (PowerCast) expect the bare context array.
 
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use fhircast::Version;
 use serde_json::Value;
 
 use super::Api;
+use crate::auth::Need;
 
-pub async fn current(State(api): State<Api>, Path(topic): Path<String>) -> Response {
+pub async fn current(
+    State(api): State<Api>,
+    Path(topic): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(e) = api.hub.auth().check(&headers, &topic, Need::AnyRead) {
+        return e.into_response();
+    }
     let mut snapshot = api.hub.current_context(&topic);
     let body = match api.version {
         Version::Stu3 => snapshot,

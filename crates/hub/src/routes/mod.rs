@@ -5,6 +5,7 @@
 mod channel;
 mod context;
 mod discovery;
+pub mod oauth;
 mod publish;
 mod subscribe;
 
@@ -35,6 +36,10 @@ pub fn router(hub: Hub, version: Version, prefix: &'static str) -> Router {
             "/.well-known/fhircast-configuration",
             get(discovery::configuration),
         )
+        .route(
+            "/.well-known/smart-configuration",
+            get(oauth::smart_configuration_at_hub),
+        )
         .route("/ws/{id}", get(channel::upgrade))
         .route("/{topic}", get(context::current).post(publish::at_topic))
         .with_state(Api {
@@ -59,7 +64,7 @@ async fn hub_post(
         BodyKind::Form => subscribe::form(&api, &headers, &bytes),
         BodyKind::Json => match serde_json::from_slice::<serde_json::Value>(&bytes) {
             Ok(value) if value.get("hub.mode").is_some() => subscribe::json(&api, &headers, &value),
-            _ => publish::handle(&api, None, &bytes),
+            _ => publish::handle(&api, &headers, None, &bytes),
         },
         BodyKind::Other(ct) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -112,7 +117,7 @@ async fn read_body(api: &Api, body: Body) -> Result<Bytes, ApiError> {
 /// `scheme://host` for URLs we hand out: the client's own `Host` when it is
 /// a loopback name (so `localhost` clients get `localhost` back), else the
 /// address we are bound to.
-fn public_host(api: &Api, headers: &HeaderMap) -> String {
+fn public_host(hub: &Hub, headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -121,8 +126,7 @@ fn public_host(api: &Api, headers: &HeaderMap) -> String {
     if matches!(name, "localhost" | "127.0.0.1" | "[::1]") {
         return host.to_owned();
     }
-    api.hub
-        .local_addr()
+    hub.local_addr()
         .map(|a| a.to_string())
-        .unwrap_or_else(|| api.hub.config().listen.to_string())
+        .unwrap_or_else(|| hub.config().listen.to_string())
 }

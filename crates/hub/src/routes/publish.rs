@@ -11,6 +11,7 @@ use serde_json::json;
 use tracing::info;
 
 use super::{read_body, Api};
+use crate::auth::Need;
 use crate::error::ApiError;
 
 pub async fn at_topic(
@@ -35,10 +36,10 @@ pub async fn at_topic(
             .negotiated(&headers);
         }
     }
-    handle(&api, Some(&topic), &bytes)
+    handle(&api, &headers, Some(&topic), &bytes)
 }
 
-pub fn handle(api: &Api, path_topic: Option<&str>, body: &[u8]) -> Response {
+pub fn handle(api: &Api, headers: &HeaderMap, path_topic: Option<&str>, body: &[u8]) -> Response {
     let event = match Event::parse(body, api.version) {
         Ok(e) => e,
         Err(e) => return rejected(ApiError::bad_request(e.0), None),
@@ -53,6 +54,13 @@ pub fn handle(api: &Api, path_topic: Option<&str>, body: &[u8]) -> Response {
         }
     }
     let name = event.name.to_string();
+    if let Err(e) = api
+        .hub
+        .auth()
+        .check(headers, &event.topic, Need::Write(event.name.as_str()))
+    {
+        return e.into_response();
+    }
     match api.hub.publish(event) {
         Ok(published) => {
             let (status, body) = if published.unknown_selected.is_empty() {

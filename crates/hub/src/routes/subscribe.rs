@@ -6,6 +6,7 @@ use fhircast::{Mode, SubscriptionRequest};
 use serde_json::{json, Value};
 
 use super::{public_host, Api};
+use crate::auth::Need;
 use crate::error::ApiError;
 
 pub fn form(api: &Api, headers: &HeaderMap, body: &[u8]) -> Response {
@@ -25,15 +26,23 @@ fn handle(
         Ok(r) => r,
         Err(e) => return ApiError::bad_request(e.0).negotiated(headers),
     };
+    let need = match req.mode {
+        Mode::Subscribe => Need::Read(req.events.iter().map(|e| e.as_str()).collect()),
+        Mode::Unsubscribe => Need::Topic,
+    };
+    let caller = match api.hub.auth().check(headers, &req.topic, need) {
+        Ok(caller) => caller,
+        Err(e) => return e.negotiated(headers),
+    };
     let result = match req.mode {
-        Mode::Subscribe => api.hub.subscribe(req),
-        Mode::Unsubscribe => api.hub.unsubscribe(&req),
+        Mode::Subscribe => api.hub.subscribe(req, caller.as_ref()),
+        Mode::Unsubscribe => api.hub.unsubscribe(&req, caller.as_ref()),
     };
     match result {
         Ok(endpoint_id) => {
             let endpoint = format!(
                 "ws://{}{}/ws/{}",
-                public_host(api, headers),
+                public_host(&api.hub, headers),
                 api.prefix,
                 endpoint_id
             );

@@ -36,6 +36,8 @@ impl TestHub {
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> TestHub {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+        // Protocol tests run without tokens; tests/auth.rs turns auth on.
+        config.no_auth = true;
         configure(&mut config);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

@@ -1,0 +1,104 @@
+//! Registrations from the dashboard: list, register (the secret is shown
+//! once, in this answer only), revoke, rotate a secret. Thin handlers over
+//! `Hub::apps()`; the registry may touch the OS keyring, so calls run on
+//! the blocking pool.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::json_error;
+use crate::auth::AuthError;
+use crate::Hub;
+
+pub(crate) fn routes() -> Router<Hub> {
+    Router::new()
+        .route("/apps", get(list).post(register))
+        .route("/apps/{client_id}", delete(revoke))
+        .route("/apps/{client_id}/rotate", post(rotate))
+}
+
+fn refused(e: AuthError) -> Response {
+    let status = match e {
+        AuthError::UnknownClient => StatusCode::NOT_FOUND,
+        AuthError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    json_error(status, &e.to_string())
+}
+
+/// Runs a registry call off the async workers.
+async fn blocking<T: Send + 'static>(
+    hub: Hub,
+    f: impl FnOnce(&Hub) -> Result<T, AuthError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(move || f(&hub)).await {
+        Ok(r) => r.map_err(refused),
+        Err(_) => Err(json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the app registry failed",
+        )),
+    }
+}
+
+async fn list(State(hub): State<Hub>) -> Response {
+    match blocking(hub, |h| Ok(h.apps().list())).await {
+        Ok(apps) => axum::Json(json!({"apps": apps})).into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct NewApp {
+    name: String,
+    /// Space-separated SMART scopes, e.g. `user/*.read user/*.write`.
+    #[serde(default)]
+    scopes: String,
+    #[serde(default)]
+    topics: Vec<String>,
+}
+
+async fn register(State(hub): State<Hub>, body: axum::body::Bytes) -> Response {
+    let new: NewApp = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("expected {{\"name\", \"scopes\", \"topics\"}}: {e}"),
+            )
+        }
+    };
+    if new.name.trim().is_empty() {
+        return json_error(StatusCode::BAD_REQUEST, "an app needs a name");
+    }
+    let registered = blocking(hub, move |h| {
+        h.apps().register(new.name.trim(), &new.scopes, new.topics)
+    })
+    .await;
+    match registered {
+        Ok((app, secret)) => (
+            StatusCode::CREATED,
+            axum::Json(json!({"app": app, "clientSecret": secret})),
+        )
+            .into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn revoke(State(hub): State<Hub>, Path(client_id): Path<String>) -> Response {
+    match blocking(hub, move |h| h.apps().revoke(&client_id)).await {
+        Ok(()) => axum::Json(json!({"revoked": true})).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn rotate(State(hub): State<Hub>, Path(client_id): Path<String>) -> Response {
+    match blocking(hub, move |h| h.apps().rotate_secret(&client_id)).await {
+        Ok(secret) => axum::Json(json!({"clientSecret": secret})).into_response(),
+        Err(r) => r,
+    }
+}

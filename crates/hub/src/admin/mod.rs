@@ -1,0 +1,280 @@
+//! The dashboard's side of the hub: an admin API under `/admin/api` (read
+//! model, live feed, support actions), the one-time login link, and the UI
+//! files served at `/ui/`.
+//!
+//! - `auth.rs`: the admin token, one-time links, session cookies.
+//! - `model.rs`: `GET /admin/api/state`, the read model, and the NDJSON export.
+//! - `live.rs`: `GET /admin/api/live`, a WebSocket fed by `Hub::events()`.
+//! - `actions.rs`: close all contexts, drop a subscription, pause/resume.
+//! - `ui.rs`: the bundled UI (`ui/dist`, embedded in the binary).
+//!
+//! This module only observes the protocol state and calls `Hub` methods;
+//! what it records (recent events, departed apps, ACK latency) is kept
+//! small and bounded so that a busy hub does not grow.
+
+mod actions;
+mod apps;
+mod auth;
+mod live;
+mod model;
+mod ui;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::ws::Utf8Bytes;
+use axum::middleware;
+use axum::routing::{get, post};
+use axum::Router;
+use fhircast::message::AckStatus;
+
+pub use actions::ActionError;
+
+use crate::state::HubEvent;
+use crate::topic::{Frame, Topic};
+use crate::Hub;
+
+/// Recent events kept for the dashboard and its NDJSON export.
+const RECENT_MAX: usize = 200;
+/// Departed subscriptions kept for the *Apps* view.
+const GONE_MAX: usize = 50;
+
+/// Dashboard state that lives beside the topics: credentials, and the apps
+/// that left (fed by `Hub::emit`).
+pub(crate) struct Admin {
+    creds: auth::Credentials,
+    gone: Mutex<VecDeque<Gone>>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Gone {
+    topic: String,
+    name: String,
+    when: String,
+    why: String,
+}
+
+impl Admin {
+    pub(crate) fn new() -> Admin {
+        Admin {
+            creds: auth::Credentials::new(),
+            gone: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Sees every `HubEvent` as it is emitted; remembers who left and why.
+    pub(crate) fn observe(&self, event: &HubEvent) {
+        if let HubEvent::Left {
+            topic,
+            subscriber,
+            reason,
+        } = event
+        {
+            let mut gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
+            if gone.len() >= GONE_MAX {
+                gone.pop_front();
+            }
+            gone.push_back(Gone {
+                topic: topic.clone(),
+                name: subscriber.clone(),
+                when: iso(SystemTime::now()),
+                why: reason.clone(),
+            });
+        }
+    }
+
+    fn gone(&self) -> Vec<Gone> {
+        let gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
+        gone.iter().rev().cloned().collect()
+    }
+}
+
+/// The last ACK of a subscription, written by its channel task without the
+/// hub lock (atomics), read by the dashboard.
+#[derive(Debug, Default)]
+pub(crate) struct AckStats {
+    /// HTTP-style status of the last ACK; 0 until the first one.
+    status: AtomicU32,
+    latency_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl AckStats {
+    pub(crate) fn record(&self, status: &AckStatus, latency: Duration) {
+        let code = match status {
+            AckStatus::Success(c) | AckStatus::Failure(c) => *c,
+        };
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency_us.store(micros, Ordering::Relaxed);
+        self.status.store(u32::from(code), Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(status, latency in ms, number of ACKs)`, once there was an ACK.
+    fn last(&self) -> Option<(u32, f64, u64)> {
+        let count = self.count.load(Ordering::Relaxed);
+        (count > 0).then(|| {
+            (
+                self.status.load(Ordering::Relaxed),
+                self.latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
+                count,
+            )
+        })
+    }
+}
+
+/// The last events the hub accepted or generated, oldest first, kept under
+/// the hub lock so that their order is the delivery order.
+#[derive(Default)]
+pub(crate) struct Recent {
+    items: VecDeque<Recorded>,
+    next_seq: u64,
+}
+
+/// One event as the dashboard shows it. The text is the broadcast bytes,
+/// shared with the delivery (no copy).
+#[derive(Clone, Default)]
+pub(crate) struct Recorded {
+    seq: u64,
+    received: String,
+    topic: String,
+    /// `in` (published by an app), `derived` (implied open events), `out`
+    /// (made by the hub: SyncError).
+    direction: &'static str,
+    name: String,
+    /// The app an `out` event is about.
+    app: Option<String>,
+    delivered_to: Vec<String>,
+    /// Accepted while delivery was paused.
+    held: bool,
+    text: Utf8Bytes,
+}
+
+impl Recorded {
+    /// An event the hub made itself.
+    pub(crate) fn out(
+        topic: &str,
+        name: &str,
+        text: &Utf8Bytes,
+        app: Option<String>,
+        delivered_to: Vec<String>,
+    ) -> Recorded {
+        Recorded {
+            topic: topic.to_owned(),
+            direction: "out",
+            name: name.to_owned(),
+            app,
+            delivered_to,
+            text: text.clone(),
+            ..Recorded::default()
+        }
+    }
+}
+
+impl Recent {
+    pub(crate) fn push(&mut self, mut item: Recorded) {
+        self.next_seq += 1;
+        item.seq = self.next_seq;
+        item.received = crate::ids::now();
+        if self.items.len() >= RECENT_MAX {
+            self.items.pop_front();
+        }
+        self.items.push_back(item);
+    }
+
+    fn since(&self, seq: u64) -> Vec<Recorded> {
+        self.items.iter().filter(|r| r.seq > seq).cloned().collect()
+    }
+}
+
+/// The names of the connected subscribers of `folded` on `topic`.
+pub(crate) fn recipients(topic: &Topic, folded: &str) -> Vec<String> {
+    topic
+        .subscriptions
+        .values()
+        .filter(|s| s.conn.is_some() && s.events.contains_folded(folded))
+        .map(|s| s.display_name())
+        .collect()
+}
+
+/// Records a publish and the derived opens that went out with it, with who
+/// was (or, while paused, would have been) told. Mirrors `deliver`'s rule:
+/// a subscriber of the event itself never gets the derived ones.
+pub(crate) fn record_publish(
+    recent: &mut Recent,
+    topic_id: &str,
+    topic: &Topic,
+    folded: &str,
+    frame: &Frame,
+    derived: &[(String, Frame)],
+    held: bool,
+) {
+    let name = |f: &Frame| f.ack.as_ref().map(|a| a.1.to_string()).unwrap_or_default();
+    recent.push(Recorded {
+        topic: topic_id.to_owned(),
+        direction: "in",
+        name: name(frame),
+        delivered_to: recipients(topic, folded),
+        held,
+        text: frame.text.clone(),
+        ..Recorded::default()
+    });
+    for (derived_name, f) in derived {
+        let to: Vec<String> = topic
+            .subscriptions
+            .values()
+            .filter(|s| s.conn.is_some() && !s.events.contains_folded(folded))
+            .filter(|s| s.events.contains_folded(derived_name))
+            .map(|s| s.display_name())
+            .collect();
+        if !to.is_empty() {
+            recent.push(Recorded {
+                topic: topic_id.to_owned(),
+                direction: "derived",
+                name: name(f),
+                delivered_to: to,
+                held,
+                text: f.text.clone(),
+                ..Recorded::default()
+            });
+        }
+    }
+}
+
+/// ISO 8601 UTC with milliseconds, as event timestamps are.
+fn iso(t: SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
+/// `/admin/login`, `/admin/api/*` (credential required) and `/ui/`.
+pub fn router(hub: Hub) -> Router {
+    let api = Router::new()
+        .route("/state", get(model::state))
+        .route("/events.ndjson", get(model::export))
+        .route("/live", get(live::upgrade))
+        .route("/session", post(auth::session))
+        .route("/pause", post(actions::pause))
+        .route("/resume", post(actions::resume))
+        .route("/topics/{topic}/close-all", post(actions::close_all))
+        .route(
+            "/subscriptions/{endpoint}/drop",
+            post(actions::drop_subscription),
+        )
+        .merge(apps::routes())
+        .fallback(|| async {
+            auth::json_error(axum::http::StatusCode::NOT_FOUND, "no such admin endpoint")
+        })
+        .route_layer(middleware::from_fn_with_state(hub.clone(), auth::require));
+    Router::new()
+        .route("/admin/login", get(auth::login))
+        .nest("/admin/api", api)
+        .merge(ui::routes())
+        .with_state(hub)
+}

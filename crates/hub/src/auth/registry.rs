@@ -1,0 +1,305 @@
+//! Registered apps: who may ask the hub for a token, with which scopes, for
+//! which topics. Metadata lives in `apps.json` in the data folder; the
+//! client secrets never do: only their SHA-256 goes to the secret store
+//! (secrets are 256 random bits, so a plain hash is enough), and the
+//! comparison is constant-time.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::scopes::Scopes;
+use super::store::SecretStore;
+use super::AuthError;
+
+/// What the dashboard and the CLI show of an app. No secret.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AppInfo {
+    pub client_id: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    /// Topics it may join; `$session` stands for the hub's session topic.
+    pub topics: Vec<String>,
+    pub created_at: String,
+    pub revoked: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct App {
+    #[serde(flatten)]
+    info: AppInfo,
+    /// Bumped on every secret rotation; tokens carry the generation they
+    /// were issued under, so a leaked token dies with its secret.
+    #[serde(default)]
+    generation: u64,
+}
+
+type RevokeHook = Box<dyn Fn(&str) + Send + Sync>;
+
+pub struct AppRegistry {
+    path: Option<PathBuf>,
+    store: Arc<dyn SecretStore>,
+    apps: RwLock<Vec<App>>,
+    on_revoke: Mutex<Vec<RevokeHook>>,
+}
+
+impl std::fmt::Debug for AppRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppRegistry")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn secret_key(client_id: &str) -> String {
+    format!("client-secret:{client_id}")
+}
+
+fn hash(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn new_secret() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A readable, unique client id: the name's letters plus random hex.
+fn new_client_id(name: &str) -> String {
+    let slug: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    let slug: String = slug.chars().take(24).collect();
+    let suffix: [u8; 4] = rand::rng().random();
+    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
+    if slug.is_empty() {
+        format!("app-{suffix}")
+    } else {
+        format!("{slug}-{suffix}")
+    }
+}
+
+impl AppRegistry {
+    /// Loads `apps.json` from `path` (or starts empty); `None` keeps the
+    /// registry in memory (tests).
+    pub fn load(
+        path: Option<PathBuf>,
+        store: Arc<dyn SecretStore>,
+    ) -> Result<AppRegistry, AuthError> {
+        let apps = match &path {
+            Some(p) => match std::fs::read_to_string(p) {
+                Ok(text) => serde_json::from_str(&text)
+                    .map_err(|e| AuthError::Store(format!("{}: {e}", p.display())))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(AuthError::Store(format!("{}: {e}", p.display()))),
+            },
+            None => Vec::new(),
+        };
+        Ok(AppRegistry {
+            path,
+            store,
+            apps: RwLock::new(apps),
+            on_revoke: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Calls `hook(client_id)` whenever an app is revoked or removed.
+    pub(crate) fn on_revoke(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        self.on_revoke
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(hook));
+    }
+
+    fn save(&self, apps: &[App]) -> Result<(), AuthError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let text =
+            serde_json::to_string_pretty(apps).map_err(|e| AuthError::Store(e.to_string()))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| AuthError::Store(format!("{}: {e}", path.display())))
+    }
+
+    pub fn list(&self) -> Vec<AppInfo> {
+        self.apps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|a| a.info.clone())
+            .collect()
+    }
+
+    /// Registers an app; returns it and its client secret, shown only once.
+    pub fn register(
+        &self,
+        name: &str,
+        scopes: &str,
+        topics: Vec<String>,
+    ) -> Result<(AppInfo, String), AuthError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(AuthError::Invalid("an app needs a name".into()));
+        }
+        let parsed = Scopes::parse(scopes);
+        if parsed.is_empty() {
+            return Err(AuthError::Invalid(
+                "an app needs at least one fhircast/ scope, e.g. fhircast/*.read".into(),
+            ));
+        }
+        let topics = if topics.is_empty() {
+            vec!["$session".to_owned()]
+        } else {
+            topics
+        };
+        let info = AppInfo {
+            client_id: new_client_id(name),
+            name: name.to_owned(),
+            scopes: parsed.to_vec(),
+            topics,
+            created_at: crate::ids::now(),
+            revoked: false,
+        };
+        let secret = new_secret();
+        self.store
+            .set(&secret_key(&info.client_id), &hash(&secret))
+            .map_err(|e| AuthError::Store(e.0))?;
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        apps.push(App {
+            info: info.clone(),
+            generation: 0,
+        });
+        self.save(&apps)?;
+        Ok((info, secret))
+    }
+
+    /// A new secret; tokens issued with the old one stop working.
+    pub fn rotate_secret(&self, client_id: &str) -> Result<String, AuthError> {
+        let secret = new_secret();
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        let app = apps
+            .iter_mut()
+            .find(|a| a.info.client_id == client_id && !a.info.revoked)
+            .ok_or(AuthError::UnknownClient)?;
+        self.store
+            .set(&secret_key(client_id), &hash(&secret))
+            .map_err(|e| AuthError::Store(e.0))?;
+        app.generation += 1;
+        self.save(&apps)?;
+        drop(apps);
+        self.notify(client_id);
+        Ok(secret)
+    }
+
+    /// Revokes an app: its secret is deleted, its tokens refused at once,
+    /// and the hub cuts off its subscriptions.
+    pub fn revoke(&self, client_id: &str) -> Result<(), AuthError> {
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        let app = apps
+            .iter_mut()
+            .find(|a| a.info.client_id == client_id)
+            .ok_or(AuthError::UnknownClient)?;
+        app.info.revoked = true;
+        let _ = self.store.delete(&secret_key(client_id));
+        self.save(&apps)?;
+        drop(apps);
+        self.notify(client_id);
+        Ok(())
+    }
+
+    /// Forgets an app entirely.
+    pub fn remove(&self, client_id: &str) -> Result<(), AuthError> {
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        let before = apps.len();
+        apps.retain(|a| a.info.client_id != client_id);
+        if apps.len() == before {
+            return Err(AuthError::UnknownClient);
+        }
+        let _ = self.store.delete(&secret_key(client_id));
+        self.save(&apps)?;
+        drop(apps);
+        self.notify(client_id);
+        Ok(())
+    }
+
+    fn notify(&self, client_id: &str) {
+        for hook in self
+            .on_revoke
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            hook(client_id);
+        }
+    }
+
+    /// Checks a client secret in constant time; returns the app and the
+    /// generation to put in its token.
+    pub(crate) fn authenticate(
+        &self,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<(AppInfo, u64), AuthError> {
+        let (info, generation) = self.active(client_id, None)?;
+        let stored = self
+            .store
+            .get(&secret_key(client_id))
+            .map_err(|e| AuthError::Store(e.0))?;
+        let given = hash(secret);
+        match stored {
+            Some(stored) if bool::from(stored.as_bytes().ct_eq(given.as_bytes())) => {
+                Ok((info, generation))
+            }
+            _ => Err(AuthError::BadSecret),
+        }
+    }
+
+    /// The app behind a token of `generation` (any, if `None`), if it is
+    /// still allowed.
+    pub(crate) fn active(
+        &self,
+        client_id: &str,
+        generation: Option<u64>,
+    ) -> Result<(AppInfo, u64), AuthError> {
+        let apps = self.apps.read().unwrap_or_else(|e| e.into_inner());
+        let app = apps
+            .iter()
+            .find(|a| a.info.client_id == client_id)
+            .ok_or(AuthError::UnknownClient)?;
+        if app.info.revoked || generation.is_some_and(|g| g != app.generation) {
+            return Err(AuthError::Revoked);
+        }
+        Ok((app.info.clone(), app.generation))
+    }
+}

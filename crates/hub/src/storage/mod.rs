@@ -1,0 +1,391 @@
+//! Durable state: registered apps, subscriptions, each topic's open
+//! contexts, the journal of accepted events, the audit trail, and when the
+//! hub was last alive. One SQLite file, `lockstep.db`, in the data folder.
+//!
+//! - **Durability.** WAL mode with `synchronous = NORMAL`: a write whose
+//!   [`Pending`] resolved is committed to the WAL file, so it survives the
+//!   process dying at any point (crash, `kill -9`). A power cut or OS crash
+//!   may lose the last moments of commits (not yet synced by a checkpoint)
+//!   but never corrupts the file.
+//! - **Writes** go to one writer thread (`writer.rs`) that commits whatever
+//!   is queued in one transaction (group commit) and then answers each
+//!   caller. The write methods enqueue *when called*, synchronously, so their
+//!   order is the call order (call them under the hub's lock to keep the
+//!   journal in publish order), and return a [`Pending`] to `.await` (or
+//!   [`Pending::wait`] outside async code) once the lock is dropped.
+//! - **Reads** use a second connection behind a std `Mutex` (short,
+//!   synchronous queries; never held across `.await`). They see every write
+//!   whose `Pending` has resolved.
+//! - **Opening** (`schema.rs`) applies the schema migrations; a file that is
+//!   not a database, fails `PRAGMA integrity_check`, or cannot be migrated
+//!   is moved aside and the hub starts empty ([`OpenReport`]).
+//! - **Audit** (`audit.rs`): fire-and-forget records, export, pruning, and
+//!   [`resource_ids`], the patient-data rule.
+//!
+//! Nothing secret is stored: app secrets live in the OS keyring.
+
+mod audit;
+mod error;
+mod read;
+mod records;
+mod schema;
+mod writer;
+
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{JoinHandle, Thread};
+use std::time::SystemTime;
+
+use rusqlite::Connection;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub use audit::{resource_ids, AuditAction, AuditRecord, ExportFormat};
+pub use error::StorageError;
+pub use records::{from_unix_ms, to_unix_ms, App, JournalEntry, StoredSubscription, WriterStats};
+pub use schema::{DB_FILE, MIGRATIONS};
+
+use writer::{Op, Request};
+
+/// A handle on the storage; clones share it. When the last clone is dropped
+/// the writer thread finishes the queued writes and the files are closed
+/// (the drop waits for that).
+#[derive(Clone)]
+pub struct Storage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+    reader: Mutex<Connection>,
+    stats: Arc<writer::Stats>,
+    path: Option<PathBuf>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+/// What [`Storage::open`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Where an unusable database file was moved (the hub starts empty).
+    pub moved_aside: Option<PathBuf>,
+    /// Why it was moved aside.
+    pub moved_aside_reason: Option<String>,
+    /// The schema version the file had, when migrations ran (0: new file).
+    pub upgraded_from: Option<usize>,
+    /// The last [`Storage::mark_alive`] before this start: how long the hub
+    /// was down is `now - last_alive`. `None` for a fresh database.
+    pub last_alive: Option<SystemTime>,
+}
+
+impl Storage {
+    /// Opens (or creates) `data_dir/lockstep.db`, upgrading its schema. An
+    /// unusable file is moved aside to `lockstep.db.corrupt-<unix-ts>` with
+    /// an error in the log, and an empty database is started; the report
+    /// says so. Fails only if the folder cannot be used, the database is
+    /// locked by another process, or the fresh database fails too.
+    pub fn open(data_dir: &Path) -> Result<(Storage, OpenReport), StorageError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StorageError::io(data_dir, e))?;
+        let path = data_dir.join(DB_FILE);
+        let mut report = OpenReport::default();
+        let prepared = match schema::prepare(&path, true) {
+            Ok(p) => p,
+            Err(e) if e.is_busy() || !path.exists() => return Err(e),
+            Err(e) => {
+                let moved = schema::move_aside(&path)?;
+                tracing::error!(
+                    "storage: the database {} cannot be used ({e}); moved it aside to {} \
+                     and starting with an empty one: subscriptions, contexts and the \
+                     audit trail start over",
+                    path.display(),
+                    moved.display()
+                );
+                report.moved_aside = Some(moved);
+                report.moved_aside_reason = Some(e.to_string());
+                schema::prepare(&path, true)?
+            }
+        };
+        report.upgraded_from = prepared.upgraded_from;
+        report.last_alive = prepared.last_alive;
+        if let Some(from) = prepared.upgraded_from.filter(|v| *v > 0) {
+            tracing::info!(
+                "storage: upgraded {} from schema version {from} to {}",
+                path.display(),
+                MIGRATIONS.len()
+            );
+        }
+        let reader = schema::open_reader(&path)?;
+        let storage = Storage::start(prepared.conn, reader, Some(path))?;
+        Ok((storage, report))
+    }
+
+    /// A private database in memory (SQLite's `memdb`), for tests. Same
+    /// schema and writer; nothing is durable.
+    pub fn open_in_memory() -> Result<Storage, StorageError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let uri = format!("file:/lockstep-{}-{n}?vfs=memdb", std::process::id());
+        let prepared = schema::prepare(Path::new(&uri), false)?;
+        let reader = schema::open_reader(Path::new(&uri))?;
+        Storage::start(prepared.conn, reader, None)
+    }
+
+    fn start(
+        conn: Connection,
+        reader: Connection,
+        path: Option<PathBuf>,
+    ) -> Result<Storage, StorageError> {
+        let (queue, rx) = mpsc::channel();
+        let stats = Arc::new(writer::Stats::default());
+        let writer = writer::spawn(conn, rx, stats.clone())
+            .map_err(|e| StorageError::io(path.clone().unwrap_or_default(), e))?;
+        Ok(Storage {
+            inner: Arc::new(Inner {
+                queue: Some(queue),
+                writer: Some(writer),
+                reader: Mutex::new(reader),
+                stats,
+                path,
+            }),
+        })
+    }
+
+    /// The database file (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// Batches committed and writes handled so far.
+    pub fn stats(&self) -> WriterStats {
+        self.inner.stats.get()
+    }
+
+    fn submit<T>(&self, op: Op, map: fn(u64) -> T) -> Pending<T> {
+        let (reply, rx) = oneshot::channel();
+        let sent = self.inner.queue.as_ref().is_some_and(|q| {
+            q.send(Request {
+                op,
+                reply: Some(reply),
+            })
+            .is_ok()
+        });
+        Pending {
+            rx: sent.then_some(rx),
+            map,
+        }
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        // Reads leave the connection consistent even if one panicked.
+        self.inner.reader.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Inserts or replaces the app with this `client_id` (its `created_at`
+    /// is kept from the first save).
+    pub fn save_app(&self, app: &App) -> Pending<()> {
+        self.submit(Op::SaveApp(app.clone()), drop)
+    }
+
+    /// Marks an app revoked; `false` if there is no such app.
+    pub fn revoke_app(&self, client_id: &str, at: SystemTime) -> Pending<bool> {
+        let op = Op::RevokeApp {
+            client_id: client_id.to_owned(),
+            at_ms: to_unix_ms(at),
+        };
+        self.submit(op, |n| n > 0)
+    }
+
+    /// Forgets an app; `false` if there was none.
+    pub fn delete_app(&self, client_id: &str) -> Pending<bool> {
+        self.submit(Op::DeleteApp(client_id.to_owned()), |n| n > 0)
+    }
+
+    /// All registered apps, revoked ones included, oldest first.
+    pub fn load_apps(&self) -> Result<Vec<App>, StorageError> {
+        read::apps(&self.reader())
+    }
+
+    /// Inserts or replaces the subscription with this endpoint id (a
+    /// renewal); `created_at` is kept from the first save.
+    pub fn upsert_subscription(&self, sub: &StoredSubscription) -> Pending<()> {
+        self.submit(Op::UpsertSubscription(sub.clone()), drop)
+    }
+
+    /// `false` if there was no such subscription.
+    pub fn delete_subscription(&self, endpoint_id: &str) -> Pending<bool> {
+        self.submit(Op::DeleteSubscription(endpoint_id.to_owned()), |n| n > 0)
+    }
+
+    /// Every stored subscription, expired leases included (the caller
+    /// decides), oldest first.
+    pub fn load_subscriptions(&self) -> Result<Vec<StoredSubscription>, StorageError> {
+        read::subscriptions(&self.reader())
+    }
+
+    /// Replaces the saved open contexts of `topic` with `state` (whatever
+    /// JSON the caller makes of its `ContextStack`), stamped now.
+    pub fn save_contexts(&self, topic: &str, state: &Value) -> Pending<()> {
+        let op = Op::SaveContexts {
+            topic: topic.to_owned(),
+            json: state.to_string(),
+            at_ms: to_unix_ms(SystemTime::now()),
+        };
+        self.submit(op, drop)
+    }
+
+    pub fn delete_contexts(&self, topic: &str) -> Pending<()> {
+        self.submit(Op::DeleteContexts(topic.to_owned()), drop)
+    }
+
+    /// `(topic, state, saved_at)` for every topic with saved contexts.
+    pub fn load_contexts(&self) -> Result<Vec<(String, Value, SystemTime)>, StorageError> {
+        read::contexts(&self.reader())
+    }
+
+    /// Appends an accepted event to the journal, stamped now. Resolves to
+    /// its sequence number once committed: answer 2xx only after that.
+    pub fn append_event(
+        &self,
+        topic: &str,
+        event_id: &str,
+        event_name: &str,
+        message_json: &str,
+    ) -> Pending<u64> {
+        let op = Op::AppendEvent {
+            topic: topic.to_owned(),
+            event_id: event_id.to_owned(),
+            event_name: event_name.to_owned(),
+            at_ms: to_unix_ms(SystemTime::now()),
+            message_json: message_json.to_owned(),
+        };
+        self.submit(op, |seq| seq)
+    }
+
+    /// Up to `limit` journal entries with `seq > after_seq`, in order.
+    pub fn journal_after(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, StorageError> {
+        read::journal_after(&self.reader(), after_seq, limit)
+    }
+
+    /// Deletes journal entries accepted before `older_than`; resolves to
+    /// how many.
+    pub fn prune_journal(&self, older_than: SystemTime) -> Pending<usize> {
+        self.submit(Op::PruneJournal(to_unix_ms(older_than)), count)
+    }
+
+    /// Records `record` without waiting: a failure is logged, never
+    /// reported. [`flush`](Self::flush) waits for it.
+    pub fn audit(&self, record: AuditRecord) {
+        if let Some(q) = &self.inner.queue {
+            let request = Request {
+                op: Op::Audit(Box::new(record)),
+                reply: None,
+            };
+            if q.send(request).is_err() {
+                tracing::error!("storage: audit record lost: the storage is closed");
+            }
+        }
+    }
+
+    /// Writes the audit records with `since <= at < until` (either bound
+    /// optional), oldest first; returns how many. Holds the reader for the
+    /// whole export: call it from `spawn_blocking` in async code.
+    pub fn export_audit(
+        &self,
+        since: Option<SystemTime>,
+        until: Option<SystemTime>,
+        format: ExportFormat,
+        out: &mut impl Write,
+    ) -> Result<usize, StorageError> {
+        audit::export(&self.reader(), since, until, format, out)
+    }
+
+    /// Deletes audit records older than `older_than` (retention); resolves
+    /// to how many.
+    pub fn prune_audit(&self, older_than: SystemTime) -> Pending<usize> {
+        self.submit(Op::PruneAudit(to_unix_ms(older_than)), count)
+    }
+
+    /// Records that the hub is alive at `now`; the next [`open`](Self::open)
+    /// reports it as `last_alive`.
+    pub fn mark_alive(&self, now: SystemTime) -> Pending<()> {
+        self.submit(Op::MarkAlive(to_unix_ms(now)), drop)
+    }
+
+    /// The last `mark_alive` time stored.
+    pub fn last_alive(&self) -> Result<Option<SystemTime>, StorageError> {
+        read::last_alive(&self.reader())
+    }
+
+    /// Resolves once every write queued before it is committed (or failed).
+    pub fn flush(&self) -> Pending<()> {
+        self.submit(Op::Flush, drop)
+    }
+}
+
+fn count(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// A queued write: resolves once it is committed, or with why it is not.
+/// Dropping it does not cancel the write.
+#[must_use = "a write is durable only once its Pending resolves"]
+pub struct Pending<T> {
+    /// `None`: the writer was gone when the write was submitted.
+    rx: Option<oneshot::Receiver<Result<u64, StorageError>>>,
+    map: fn(u64) -> T,
+}
+
+impl<T> Future for Pending<T> {
+    type Output = Result<T, StorageError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let map = self.map;
+        let Some(rx) = self.rx.as_mut() else {
+            return Poll::Ready(Err(StorageError::Closed));
+        };
+        match Pin::new(rx).poll(cx) {
+            Poll::Ready(Ok(result)) => Poll::Ready(result.map(map)),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(StorageError::Closed)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T> Pending<T> {
+    /// Blocks the thread until the write is committed: for code outside an
+    /// async runtime (the CLI, shutdown hooks). Never call it on a runtime
+    /// thread; `.await` there.
+    pub fn wait(mut self) -> Result<T, StorageError> {
+        struct Unpark(Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        loop {
+            if let Poll::Ready(result) = Pin::new(&mut self).poll(&mut cx) {
+                return result;
+            }
+            std::thread::park();
+        }
+    }
+}

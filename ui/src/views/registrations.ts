@@ -1,0 +1,175 @@
+// *Registrations*: the apps allowed to ask the hub for a token. Add one
+// (its secret is shown once, here, with a copy button), revoke, rotate.
+
+import { ApiError, call } from '../api';
+import { h, NONE, time, type Child } from '../dom';
+import { confirmButton, View } from './base';
+
+interface AppInfo {
+  clientId: string;
+  name: string;
+  scopes: string[];
+  topics: string[];
+  createdAt: string;
+  revoked: boolean;
+}
+
+export class RegistrationsView extends View {
+  readonly label = 'Registrations';
+  protected followsStore = false;
+  private apps: AppInfo[] | null = null;
+  private unavailable = '';
+  /** The secret just made, shown once: cleared when the view re-fetches. */
+  private secret: { name: string; clientId: string; value: string } | null = null;
+  private loading = false;
+
+  show(focus: boolean): void {
+    void this.load();
+    super.show(focus);
+  }
+
+  private async load(): Promise<void> {
+    if (this.loading) return;
+    this.loading = true;
+    try {
+      this.apps = (await call<{ apps: AppInfo[] }>('GET', '/admin/api/apps')).apps;
+      this.unavailable = '';
+    } catch (e) {
+      this.unavailable =
+        e instanceof ApiError && e.status === 404
+          ? 'This hub has no app registry.'
+          : `Could not load the registrations: ${e instanceof Error ? e.message : String(e)}`;
+    } finally {
+      this.loading = false;
+      this.update();
+    }
+  }
+
+  protected content(): Child[] {
+    return [
+      this.form(),
+      this.secret && this.secretBox(this.secret),
+      h('h2', {}, 'Registered apps'),
+      this.unavailable
+        ? h('p', { class: 'empty' }, this.unavailable)
+        : this.apps === null
+          ? h('p', {}, 'Loading…')
+          : this.apps.length === 0
+            ? h('p', { class: 'empty' }, 'No app is registered.')
+            : h('ul', { class: 'app-list', 'aria-label': 'Registered apps' }, this.apps.map((a) => this.app(a))),
+    ];
+  }
+
+  private form(): HTMLElement {
+    const name = h('input', { id: 'reg-name', name: 'name', required: true, autocomplete: 'off', 'data-key': 'reg-name' });
+    const scopes = h('input', { id: 'reg-scopes', name: 'scopes', value: 'fhircast/*.read fhircast/*.write', 'data-key': 'reg-scopes' });
+    const topics = h('input', { id: 'reg-topics', name: 'topics', value: '$session', 'data-key': 'reg-topics' });
+    const submit = async (e: Event) => {
+      e.preventDefault();
+      const created = (await this.run('Registering the app', () =>
+        call<{ app: AppInfo; clientSecret: string }>('POST', '/admin/api/apps', {
+          name: name.value,
+          scopes: scopes.value,
+          topics: topics.value.split(/[\s,]+/).filter(Boolean),
+        }),
+      )) as { app: AppInfo; clientSecret: string } | undefined;
+      if (created) {
+        this.secret = { name: created.app.name, clientId: created.app.clientId, value: created.clientSecret };
+        await this.load();
+        this.querySelector<HTMLElement>('.secret button')?.focus();
+      }
+    };
+    return h(
+      'form',
+      { class: 'register', 'aria-labelledby': 'reg-title', onsubmit: (e: Event) => void submit(e) },
+      h('h2', { id: 'reg-title' }, 'Add an app'),
+      h('label', { for: 'reg-name' }, 'Name'),
+      name,
+      h('label', { for: 'reg-scopes' }, 'Scopes (space-separated, e.g. fhircast/*.read fhircast/Patient-open.write)'),
+      scopes,
+      h('label', { for: 'reg-topics' }, 'Topics (comma-separated; $session is this workstation’s session)'),
+      topics,
+      h('button', { type: 'submit', 'data-key': 'reg-submit' }, 'Register'),
+    );
+  }
+
+  private secretBox(s: { name: string; clientId: string; value: string }): HTMLElement {
+    const out = h('output', { class: 'secret-value', id: 'secret-value' }, s.value);
+    const status = h('span', { 'aria-live': 'polite' });
+    return h(
+      'div',
+      { class: 'secret', role: 'alert' },
+      h('p', {}, h('strong', {}, `Client secret of ${s.name}`), ` (client id ${s.clientId}). Shown only now: copy it into the app.`),
+      out,
+      h(
+        'div',
+        { class: 'row' },
+        h(
+          'button',
+          {
+            type: 'button',
+            'data-key': 'copy-secret',
+            onclick: () => {
+              navigator.clipboard.writeText(s.value).then(
+                () => (status.textContent = 'Copied.'),
+                () => {
+                  getSelection()?.selectAllChildren(out);
+                  status.textContent = 'Selected: press Ctrl+C to copy.';
+                },
+              );
+            },
+          },
+          'Copy secret',
+        ),
+        h('button', { type: 'button', 'data-key': 'hide-secret', onclick: () => ((this.secret = null), this.update()) }, 'I have copied it'),
+        status,
+      ),
+    );
+  }
+
+  private app(a: AppInfo): HTMLElement {
+    return h(
+      'li',
+      { class: `app ${a.revoked ? 'state-disconnected' : 'state-connected'}`, 'data-client': a.clientId },
+      h(
+        'div',
+        { class: 'row' },
+        h('h3', {}, a.name),
+        h('span', { class: `badge ${a.revoked ? 'disconnected' : 'connected'}` }, a.revoked ? '○ Revoked' : '● Active'),
+        !a.revoked &&
+          h(
+            'button',
+            {
+              type: 'button',
+              'data-key': `rotate-${a.clientId}`,
+              'aria-label': `Rotate the secret of ${a.name}`,
+              onclick: async () => {
+                const r = (await this.run('Rotating the secret', () =>
+                  call<{ clientSecret: string }>('POST', `/admin/api/apps/${encodeURIComponent(a.clientId)}/rotate`),
+                )) as { clientSecret: string } | undefined;
+                if (r) {
+                  this.secret = { name: a.name, clientId: a.clientId, value: r.clientSecret };
+                  this.update();
+                }
+              },
+            },
+            'Rotate secret',
+          ),
+        !a.revoked &&
+          confirmButton(`revoke-${a.clientId}`, 'Revoke', `Revoke ${a.name}`, () => {
+            void this.run('Revoking', () => call('DELETE', `/admin/api/apps/${encodeURIComponent(a.clientId)}`)).then(() => this.load());
+          }),
+      ),
+      h(
+        'dl',
+        { class: 'facts' },
+        h('div', {}, h('dt', {}, 'Client id'), h('dd', {}, h('code', {}, a.clientId))),
+        h('div', {}, h('dt', {}, 'Scopes'), h('dd', {}, a.scopes.join(' ') || NONE)),
+        h('div', {}, h('dt', {}, 'Topics'), h('dd', {}, a.topics.join(', ') || NONE)),
+        h('div', {}, h('dt', {}, 'Registered'), h('dd', {}, time(a.createdAt))),
+      ),
+    );
+  }
+}
+
+customElements.define('ls-registrations', RegistrationsView);

@@ -1,0 +1,233 @@
+// The dashboard's browser tests, in order: each builds on the hub state the
+// previous ones left (a topic with a patient, a report with content, apps
+// that came and went). `t` holds the hub, the page and shared values.
+
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { App, event, observation, patient, publish, reportUpdate, study, WAIT_MS } from './support.mjs';
+
+const EVENTS = 'Patient-open,Patient-close,DiagnosticReport-open,DiagnosticReport-update,DiagnosticReport-close,syncerror';
+
+async function signIn(t) {
+  const { page, hub } = t;
+  const response = await page.goto(hub.link);
+  assert.equal(new URL(page.url()).pathname, '/ui/', 'the login redirects to /ui/');
+  assert.ok(!page.url().includes('code='), `the code must leave the address bar: ${page.url()}`);
+  assert.equal(response.status(), 200);
+  await page.locator('.link.live').waitFor({ timeout: WAIT_MS });
+
+  // The link works once: a second browser gets 401 and no cookie.
+  const other = await t.browser.newContext();
+  const again = await (await other.newPage()).goto(hub.link);
+  assert.equal(again.status(), 401, 'a used link is refused');
+  assert.match(await again.text(), /no longer works/);
+  assert.equal((await other.cookies()).length, 0);
+  await other.close();
+  const cookies = await t.context.cookies();
+  const session = cookies.find((c) => c.name === 'lockstep_admin');
+  assert.ok(session, 'the session cookie is set');
+  assert.equal(session.httpOnly, true);
+  assert.equal(session.sameSite, 'Strict');
+  // And the API refuses requests without a credential.
+  assert.equal((await fetch(`${hub.base}/admin/api/state`)).status, 401);
+}
+
+async function patientOpenWithin500ms(t) {
+  const { page, hub } = t;
+  t.shared.topic = randomUUID();
+  t.shared.ris = await App.join(hub.hubUrl, t.shared.topic, EVENTS, 'RIS (test)');
+  await page.goto(`${hub.base}/ui/#now`);
+  await page.locator(`section.topic h2 code[title="${t.shared.topic}"]`).waitFor({ timeout: WAIT_MS });
+  await page.locator('.link.live').waitFor({ timeout: WAIT_MS });
+  // Record, in the page, when the name first appears in the DOM.
+  await page.evaluate((name) => {
+    window.__seenAt = 0;
+    const check = () => {
+      if (!window.__seenAt && document.querySelector('ls-now')?.textContent?.includes(name)) {
+        window.__seenAt = Date.now();
+        observer.disconnect();
+      }
+    };
+    const observer = new MutationObserver(check);
+    observer.observe(document.body, { subtree: true, childList: true, characterData: true });
+  }, 'Lovelace, Ada');
+  const t0 = Date.now();
+  await publish(hub.hubUrl, event(t.shared.topic, 'Patient-open', [{ key: 'patient', resource: patient('p1', 'Lovelace', 'Ada') }]));
+  const seenAt = await (await page.waitForFunction(() => window.__seenAt, null, { timeout: WAIT_MS })).jsonValue();
+  const latency = seenAt - t0;
+  assert.ok(latency <= 500, `the name appeared ${latency} ms after the publish (limit 500 ms)`);
+  const card = page.locator('ls-now article.context.current .card.patient');
+  await card.getByText('MRN-p1').waitFor({ timeout: WAIT_MS });
+  const text = await card.innerText();
+  for (const expected of ['Lovelace, Ada', 'MRN-p1', 'urn:oid:1.2.36.146.595.217.0.1', '1815-12-10', 'Female']) {
+    assert.ok(text.includes(expected), `the patient card shows ${expected}: ${text}`);
+  }
+  await t.shared.ris.nextEvent('Patient-open');
+  return `publish to DOM: ${latency} ms`;
+}
+
+async function appConnectsAndDies(t) {
+  const { page, hub } = t;
+  const app = await App.join(hub.hubUrl, t.shared.topic, 'Patient-open,Patient-close', 'Dictation (test)');
+  await page.goto(`${hub.base}/ui/#apps`);
+  const row = page.locator('li.app[data-app="Dictation (test)"]');
+  await row.and(page.locator('[data-state="connected"]')).waitFor({ timeout: WAIT_MS });
+  assert.match(await row.locator('.badge').innerText(), /Connected/);
+  app.kill();
+  await row.and(page.locator('[data-state="grace"]')).waitFor({ timeout: WAIT_MS });
+  assert.match(await row.locator('.badge').innerText(), /Lost, waiting for reconnect/);
+  // The hub runs with a 3 s grace period: then the app is gone, with why.
+  const gone = page.locator('li.gone[data-app="Dictation (test)"]');
+  await gone.waitFor({ timeout: WAIT_MS * 2 });
+  assert.match(await gone.innerText(), /connection lost/);
+  await row.waitFor({ state: 'detached', timeout: WAIT_MS });
+}
+
+async function reportContentInOrder(t) {
+  const { page, hub } = t;
+  const topic = t.shared.topic;
+  const ctx = [
+    {
+      key: 'report',
+      resource: { resourceType: 'DiagnosticReport', id: 'r1', status: 'preliminary', subject: { reference: 'Patient/p1' } },
+    },
+    { key: 'patient', resource: patient('p1', 'Lovelace', 'Ada') },
+    { key: 'study', resource: study('s1', 'p1') },
+  ];
+  const opened = await publish(hub.hubUrl, event(topic, 'DiagnosticReport-open', ctx));
+  const v1 = opened.event.event['context.versionId'];
+  const u1 = await publish(hub.hubUrl, reportUpdate(topic, 'r1', v1, [observation('obs-a', 'Pulmonary nodule', '6 mm')]));
+  const v2 = u1.event.event['context.versionId'];
+  const u2 = await publish(hub.hubUrl, reportUpdate(topic, 'r1', v2, [observation('obs-b', 'Pleural effusion', 'small')]));
+  const v3 = u2.event.event['context.versionId'];
+  t.shared.versions = [v1, v2, v3];
+  await page.goto(`${hub.base}/ui/#now`);
+  const current = page.locator('ls-now article.context.current');
+  await current.locator('[data-resource="Observation/obs-b"]').waitFor({ timeout: WAIT_MS });
+  const resources = await current.locator('li[data-resource]').evaluateAll((els) => els.map((e) => e.dataset.resource));
+  assert.deepEqual(resources, ['Observation/obs-a', 'Observation/obs-b']);
+  const versions = await current.locator('li[data-version]').evaluateAll((els) => els.map((e) => e.dataset.version));
+  assert.deepEqual(versions, [v1, v2, v3], 'version history in order');
+  const text = await current.innerText();
+  for (const expected of ['Pulmonary nodule = 6 mm', 'Pleural effusion = small', 'ACC-s1', 'CT', 'CT chest with contrast', 'preliminary']) {
+    assert.ok(text.includes(expected), `the current context shows ${expected}`);
+  }
+  // The Patient-open context is suspended under it.
+  await page.locator('ls-now .suspended').getByText('Patient', { exact: false }).first().waitFor({ timeout: WAIT_MS });
+  // The live log shows them newest first.
+  await page.goto(`${hub.base}/ui/#events`);
+  await page.locator('.log li.entry').first().waitFor({ timeout: WAIT_MS });
+  const names = await page.locator('.log li.entry').evaluateAll((els) => els.slice(0, 3).map((e) => e.dataset.event));
+  assert.deepEqual(names, ['DiagnosticReport-update', 'DiagnosticReport-update', 'DiagnosticReport-open']);
+  for (const view of ['now', 'apps', 'events', 'settings']) {
+    await page.goto(`${hub.base}/ui/#${view}`);
+    await page.locator(`#view-${view} h1`).waitFor({ timeout: WAIT_MS });
+    assert.ok(!(await page.locator('body').innerText()).includes('undefined'), `no "undefined" in ${view}`);
+  }
+}
+
+/** Presses `key` until `selector` has focus (at most `max` times). */
+async function focusBy(page, key, selector, max = 30) {
+  for (let i = 0; i < max; i++) {
+    if (await page.evaluate((s) => document.activeElement?.matches(s) ?? false, selector)) return;
+    await page.keyboard.press(key);
+  }
+  throw new Error(`${selector} never got focus with ${key}`);
+}
+
+async function keyboardOnly(t) {
+  const { page, hub } = t;
+  const helper = await App.join(hub.hubUrl, t.shared.topic, 'Patient-open', 'Viewer (test)');
+  await page.goto(`${hub.base}/ui/#now`);
+  await page.locator('#view-now h1').waitFor({ timeout: WAIT_MS });
+  await focusBy(page, 'Tab', '#nav-apps');
+  const outline = await page.evaluate(() => {
+    const s = getComputedStyle(document.activeElement);
+    return { style: s.outlineStyle, width: parseFloat(s.outlineWidth) };
+  });
+  assert.ok(outline.style !== 'none' && outline.width >= 2, `focus is visible: ${JSON.stringify(outline)}`);
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => location.hash === '#apps' && document.activeElement === document.querySelector('#view-apps h1'));
+  assert.ok(await page.locator('#view-apps').isVisible());
+  assert.ok(!(await page.locator('#view-now').isVisible()));
+  // Drop an app with the keyboard: Enter, then Enter again to confirm.
+  await page.locator('li.app[data-app="Viewer (test)"][data-state="connected"]').waitFor({ timeout: WAIT_MS });
+  await focusBy(page, 'Tab', 'li.app[data-app="Viewer (test)"] button.danger');
+  await page.keyboard.press('Enter');
+  await page.keyboard.press('Enter');
+  await page.locator('li.gone[data-app="Viewer (test)"]').getByText('dropped by support').waitFor({ timeout: WAIT_MS });
+  await helper.closed;
+  // Back up to the nav and on to Events and Settings.
+  await focusBy(page, 'Shift+Tab', '#nav-events');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => location.hash === '#events' && document.activeElement === document.querySelector('#view-events h1'));
+  await focusBy(page, 'Tab', '#filter-event');
+  await page.keyboard.press('End'); // the last event name: SyncError
+  await page.waitForFunction(() => {
+    const shown = [...document.querySelectorAll('ls-events .log li.entry')].map((e) => e.dataset.event);
+    return shown.length > 0 && shown.every((n) => n === 'SyncError');
+  });
+  await page.locator('#filter-event').press('Home'); // back to All
+  await page.waitForFunction(() => document.querySelectorAll('ls-events .log li.entry[data-event="Patient-open"]').length > 0);
+  await focusBy(page, 'Shift+Tab', '#nav-settings');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => location.hash === '#settings');
+  assert.ok(await page.locator('#view-settings tr[data-setting="ackTimeoutMs"]').isVisible());
+}
+
+async function pauseAndResume(t) {
+  const { page, hub } = t;
+  const ris = t.shared.ris;
+  await page.goto(`${hub.base}/ui/#now`);
+  const button = page.locator('button[data-key="pause-delivery"]');
+  await button.getByText('Pause delivery').waitFor({ timeout: WAIT_MS });
+  await button.click();
+  await page.locator('.banner').getByText('Delivery is paused').waitFor({ timeout: WAIT_MS });
+  // Applied by the hub (the dashboard shows it) while apps are not told.
+  await publish(hub.hubUrl, event(t.shared.topic, 'Patient-open', [{ key: 'patient', resource: patient('p2', 'Hopper', 'Grace') }]));
+  await page.locator('ls-now article.context.current').getByText('Hopper, Grace').waitFor({ timeout: WAIT_MS });
+  await page.goto(`${hub.base}/ui/#events`);
+  await page.locator('.log li.entry').first().getByText('held: delivery paused').waitFor({ timeout: WAIT_MS });
+  await page.locator('button[data-key="pause-delivery"]').getByText('Resume delivery').click();
+  await page.locator('.banner').waitFor({ state: 'hidden', timeout: WAIT_MS });
+  // On resume the app is sent the current context.
+  const replayed = await ris.nextEvent('Patient-open');
+  assert.equal(replayed.event.context[0].resource.id, 'p2');
+}
+
+async function registrations(t) {
+  const { page, hub } = t;
+  await page.goto(`${hub.base}/ui/#registrations`);
+  await page.locator('#view-registrations h1').waitFor({ timeout: WAIT_MS });
+  const state = await Promise.race([
+    page.locator('#view-registrations ul[aria-label="Registered apps"], #view-registrations .empty').first().waitFor({ timeout: WAIT_MS }).then(() => 'ok'),
+  ]);
+  assert.equal(state, 'ok');
+  if (await page.getByText('This hub has no app registry').isVisible()) return 'no app registry in this hub build';
+  await page.locator('#reg-name').fill('PACS (test)');
+  await page.locator('#reg-name').press('Enter');
+  const secret = page.locator('.secret-value');
+  await secret.waitFor({ timeout: WAIT_MS });
+  assert.ok((await secret.innerText()).length >= 20, 'a secret is shown');
+  const row = page.locator('#view-registrations li.app', { hasText: 'PACS (test)' });
+  await row.waitFor({ timeout: WAIT_MS });
+  t.shared.secretShown = true;
+  await page.locator('button[data-key="hide-secret"]').click();
+  await row.getByRole('button', { name: /Rotate the secret/ }).click();
+  await secret.waitFor({ timeout: WAIT_MS });
+  await page.locator('button[data-key="hide-secret"]').click();
+  const revoke = row.getByRole('button', { name: /Revoke/ });
+  await revoke.click();
+  await row.getByRole('button', { name: /Confirm: revoke/i }).click();
+  await row.getByText('Revoked').waitFor({ timeout: WAIT_MS });
+}
+
+export const TESTS = [
+  ['the one-time link signs in once, sets an HttpOnly SameSite=Strict cookie, and leaves the URL', signIn],
+  ['Patient-open published by a script appears in Now within 500 ms', patientOpenWithin500ms],
+  ['an app shows as connected, then lost, then gone when its socket is killed', appConnectsAndDies],
+  ['a DiagnosticReport open and two content updates appear in order', reportContentInOrder],
+  ['keyboard only: between views, drop an app, filters', keyboardOnly],
+  ['pause holds delivery; resume sends the current context', pauseAndResume],
+  ['registrations: add (secret shown once), rotate, revoke', registrations],
+];
