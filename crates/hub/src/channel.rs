@@ -9,6 +9,8 @@
 use std::collections::VecDeque;
 use std::pin::pin;
 
+use futures_util::SinkExt;
+
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use fhircast::message::{denial, parse_inbound, AckStatus, Inbound};
 use serde_json::json;
@@ -135,11 +137,20 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
             frame = rx.recv() => {
                 let Some(frame) = frame else { return finish(socket, Ending::Replaced).await };
                 let was_empty = pending.is_empty();
-                track(&mut pending, &frame, config.ack_timeout);
+                // Whatever else is already queued goes out with one flush.
+                let mut batch = Vec::with_capacity(1);
+                for frame in std::iter::once(frame).chain(std::iter::from_fn(|| rx.try_recv().ok()).take(MAX_BATCH - 1)) {
+                    track(&mut pending, &frame, config.ack_timeout);
+                    batch.push(Message::Text(frame.text));
+                }
                 if was_empty {
                     rearm(&pending, ack_timer.as_mut());
                 }
-                send!(Message::Text(frame.text));
+                match send_batch_or_stop(socket, batch, &mut close_rx, &shutdown).await {
+                    Ok(()) => {}
+                    Err(Some(end)) => return finish(socket, end).await,
+                    Err(None) => return Stop::Abnormal,
+                }
             }
             _ = &mut ack_timer, if !pending.is_empty() => {
                 let now = Instant::now();
@@ -244,6 +255,31 @@ fn on_text(
             warn!(endpoint = short(endpoint_id), error = %e, "frame that is not JSON ignored");
             None
         }
+    }
+}
+
+/// Frames written per flush at most, so a long queue still yields to ACKs.
+const MAX_BATCH: usize = 64;
+
+/// Writes several messages with one flush, unless the hub wants the socket
+/// closed first.
+async fn send_batch_or_stop(
+    socket: &mut WebSocket,
+    batch: Vec<Message>,
+    close_rx: &mut oneshot::Receiver<Close>,
+    shutdown: &CancellationToken,
+) -> Result<(), Option<Ending>> {
+    let write = async {
+        for msg in batch {
+            socket.feed(msg).await?;
+        }
+        socket.flush().await
+    };
+    tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => Err(Some(Ending::Shutdown)),
+        close = close_rx => Err(Some(Ending::from(close))),
+        sent = write => sent.map_err(|_| None),
     }
 }
 
