@@ -14,6 +14,12 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub allow_remote: bool,
+    /// Web origins (e.g. `https://viewer.hospital.org`) allowed to call the
+    /// hub from a browser; empty by default: native apps send no Origin.
+    pub allowed_origins: Vec<String>,
+    /// Most topics, and most subscriptions on one topic, the hub holds.
+    pub max_topics: usize,
+    pub max_subscriptions_per_topic: usize,
     /// No bearer tokens required. Off by default: auth is on.
     pub no_auth: bool,
     /// Where the signing key and client-secret hashes live.
@@ -49,6 +55,9 @@ impl Config {
             listen,
             data_dir,
             allow_remote: false,
+            allowed_origins: Vec::new(),
+            max_topics: 1000,
+            max_subscriptions_per_topic: 1000,
             no_auth: false,
             secret_store: Arc::new(MemoryStore::default()),
             token_lifetime: Duration::from_secs(8 * 3600),

@@ -18,6 +18,7 @@ pub mod config;
 mod context;
 mod delivery;
 mod error;
+mod guard;
 mod ids;
 mod routes;
 pub mod server;

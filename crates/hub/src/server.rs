@@ -23,6 +23,7 @@ pub const OHIF_PATH: &str = "/api/hub";
 
 /// The whole HTTP surface. Kept apart from `run` so tests can drive it too.
 pub fn app(hub: Hub) -> Router {
+    let guard_hub = hub.clone();
     Router::new()
         .nest(
             STU3_PATH,
@@ -51,6 +52,10 @@ pub fn app(hub: Hub) -> Router {
             )
             .into_response()
         })
+        .layer(axum::middleware::from_fn_with_state(
+            guard_hub,
+            crate::guard::guard,
+        ))
 }
 
 /// Serves `hub` on `listener` until `shutdown` resolves, then closes every

@@ -17,6 +17,7 @@ use crate::state::{HubEvent, State};
 use crate::sync_error::{Expect, Failure};
 use crate::topic::{Close, Connection, Frame, Subscription};
 use crate::Hub;
+use axum::http::StatusCode;
 
 /// What a channel task needs once its socket is attached.
 pub struct Attached {
@@ -81,6 +82,27 @@ impl Hub {
             self.fail_all(failure.into_iter().collect());
             return Ok(id);
         }
+        match state.topics.get(&req.topic) {
+            Some(t) if t.subscriptions.len() >= config.max_subscriptions_per_topic => {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "this topic already has {} subscriptions, the hub's limit",
+                        t.subscriptions.len()
+                    ),
+                ));
+            }
+            None if state.topics.len() >= config.max_topics => {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "the hub already holds {} topics, its limit",
+                        state.topics.len()
+                    ),
+                ));
+            }
+            _ => {}
+        }
         let mut id = ids::endpoint_id();
         while state.endpoints.contains_key(&id) {
             id = ids::endpoint_id();
@@ -103,6 +125,7 @@ impl Hub {
             last_event: None,
             since: None,
             acks: Default::default(),
+            label: Default::default(),
         };
         state.endpoints.insert(id.clone(), req.topic.clone());
         state
@@ -441,6 +464,7 @@ fn renew(
     sub.lease_generation += 1;
     if req.subscriber_name.is_some() {
         sub.name = req.subscriber_name.clone();
+        sub.label = Default::default();
     }
     let mut failure = None;
     if let Some(conn) = &sub.conn {

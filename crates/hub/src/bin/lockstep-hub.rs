@@ -27,6 +27,10 @@ struct Args {
     /// Where the hub keeps its data [default: the OS data folder].
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// A web origin allowed to call the hub from a browser (repeatable),
+    /// e.g. https://viewer.hospital.org. None by default.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
     /// Allow listening on a non-loopback address (exposes the session to the network).
     #[arg(long)]
     allow_remote: bool,
@@ -152,6 +156,11 @@ fn main() -> ExitCode {
     }
     let mut config = Config::new(args.listen, data_dir);
     config.allow_remote = args.allow_remote;
+    config.allowed_origins = args
+        .allow_origins
+        .iter()
+        .map(|o| o.trim_end_matches('/').to_owned())
+        .collect();
     config.no_auth = args.no_auth;
     config.secret_store = store;
     config.token_lifetime = Duration::from_secs(args.token_lifetime_secs.max(60));

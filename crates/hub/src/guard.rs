@@ -1,0 +1,137 @@
+//! What a web page in the clinician's browser must not be able to do:
+//! reach the hub through a rebound DNS name (the `Host` check), or open a
+//! WebSocket or send a request from another site (the `Origin` check).
+//! Native apps send no `Origin`; the hub's own dashboard is same-origin;
+//! other web apps (a browser-based viewer) must be allow-listed with
+//! `--allow-origin`, and then get CORS headers (credentials included, as
+//! Medplum's client sends them).
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+use crate::Hub;
+
+/// Names a loopback hub answers to. Anything else in `Host` is a page on
+/// some other site that had its DNS name pointed at 127.0.0.1.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        // `[::1]:4747` or `localhost:4747`; a bare `::1` has several colons.
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
+            name
+        }
+        _ => host,
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "[::1]" | "::1") || name.starts_with("127.")
+}
+
+/// The page's origin is the hub itself (the dashboard).
+fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        == Some(host)
+}
+
+pub async fn guard(State(hub): State<Hub>, request: Request, next: Next) -> Response {
+    let config = hub.config();
+    let headers = request.headers();
+    if !config.allow_remote {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        if !is_loopback_host(host) {
+            return ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!("Host {host:?} is not a loopback name; this hub only answers on 127.0.0.1/localhost"),
+            )
+            .into_response();
+        }
+    }
+    let Some(origin) = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return next.run(request).await; // A native app.
+    };
+    if same_origin(&origin, headers) {
+        return next.run(request).await;
+    }
+    if !config
+        .allowed_origins
+        .iter()
+        .any(|allowed| allowed == &origin)
+    {
+        tracing::info!(%origin, path = %request.uri().path(), "request from a web origin that is not allowed");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("web origin {origin} is not allowed; an administrator can allow it with --allow-origin"),
+        )
+        .into_response();
+    }
+    let preflight = request.method() == Method::OPTIONS;
+    let mut response = if preflight {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(request).await
+    };
+    let h = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    if preflight {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type, accept, x-medplum"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_names() {
+        for ok in [
+            "127.0.0.1:4747",
+            "localhost:4747",
+            "[::1]:4747",
+            "localhost",
+            "127.0.0.2:80",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:4747",
+            "",
+            "192.168.1.4:4747",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
+}
