@@ -9,7 +9,7 @@
 // Exit code 0 when every step passed, 1 otherwise.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -149,13 +149,23 @@ async function startHub() {
     throw new Error(`hub binary not found at ${HUB_BIN} (build it with \`cargo build -p lockstep-hub\` or set LOCKSTEP_HUB_BIN)`);
   }
   const dataDir = await mkdtemp(path.join(tmpdir(), 'lockstep-interop-'));
-  const args = ['--listen', '127.0.0.1:0', '--data-dir', dataDir, '--no-auth', '--grace-period-ms', '2000'];
+  // Auth is on, as installed: register the interop app the way IT would
+  // (`lockstep-hub apps add`), keeping secrets in a 0600 file in the temp dir.
+  const added = execFileSync(
+    HUB_BIN,
+    ['apps', 'add', 'Medplum interop', '--scopes', 'fhircast/*.read fhircast/*.write', '--data-dir', dataDir, '--secret-store', 'file'],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }
+  );
+  const clientId = /client_id:\s+(\S+)/.exec(added)?.[1];
+  const clientSecret = /client_secret:\s+(\S+)/.exec(added)?.[1];
+  expectDeviation(clientId && clientSecret, `\`lockstep-hub apps add\` printed no client_id/client_secret: ${j(added)}`);
+  const args = ['--listen', '127.0.0.1:0', '--data-dir', dataDir, '--secret-store', 'file', '--grace-period-ms', '2000'];
   const proc = spawn(HUB_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const log = [];
   const exited = new Promise((resolve) => {
     proc.on('exit', (code, signal) => resolve({ code, signal }));
   });
-  hub = { proc, dataDir, log, exited, url: undefined, port: undefined };
+  hub = { proc, dataDir, log, exited, url: undefined, port: undefined, clientId, clientSecret };
 
   proc.stderr.setEncoding('utf8');
   proc.stderr.on('data', (chunk) => {
@@ -243,11 +253,31 @@ async function main() {
     maxRetries: 0,
     fetch: recordingFetch,
     onUnauthenticated: () => {
-      throw new HubDeviation('hub answered 401 although it was started with --no-auth');
+      throw new HubDeviation('hub answered 401 to a request carrying a valid token');
     },
   });
   assert.equal(client.fhircastHubUrl.toString(), hub.url, 'script bug: client hub URL differs from the ready line');
-  const topic = randomUUID();
+
+  // --- 0. A real token from the hub's token endpoint (SMART client_credentials) ---------
+  const anonymous = await fetch(`${hub.url}/${randomUUID()}`);
+  expectDeviation(anonymous.status === 401, `get-context without a token: expected 401, got ${anonymous.status}`);
+  const tokenRes = await fetch(`http://127.0.0.1:${port}/oauth/token`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded',
+      authorization: `Basic ${Buffer.from(`${hub.clientId}:${hub.clientSecret}`).toString('base64')}`,
+    },
+    body: 'grant_type=client_credentials',
+  });
+  expectDeviation(tokenRes.status === 200, `POST /oauth/token: expected 200, got ${tokenRes.status}`);
+  const token = await tokenRes.json();
+  expectDeviation(token.token_type === 'Bearer' && token.access_token, `token response ${j(token)} has no bearer token`);
+  expectDeviation(token['hub.url'] === hub.url, `token response hub.url ${j(token['hub.url'])} is not ${hub.url}`);
+  expectDeviation(typeof token['hub.topic'] === 'string' && token['hub.topic'], `token response has no hub.topic: ${j(token)}`);
+  client.setAccessToken(token.access_token);
+  // The SMART launch context names the session topic, as an EHR launch would.
+  const topic = token['hub.topic'];
+  pass(`token from /oauth/token (scope ${token.scope}); topic from hub.topic`);
 
   // --- 1. Subscribe --------------------------------------------------------------------
   const sub = await client.fhircastSubscribe(topic, EVENTS);
