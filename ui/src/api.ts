@@ -92,6 +92,11 @@ export type Link = 'connecting' | 'live' | 'offline' | 'unauthorized';
 
 /** Events kept in the page (the hub keeps 200). */
 const MAX_LOG = 1000;
+/**
+ * At most one state fetch per this many ms: a hub publishing hundreds of
+ * events a second must not be asked for its state hundreds of times.
+ */
+const MIN_FETCH_MS = 100;
 
 declare global {
   interface Window {
@@ -138,6 +143,7 @@ export class Store extends EventTarget {
   private again = false;
   private socket: WebSocket | null = null;
   private retryMs = 500;
+  private lastFetch = 0;
 
   async start(): Promise<void> {
     if (window.__LOCKSTEP_ADMIN_TOKEN__) {
@@ -191,6 +197,9 @@ export class Store extends EventTarget {
     try {
       do {
         this.again = false;
+        const wait = this.lastFetch + MIN_FETCH_MS - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        this.lastFetch = Date.now();
         const model = await call<ReadModel>('GET', `/admin/api/state?since=${this.lastSeq}`);
         if (model.lastSeq < this.lastSeq) {
           // The hub restarted: start the log over.

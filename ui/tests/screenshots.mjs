@@ -23,6 +23,8 @@ async function shoot(page, base, view, file) {
     await page.locator('ls-events .log li.entry details summary').first().click();
     await page.locator('ls-events .log li.entry pre.json').first().waitFor({ timeout: WAIT_MS });
   }
+  // No focus ring from the navigation itself in the picture.
+  await page.evaluate(() => document.activeElement instanceof HTMLElement && document.activeElement.blur());
   await page.screenshot({ path: file, fullPage: true });
 }
 

@@ -94,6 +94,7 @@ async function reportContentInOrder(t) {
     { key: 'patient', resource: patient('p1', 'Lovelace', 'Ada') },
     { key: 'study', resource: study('s1', 'p1') },
   ];
+  t.shared.reportContext = ctx;
   const opened = await publish(hub.hubUrl, event(topic, 'DiagnosticReport-open', ctx));
   const v1 = opened.event.event['context.versionId'];
   const u1 = await publish(hub.hubUrl, reportUpdate(topic, 'r1', v1, [observation('obs-a', 'Pulmonary nodule', '6 mm')]));
@@ -193,6 +194,13 @@ async function pauseAndResume(t) {
   // On resume the app is sent the current context.
   const replayed = await ris.nextEvent('Patient-open');
   assert.equal(replayed.event.context[0].resource.id, 'p2');
+  // Re-opening the suspended report resumes it with its content.
+  await publish(hub.hubUrl, event(t.shared.topic, 'DiagnosticReport-open', t.shared.reportContext));
+  await page.goto(`${hub.base}/ui/#now`);
+  const current = page.locator('ls-now article.context.current');
+  await current.locator('[data-resource="Observation/obs-b"]').waitFor({ timeout: WAIT_MS });
+  const versions = await current.locator('li[data-version]').evaluateAll((els) => els.map((e) => e.dataset.version));
+  assert.deepEqual(versions, t.shared.versions, 'resumed with its versions');
 }
 
 async function registrations(t) {

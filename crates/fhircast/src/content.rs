@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::validate::{parse_reference_str, resource_type_and_id};
 
 /// `Type/id` of a resource, the key content is stored under.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ResourceKey(pub String);
 
 impl ResourceKey {
@@ -22,7 +22,7 @@ impl ResourceKey {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct Entry {
     key: ResourceKey,
     full_url: Option<String>,
@@ -30,7 +30,8 @@ struct Entry {
 }
 
 /// The shared content of one anchor, in insertion order.
-#[derive(Clone, Debug, Default)]
+/// Serializable so the hub can keep it across a restart.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Content {
     entries: Vec<Entry>,
 }

@@ -42,6 +42,7 @@ fn fan_out(c: &mut Criterion) {
     for subscribers in [1usize, 10, 100, 1000] {
         let mut config = Config::new("127.0.0.1:0".parse().unwrap(), std::env::temp_dir());
         config.queue_capacity = 4;
+        config.persist = false;
         let hub = Hub::new(config);
         let mut subs: Vec<_> = (0..subscribers)
             .map(|_| subscribe_local(&hub, "t", "Patient-open"))

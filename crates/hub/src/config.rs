@@ -13,6 +13,14 @@ pub struct Config {
     /// Where to listen; loopback unless `allow_remote`.
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// Keep subscriptions, contexts, the event journal and the audit trail
+    /// in `lockstep.db` in the data folder.
+    pub persist: bool,
+    /// Open contexts survive a restart only if the hub was down for less
+    /// than this; older ones may be stale and are discarded.
+    pub recovery_window: Duration,
+    /// How long audit records (and the journal) are kept.
+    pub audit_retention: Duration,
     pub allow_remote: bool,
     /// Web origins (e.g. `https://viewer.hospital.org`) allowed to call the
     /// hub from a browser; empty by default: native apps send no Origin.
@@ -54,6 +62,9 @@ impl Config {
         Config {
             listen,
             data_dir,
+            persist: true,
+            recovery_window: Duration::from_secs(60),
+            audit_retention: Duration::from_secs(30 * 24 * 3600),
             allow_remote: false,
             allowed_origins: Vec::new(),
             max_topics: 1000,

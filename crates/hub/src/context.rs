@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 /// suspended one. A reading session has a handful of tabs, not hundreds.
 pub const MAX_OPEN_CONTEXTS: usize = 64;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct OpenContext {
     /// The anchor's resourceType as the resource spelled it (`DiagnosticReport`).
     pub anchor_type: String,
@@ -33,7 +33,7 @@ pub struct OpenContext {
 }
 
 /// One version of an open context: which event made it.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Version {
     pub version_id: String,
@@ -58,7 +58,9 @@ impl Version {
     }
 }
 
-#[derive(Debug, Default)]
+/// Serialized as is into the `contexts` table, so a restart within the
+/// recovery window brings the session back exactly.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ContextStack {
     open: Vec<OpenContext>,
     /// Whether the last element of `open` is the current context.

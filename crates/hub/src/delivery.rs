@@ -27,6 +27,8 @@ use crate::Hub;
 pub struct Published {
     pub message: Value,
     pub unknown_selected: Vec<String>,
+    /// The journal write; the 2xx waits for it (durability rule).
+    pub journaled: Option<crate::storage::Pending<u64>>,
 }
 
 impl From<ContextError> for ApiError {
@@ -43,6 +45,7 @@ impl Hub {
     pub(crate) fn publish(&self, mut event: Event) -> Result<Published, ApiError> {
         let kind = event.name.kind();
         let mut unknown_selected = Vec::new();
+        let journaled;
         let failures = {
             let mut guard = self.lock();
             let state = &mut *guard;
@@ -90,18 +93,25 @@ impl Hub {
                 .iter()
                 .map(|m| (folded_name(m), frame_of(m, &EventKind::Open(String::new()))))
                 .collect();
+            // Journaled under the lock, so the journal keeps publish order, and
+            // before the context is saved: the journal is the source of truth.
+            journaled = state
+                .storage
+                .as_ref()
+                .map(|s| s.append_event(&event.topic, &event.id, event.name.as_str(), &frame.text));
+            if matches!(
+                kind,
+                EventKind::Open(_) | EventKind::Close(_) | EventKind::Update(_)
+            ) {
+                crate::persist::save_contexts(
+                    state.storage.as_ref(),
+                    &event.topic,
+                    &topic.contexts,
+                );
+            }
             let held = state.paused.is_some();
-            let folded = event.name.folded();
             let recent = &mut state.recent;
-            crate::admin::record_publish(
-                recent,
-                &event.topic,
-                topic,
-                folded,
-                &frame,
-                &derived,
-                held,
-            );
+            crate::admin::record_publish(recent, &event, topic, &frame, &derived, held);
             match &mut state.paused {
                 Some(held) => {
                     if matches!(kind, EventKind::Close(_)) {
@@ -131,6 +141,7 @@ impl Hub {
         Ok(Published {
             message: Value::Object(event.message),
             unknown_selected,
+            journaled,
         })
     }
 }

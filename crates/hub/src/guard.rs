@@ -24,7 +24,12 @@ fn is_loopback_host(host: &str) -> bool {
         }
         _ => host,
     };
-    matches!(name, "localhost" | "127.0.0.1" | "[::1]" | "::1") || name.starts_with("127.")
+    // Parse, never prefix-match: `127.0.0.1.nip.io` is a public DNS name.
+    let bare = name.trim_start_matches('[').trim_end_matches(']');
+    name == "localhost"
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The page's origin is the hub itself (the dashboard).
@@ -70,7 +75,8 @@ pub async fn guard(State(hub): State<Hub>, request: Request, next: Next) -> Resp
         .iter()
         .any(|allowed| allowed == &origin)
     {
-        tracing::info!(%origin, path = %request.uri().path(), "request from a web origin that is not allowed");
+        let path = redacted(request.uri().path());
+        tracing::info!(%origin, %path, "request from a web origin that is not allowed");
         return ApiError::new(
             StatusCode::FORBIDDEN,
             format!("web origin {origin} is not allowed; an administrator can allow it with --allow-origin"),
@@ -107,6 +113,15 @@ pub async fn guard(State(hub): State<Hub>, request: Request, next: Next) -> Resp
         );
     }
     response
+}
+
+/// A path fit for the log: endpoint ids are credentials, so only their
+/// first characters appear.
+fn redacted(path: &str) -> String {
+    match path.split_once("/ws/") {
+        Some((prefix, id)) => format!("{prefix}/ws/{}…", crate::ids::short(id)),
+        None => path.to_owned(),
+    }
 }
 
 #[cfg(test)]

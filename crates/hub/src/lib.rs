@@ -20,6 +20,7 @@ mod delivery;
 mod error;
 mod guard;
 mod ids;
+mod persist;
 mod routes;
 pub mod server;
 mod state;

@@ -68,6 +68,7 @@ pub async fn run(
     let addr = listener.local_addr()?;
     hub.set_local_addr(addr);
     let token = hub.shutdown_token().clone();
+    hub.start_background();
     info!(%addr, "serving FHIRcast at http://{addr}{STU3_PATH}");
     // Peer addresses let the admin API refuse non-loopback callers.
     let service = app(hub.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -86,6 +87,7 @@ pub async fn run(
     {
         warn!("some WebSockets did not close in time");
     }
+    hub.flush_storage().await;
     info!("stopped");
     Ok(())
 }

@@ -34,6 +34,9 @@ struct Inner {
     admin: crate::admin::Admin,
     /// Tokens, scopes and registered apps.
     auth: crate::auth::Auth,
+    storage: Option<crate::storage::Storage>,
+    /// Subscriptions brought back at start, whose lease timers `run` starts.
+    restored: Mutex<Vec<crate::persist::Restored>>,
 }
 
 #[derive(Default)]
@@ -47,6 +50,8 @@ pub(crate) struct State {
     pub paused: Option<Vec<crate::delivery::Held>>,
     /// The last events accepted or generated, for the dashboard.
     pub recent: crate::admin::Recent,
+    /// The database, reachable from code that holds the lock.
+    pub storage: Option<crate::storage::Storage>,
 }
 
 /// What happened on the hub, for the tray and the dashboard. Patient data
@@ -93,6 +98,13 @@ impl Hub {
             session_topic(&config.data_dir),
             config.token_lifetime,
         );
+        let mut state = State::default();
+        let mut restored = Vec::new();
+        let storage = crate::persist::open(&config).map(|(storage, report)| {
+            restored = crate::persist::recover(&mut state, &storage, &report, &config, &auth);
+            storage
+        });
+        state.storage = storage.clone();
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             // Revoking an app cuts off its subscriptions at once.
             let weak = weak.clone();
@@ -104,7 +116,9 @@ impl Hub {
             Inner {
                 auth,
                 config,
-                state: Mutex::new(State::default()),
+                state: Mutex::new(state),
+                storage,
+                restored: Mutex::new(restored),
                 events,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -113,6 +127,21 @@ impl Hub {
             }
         });
         Hub { inner }
+    }
+
+    /// The database, if the hub keeps durable state.
+    pub fn storage(&self) -> Option<&crate::storage::Storage> {
+        self.inner.storage.as_ref()
+    }
+
+    pub(crate) fn take_restored(&self) -> Vec<crate::persist::Restored> {
+        std::mem::take(
+            &mut *self
+                .inner
+                .restored
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        )
     }
 
     pub fn auth(&self) -> &crate::auth::Auth {

@@ -14,6 +14,7 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids::{self, short};
 use crate::state::{HubEvent, State};
+use crate::storage::{AuditAction, AuditRecord};
 use crate::sync_error::{Expect, Failure};
 use crate::topic::{Close, Connection, Frame, Subscription};
 use crate::Hub;
@@ -107,26 +108,22 @@ impl Hub {
         while state.endpoints.contains_key(&id) {
             id = ids::endpoint_id();
         }
-        let sub = Subscription {
-            endpoint_id: id.clone(),
-            topic: req.topic.clone(),
-            events: req.events.clone(),
+        let sub = Subscription::new(
+            id.clone(),
+            req.topic.clone(),
+            req.events.clone(),
             // SyncErrors name the app: its own name, else its registered one.
-            name: req
-                .subscriber_name
+            req.subscriber_name
                 .clone()
                 .or_else(|| caller.map(|c| c.app_name.clone())),
             client_id,
             lease_until,
-            lease_generation: 0,
-            ever_connected: false,
-            conn: None,
-            lost: None,
-            last_event: None,
-            since: None,
-            acks: Default::default(),
-            label: Default::default(),
-        };
+        );
+        if let Some(storage) = &state.storage {
+            storage
+                .upsert_subscription(&crate::persist::stored(&sub))
+                .detach();
+        }
         state.endpoints.insert(id.clone(), req.topic.clone());
         state
             .topics
@@ -222,6 +219,8 @@ impl Hub {
             text: confirmation(&topic_id, &sub.events.to_string(), lease_left).into(),
             ack: None,
         }];
+        // After a restart past the recovery window: say the context was discarded.
+        initial.extend(sub.notice.take());
         initial.extend(replay);
         // Dropping the older connection's close sender closes its socket.
         sub.conn = Some(Connection {
@@ -237,6 +236,7 @@ impl Hub {
         let wants_heartbeat = sub.events.contains_folded("heartbeat");
         drop(state);
         info!(topic = short(&topic_id), endpoint = short(endpoint_id), subscriber = %name, "connected");
+        self.audit_channel(AuditAction::Connect, &topic_id, &name, "connected");
         self.emit(HubEvent::Connected {
             topic: topic_id.clone(),
             subscriber: name,
@@ -278,6 +278,16 @@ impl Hub {
         }
         drop(state);
         info!(topic = short(&topic_id), endpoint = short(endpoint_id), subscriber = %name, clean, "disconnected");
+        self.audit_channel(
+            AuditAction::Disconnect,
+            &topic_id,
+            &name,
+            if clean {
+                "clean close"
+            } else {
+                "connection lost"
+            },
+        );
         self.emit(HubEvent::Disconnected {
             topic: topic_id.clone(),
             subscriber: name,
@@ -324,7 +334,20 @@ impl Hub {
         }
     }
 
-    fn watch_lease(&self, topic: String, endpoint_id: String, until: Instant, generation: u64) {
+    fn audit_channel(&self, action: AuditAction, topic: &str, subscriber: &str, outcome: &str) {
+        let mut audit = AuditRecord::new(action, outcome);
+        audit.topic = Some(topic.to_owned());
+        audit.subscriber_name = Some(subscriber.to_owned());
+        self.audit(audit);
+    }
+
+    pub(crate) fn watch_lease(
+        &self,
+        topic: String,
+        endpoint_id: String,
+        until: Instant,
+        generation: u64,
+    ) {
         let hub = self.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -352,6 +375,11 @@ impl Hub {
                     endpoint = short(&endpoint_id),
                     "lease expired"
                 );
+                let mut audit = AuditRecord::new(AuditAction::LeaseExpired, "unsubscribed");
+                audit.topic = Some(topic.clone());
+                audit.subscriber_name = Some(sub.display_name());
+                audit.client_id = sub.client_id.clone();
+                hub.audit(audit);
                 hub.emit(HubEvent::Left {
                     topic,
                     subscriber: sub.display_name(),
@@ -494,6 +522,11 @@ fn renew(
             });
         }
     }
+    if let Some(storage) = &state.storage {
+        storage
+            .upsert_subscription(&crate::persist::stored(sub))
+            .detach();
+    }
     Some((sub.lease_generation, failure))
 }
 
@@ -511,6 +544,12 @@ pub(crate) fn remove(
     state.endpoints.remove(endpoint_id);
     if topic.subscriptions.is_empty() {
         state.topics.remove(topic_id);
+        if let Some(storage) = &state.storage {
+            storage.delete_contexts(topic_id).detach();
+        }
+    }
+    if let Some(storage) = &state.storage {
+        storage.delete_subscription(endpoint_id).detach();
     }
     if let (Some(conn), Some((reason, code))) = (sub.conn.take(), ending) {
         let denial = denial(topic_id, &sub.events.to_string(), reason);

@@ -106,6 +106,16 @@ impl Hub {
         ));
         drop(state);
         warn!(topic = short(&f.topic), endpoint = short(&f.endpoint_id), subscriber = %name, event = %f.event_name, reason = %f.diagnostics, "SyncError: subscriber failed to follow; unsubscribed");
+        let mut audit = crate::storage::AuditRecord::new(
+            crate::storage::AuditAction::SyncError,
+            "unsubscribed",
+        );
+        audit.topic = Some(f.topic.clone());
+        audit.subscriber_name = Some(name.clone());
+        audit.event_id = Some(f.event_id.clone());
+        audit.event_name = Some(f.event_name.clone());
+        audit.detail = Some(f.diagnostics.clone());
+        self.audit(audit);
         self.emit(HubEvent::SyncError {
             topic: f.topic.clone(),
             subscriber: name.clone(),

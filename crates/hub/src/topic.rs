@@ -1,7 +1,7 @@
 //! A topic (one clinician's session) and its subscriptions.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use axum::extract::ws::Utf8Bytes;
@@ -39,14 +39,72 @@ pub struct Subscription {
     pub since: Option<SystemTime>,
     /// For the dashboard: the last ACK, recorded by the channel task.
     pub acks: Arc<crate::admin::AckStats>,
+    /// `display_name()`, made once and shared by the dashboard's event log
+    /// (no allocation per delivery); reset when a renewal renames it.
+    pub label: OnceLock<Arc<str>>,
+    /// A frame to send right after the next confirmation (a SyncError
+    /// telling a reconnecting app its context was discarded at restart).
+    pub notice: Option<Frame>,
 }
 
 impl Subscription {
+    pub fn new(
+        endpoint_id: String,
+        topic: String,
+        events: EventSet,
+        name: Option<String>,
+        client_id: Option<String>,
+        lease_until: Instant,
+    ) -> Self {
+        Subscription {
+            endpoint_id,
+            topic,
+            events,
+            name,
+            client_id,
+            lease_until,
+            lease_generation: 0,
+            ever_connected: false,
+            conn: None,
+            lost: None,
+            last_event: None,
+            since: None,
+            acks: Default::default(),
+            label: OnceLock::new(),
+            notice: None,
+        }
+    }
+
+    /// A subscription read back from the database after a restart. It
+    /// counts as used: its app was connected before.
+    pub fn restored(
+        stored: &crate::storage::StoredSubscription,
+        events: EventSet,
+        lease_until: Instant,
+    ) -> Self {
+        let mut sub = Subscription::new(
+            stored.endpoint_id.clone(),
+            stored.topic.clone(),
+            events,
+            stored.subscriber_name.clone(),
+            stored.client_id.clone(),
+            lease_until,
+        );
+        sub.ever_connected = true;
+        sub
+    }
+
     /// How the subscriber is named in SyncErrors (checklist 74).
     pub fn display_name(&self) -> String {
         self.name
             .clone()
             .unwrap_or_else(|| format!("subscriber {}", crate::ids::short(&self.endpoint_id)))
+    }
+
+    pub fn label(&self) -> Arc<str> {
+        self.label
+            .get_or_init(|| self.display_name().into())
+            .clone()
     }
 }
 

@@ -243,6 +243,17 @@ mod tests {
     }
 
     #[test]
+    fn an_expired_code_is_refused() {
+        let creds = Credentials::new();
+        let past = Instant::now()
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or_else(Instant::now);
+        let code = "c".repeat(64);
+        creds.codes.lock().unwrap().push_back((code.clone(), past));
+        assert!(creds.redeem(&code).is_none());
+    }
+
+    #[test]
     fn bearer_and_cookie_are_checked() {
         let creds = Credentials::new();
         let mut headers = HeaderMap::new();

@@ -21,7 +21,7 @@ mod ui;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::Utf8Bytes;
@@ -29,6 +29,7 @@ use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use fhircast::message::AckStatus;
+use fhircast::Event;
 
 pub use actions::ActionError;
 
@@ -147,7 +148,7 @@ pub(crate) struct Recorded {
     name: String,
     /// The app an `out` event is about.
     app: Option<String>,
-    delivered_to: Vec<String>,
+    delivered_to: Vec<Arc<str>>,
     /// Accepted while delivery was paused.
     held: bool,
     text: Utf8Bytes,
@@ -160,7 +161,7 @@ impl Recorded {
         name: &str,
         text: &Utf8Bytes,
         app: Option<String>,
-        delivered_to: Vec<String>,
+        delivered_to: Vec<Arc<str>>,
     ) -> Recorded {
         Recorded {
             topic: topic.to_owned(),
@@ -191,12 +192,12 @@ impl Recent {
 }
 
 /// The names of the connected subscribers of `folded` on `topic`.
-pub(crate) fn recipients(topic: &Topic, folded: &str) -> Vec<String> {
+pub(crate) fn recipients(topic: &Topic, folded: &str) -> Vec<Arc<str>> {
     topic
         .subscriptions
         .values()
         .filter(|s| s.conn.is_some() && s.events.contains_folded(folded))
-        .map(|s| s.display_name())
+        .map(|s| s.label())
         .collect()
 }
 
@@ -205,30 +206,30 @@ pub(crate) fn recipients(topic: &Topic, folded: &str) -> Vec<String> {
 /// a subscriber of the event itself never gets the derived ones.
 pub(crate) fn record_publish(
     recent: &mut Recent,
-    topic_id: &str,
+    event: &Event,
     topic: &Topic,
-    folded: &str,
     frame: &Frame,
     derived: &[(String, Frame)],
     held: bool,
 ) {
+    let (topic_id, folded) = (&event.topic, event.name.folded());
     let name = |f: &Frame| f.ack.as_ref().map(|a| a.1.to_string()).unwrap_or_default();
     recent.push(Recorded {
         topic: topic_id.to_owned(),
         direction: "in",
-        name: name(frame),
+        name: event.name.to_string(),
         delivered_to: recipients(topic, folded),
         held,
         text: frame.text.clone(),
         ..Recorded::default()
     });
     for (derived_name, f) in derived {
-        let to: Vec<String> = topic
+        let to: Vec<Arc<str>> = topic
             .subscriptions
             .values()
             .filter(|s| s.conn.is_some() && !s.events.contains_folded(folded))
             .filter(|s| s.events.contains_folded(derived_name))
-            .map(|s| s.display_name())
+            .map(|s| s.label())
             .collect();
         if !to.is_empty() {
             recent.push(Recorded {

@@ -147,7 +147,7 @@ fn event_json(r: &Recorded) -> Value {
         "direction": r.direction,
         "name": r.name,
         "app": r.app,
-        "deliveredTo": r.delivered_to,
+        "deliveredTo": r.delivered_to.iter().map(|s| s.as_ref()).collect::<Vec<&str>>(),
         "held": r.held,
         "event": serde_json::from_str::<Value>(&r.text).unwrap_or(Value::Null),
     })

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use lockstep_hub::auth::store::StoreChoice;
 use lockstep_hub::auth::SecretStore;
+use lockstep_hub::storage::{ExportFormat, Storage};
 use lockstep_hub::{auth, server, Config, Hub};
 use tracing::warn;
 
@@ -42,6 +43,12 @@ struct Args {
     /// file (secrets.json, 0600, for headless servers), memory.
     #[arg(long, default_value = "auto", value_name = "STORE", global = true)]
     secret_store: StoreChoice,
+    /// Open contexts survive a restart only if the hub was down for less than this.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    recovery_window_secs: u64,
+    /// How long audit records and the event journal are kept.
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    audit_retention_days: u64,
     /// Lifetime of the access tokens the hub issues; leases never outlive them.
     #[arg(long, default_value_t = 8 * 3600, value_name = "SECONDS")]
     token_lifetime_secs: u64,
@@ -76,10 +83,34 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Export the audit trail (who did what, when) as NDJSON or CSV.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Manage the apps allowed to get tokens from this hub.
     Apps {
         #[command(subcommand)]
         action: AppsAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditAction {
+    /// Write audit records to stdout (or --output), oldest first.
+    Export {
+        /// ndjson or csv.
+        #[arg(long, default_value = "ndjson")]
+        format: String,
+        /// Only records at or after this time (RFC 3339, e.g. 2026-11-22T10:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -132,6 +163,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Audit { action }) = args.command {
+        return audit_command(action, &data_dir);
+    }
     if let Some(Command::Apps { action }) = args.command {
         if let Some(w) = &store_warning {
             eprintln!("error: {w}");
@@ -163,6 +197,8 @@ fn main() -> ExitCode {
         .collect();
     config.no_auth = args.no_auth;
     config.secret_store = store;
+    config.recovery_window = Duration::from_secs(args.recovery_window_secs);
+    config.audit_retention = Duration::from_secs(args.audit_retention_days.max(1) * 24 * 3600);
     config.token_lifetime = Duration::from_secs(args.token_lifetime_secs.max(60));
     config.ack_timeout = Duration::from_millis(args.ack_timeout_ms);
     config.grace_period = Duration::from_millis(args.grace_period_ms);
@@ -295,6 +331,72 @@ fn apps_command(
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `lockstep-hub audit export`: reads the database next to a running hub
+/// (SQLite WAL lets readers in while it writes).
+fn audit_command(action: AuditAction, data_dir: &std::path::Path) -> ExitCode {
+    let AuditAction::Export {
+        format,
+        since,
+        until,
+        output,
+    } = action;
+    let format = match format.as_str() {
+        "ndjson" => ExportFormat::Ndjson,
+        "csv" => ExportFormat::Csv,
+        other => {
+            eprintln!("error: unknown format {other:?} (ndjson or csv)");
+            return ExitCode::from(2);
+        }
+    };
+    let parse = |s: Option<String>| -> Result<Option<std::time::SystemTime>, String> {
+        s.map(|s| {
+            time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                .map(std::time::SystemTime::from)
+                .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
+        })
+        .transpose()
+    };
+    let (since, until) = match (parse(since), parse(until)) {
+        (Ok(s), Ok(u)) => (s, u),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let storage = match Storage::open(data_dir) {
+        Ok((storage, _)) => storage,
+        Err(e) => {
+            eprintln!(
+                "error: cannot open the database in {}: {e}",
+                data_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match output {
+        Some(path) => std::fs::File::create(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))
+            .and_then(|mut f| {
+                storage
+                    .export_audit(since, until, format, &mut f)
+                    .map_err(|e| e.to_string())
+            }),
+        None => storage
+            .export_audit(since, until, format, &mut std::io::stdout().lock())
+            .map_err(|e| e.to_string()),
+    };
+    match result {
+        Ok(n) => {
+            eprintln!("{n} audit records");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -9,15 +9,26 @@ use serde_json::Value;
 
 use super::Api;
 use crate::auth::Need;
+use crate::persist::{outcome, record};
+use crate::storage::AuditAction;
 
 pub async fn current(
     State(api): State<Api>,
     Path(topic): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(e) = api.hub.auth().check(&headers, &topic, Need::AnyRead) {
-        return e.into_response();
-    }
+    let caller = match api.hub.auth().check(&headers, &topic, Need::AnyRead) {
+        Ok(caller) => caller,
+        Err(e) => {
+            let mut r = record(AuditAction::AuthFailure, &topic, None);
+            (r.event_name, r.outcome) = (Some("get-context".into()), outcome(&e));
+            api.hub.audit(r);
+            return e.into_response();
+        }
+    };
+    let mut audit = record(AuditAction::GetContext, &topic, caller.as_ref());
+    audit.outcome = "200".into();
+    api.hub.audit(audit);
     let mut snapshot = api.hub.current_context(&topic);
     let body = match api.version {
         Version::Stu3 => snapshot,

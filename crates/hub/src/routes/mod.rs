@@ -64,7 +64,7 @@ async fn hub_post(
         BodyKind::Form => subscribe::form(&api, &headers, &bytes),
         BodyKind::Json => match serde_json::from_slice::<serde_json::Value>(&bytes) {
             Ok(value) if value.get("hub.mode").is_some() => subscribe::json(&api, &headers, &value),
-            _ => publish::handle(&api, &headers, None, &bytes),
+            _ => publish::handle(&api, &headers, None, &bytes).await,
         },
         BodyKind::Other(ct) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

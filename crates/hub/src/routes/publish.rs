@@ -13,6 +13,8 @@ use tracing::info;
 use super::{read_body, Api};
 use crate::auth::Need;
 use crate::error::ApiError;
+use crate::persist::{outcome, record};
+use crate::storage::AuditAction;
 
 pub async fn at_topic(
     State(api): State<Api>,
@@ -36,10 +38,15 @@ pub async fn at_topic(
             .negotiated(&headers);
         }
     }
-    handle(&api, &headers, Some(&topic), &bytes)
+    handle(&api, &headers, Some(&topic), &bytes).await
 }
 
-pub fn handle(api: &Api, headers: &HeaderMap, path_topic: Option<&str>, body: &[u8]) -> Response {
+pub async fn handle(
+    api: &Api,
+    headers: &HeaderMap,
+    path_topic: Option<&str>,
+    body: &[u8],
+) -> Response {
     let event = match Event::parse(body, api.version) {
         Ok(e) => e,
         Err(e) => return rejected(ApiError::bad_request(e.0), None),
@@ -59,10 +66,31 @@ pub fn handle(api: &Api, headers: &HeaderMap, path_topic: Option<&str>, body: &[
         .auth()
         .check(headers, &event.topic, Need::Write(event.name.as_str()))
     {
+        let mut r = record(AuditAction::AuthFailure, &event.topic, None);
+        (r.event_name, r.outcome) = (Some(name.clone()), outcome(&e));
+        api.hub.audit(r);
         return e.into_response();
     }
+    let caller = api.hub.auth().authenticate(headers).ok();
+    let mut audit = record(AuditAction::Publish, &event.topic, caller.as_ref());
+    audit.event_name = Some(name.clone());
+    audit.event_id = Some(event.id.clone());
+    audit.resource_ids = Some(crate::storage::resource_ids(event.context()));
     match api.hub.publish(event) {
-        Ok(published) => {
+        Ok(mut published) => {
+            // Durability rule: the event is on disk before the 2xx.
+            if let Some(journaled) = published.journaled.take() {
+                if let Err(e) = journaled.await {
+                    tracing::error!(error = %e, "event delivered but not journaled");
+                    let e = ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("the event was delivered but could not be recorded: {e}"),
+                    );
+                    audit.outcome = outcome(&e);
+                    api.hub.audit(audit);
+                    return e.into_response();
+                }
+            }
             let (status, body) = if published.unknown_selected.is_empty() {
                 (
                     StatusCode::ACCEPTED,
@@ -75,6 +103,8 @@ pub fn handle(api: &Api, headers: &HeaderMap, path_topic: Option<&str>, body: &[
                     json!({"success": true, "event": published.message, "ignored": ignored}),
                 )
             };
+            audit.outcome = status.as_u16().to_string();
+            api.hub.audit(audit);
             (
                 status,
                 [(header::CONTENT_TYPE, "application/json")],
@@ -82,7 +112,11 @@ pub fn handle(api: &Api, headers: &HeaderMap, path_topic: Option<&str>, body: &[
             )
                 .into_response()
         }
-        Err(e) => rejected(e, Some(&name)),
+        Err(e) => {
+            audit.outcome = outcome(&e);
+            api.hub.audit(audit);
+            rejected(e, Some(&name))
+        }
     }
 }
 

@@ -8,6 +8,8 @@ use serde_json::{json, Value};
 use super::{public_host, Api};
 use crate::auth::Need;
 use crate::error::ApiError;
+use crate::persist::{outcome, record};
+use crate::storage::AuditAction;
 
 pub fn form(api: &Api, headers: &HeaderMap, body: &[u8]) -> Response {
     handle(api, headers, SubscriptionRequest::from_form(body))
@@ -30,14 +32,36 @@ fn handle(
         Mode::Subscribe => Need::Read(req.events.iter().map(|e| e.as_str()).collect()),
         Mode::Unsubscribe => Need::Topic,
     };
+    let action = match req.mode {
+        Mode::Subscribe => AuditAction::Subscribe,
+        Mode::Unsubscribe => AuditAction::Unsubscribe,
+    };
     let caller = match api.hub.auth().check(headers, &req.topic, need) {
         Ok(caller) => caller,
-        Err(e) => return e.negotiated(headers),
+        Err(e) => {
+            let mut r = record(AuditAction::AuthFailure, &req.topic, None);
+            (r.event_name, r.outcome) = (Some(req.events.to_string()), outcome(&e));
+            api.hub.audit(r);
+            return e.negotiated(headers);
+        }
     };
+    let mut audit = record(action, &req.topic, caller.as_ref());
+    audit.event_name = Some(req.events.to_string()).filter(|e| !e.is_empty());
+    if let Some(name) = &req.subscriber_name {
+        audit.subscriber_name = Some(name.clone());
+    }
     let result = match req.mode {
         Mode::Subscribe => api.hub.subscribe(req, caller.as_ref()),
         Mode::Unsubscribe => api.hub.unsubscribe(&req, caller.as_ref()),
     };
+    audit.outcome = match &result {
+        Ok(id) => {
+            audit.detail = Some(format!("endpoint {}", crate::ids::short(id)));
+            "202".to_owned()
+        }
+        Err(e) => outcome(e),
+    };
+    api.hub.audit(audit);
     match result {
         Ok(endpoint_id) => {
             let endpoint = format!(

@@ -369,6 +369,10 @@ impl<T> Future for Pending<T> {
 }
 
 impl<T> Pending<T> {
+    /// Lets the write go on without waiting for it: it is queued already and
+    /// commits in order behind the calls before it (bookkeeping writes).
+    pub fn detach(self) {}
+
     /// Blocks the thread until the write is committed: for code outside an
     /// async runtime (the CLI, shutdown hooks). Never call it on a runtime
     /// thread; `.await` there.

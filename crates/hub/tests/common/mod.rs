@@ -376,3 +376,20 @@ pub async fn ping_barrier(ws: &mut Ws) -> Vec<Value> {
         }
     }
 }
+
+impl TestHub {
+    /// Like `start_with`, but keeps its data (apps.json, session topic, …)
+    /// in `data_dir`, which outlives the hub: a second hub started on the
+    /// same folder is the first one restarted.
+    pub async fn start_in(
+        data_dir: &std::path::Path,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestHub {
+        let data_dir = data_dir.to_path_buf();
+        Self::start_with(move |c| {
+            c.data_dir = data_dir;
+            configure(c);
+        })
+        .await
+    }
+}

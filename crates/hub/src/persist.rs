@@ -1,0 +1,279 @@
+//! Durability: what the hub writes to `storage`, and what comes back after
+//! a crash or restart (issue 6).
+//!
+//! - Subscriptions come back, so apps that reconnect to their endpoints
+//!   within their lease are confirmed and resynced.
+//! - Open contexts come back only if the hub was down for less than the
+//!   recovery window: an older context may be stale, and a stale patient
+//!   must never be put back on screen. Apps of a topic whose context was
+//!   discarded get a SyncError saying so when they reconnect.
+//! - Every accepted event is journaled before its 2xx; the audit trail
+//!   records who did what.
+//!
+//! Bookkeeping writes (subscriptions, contexts, audit) are queued and not
+//! awaited: the writer thread commits them in order, right behind the
+//! calls. Only the journal append is awaited, because it gates the 2xx.
+
+use std::time::{Duration, SystemTime};
+
+use fhircast::sync_error::{event as sync_error_event, operation_outcome, IssueCode};
+use fhircast::{EventKind, EventSet};
+use serde_json::Value;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use crate::context::ContextStack;
+use crate::delivery::frame_of;
+use crate::ids::{self, short};
+use crate::state::State;
+use crate::storage::{AuditRecord, OpenReport, Storage, StoredSubscription};
+use crate::topic::{Subscription, Topic};
+use crate::{Config, Hub};
+
+/// Opens the database in the data folder; the hub runs without durability
+/// (and says so) if that is impossible.
+pub(crate) fn open(config: &Config) -> Option<(Storage, OpenReport)> {
+    if !config.persist {
+        return None;
+    }
+    match Storage::open(&config.data_dir) {
+        Ok((storage, report)) => {
+            if let Some(moved) = &report.moved_aside {
+                error!(moved_to = %moved.display(), "the database was unreadable and was moved aside; starting empty");
+            }
+            Some((storage, report))
+        }
+        Err(e) => {
+            error!(error = %e, dir = %config.data_dir.display(), "cannot open the database: running without durable state");
+            None
+        }
+    }
+}
+
+/// A subscription restored at start, for the caller to start its lease timer.
+pub(crate) struct Restored {
+    pub topic: String,
+    pub endpoint_id: String,
+    pub lease_until: Instant,
+}
+
+/// Rebuilds subscriptions and (within the recovery window) open contexts.
+pub(crate) fn recover(
+    state: &mut State,
+    storage: &Storage,
+    report: &OpenReport,
+    config: &Config,
+    auth: &crate::auth::Auth,
+) -> Vec<Restored> {
+    let now = SystemTime::now();
+    let subscriptions = storage.load_subscriptions().unwrap_or_else(|e| {
+        error!(error = %e, "cannot read stored subscriptions");
+        Vec::new()
+    });
+    let mut restored = Vec::new();
+    for stored in subscriptions {
+        let Ok(left) = stored.lease_until.duration_since(now) else {
+            storage.delete_subscription(&stored.endpoint_id).detach();
+            continue; // Lease ran out while the hub was down.
+        };
+        let revoked = stored
+            .client_id
+            .as_deref()
+            .is_some_and(|c| auth.apps().active(c, None).is_err());
+        let Ok(events) = EventSet::parse(&stored.events) else {
+            continue;
+        };
+        if revoked || events.is_empty() {
+            storage.delete_subscription(&stored.endpoint_id).detach();
+            continue;
+        }
+        let lease_until = Instant::now() + left;
+        let sub = Subscription::restored(&stored, events, lease_until);
+        state
+            .endpoints
+            .insert(stored.endpoint_id.clone(), stored.topic.clone());
+        state
+            .topics
+            .entry(stored.topic.clone())
+            .or_default()
+            .subscriptions
+            .insert(stored.endpoint_id.clone(), sub);
+        restored.push(Restored {
+            topic: stored.topic,
+            endpoint_id: stored.endpoint_id,
+            lease_until,
+        });
+    }
+    let down_for = report.last_alive.and_then(|t| now.duration_since(t).ok());
+    let fresh = down_for.is_some_and(|d| d <= config.recovery_window);
+    for (topic_id, value, _saved_at) in storage.load_contexts().unwrap_or_default() {
+        let Some(topic) = state.topics.get_mut(&topic_id) else {
+            storage.delete_contexts(&topic_id).detach();
+            continue;
+        };
+        let Ok(contexts) = serde_json::from_value::<ContextStack>(value) else {
+            warn!(
+                topic = short(&topic_id),
+                "stored context unreadable; discarded"
+            );
+            storage.delete_contexts(&topic_id).detach();
+            continue;
+        };
+        if fresh {
+            topic.contexts = contexts;
+            continue;
+        }
+        storage.delete_contexts(&topic_id).detach();
+        if let Some(current) = contexts.open_contexts().last() {
+            let reason = match down_for {
+                Some(d) => format!(
+                    "Lockstep restarted after {} s down, longer than the {} s recovery window: the previous context was discarded rather than restored; open the current study again",
+                    d.as_secs(),
+                    config.recovery_window.as_secs()
+                ),
+                None => "Lockstep restarted after an unclean stop: the previous context was discarded rather than restored; open the current study again".to_owned(),
+            };
+            warn!(
+                topic = short(&topic_id),
+                "context older than the recovery window discarded"
+            );
+            notify_discarded(topic, &topic_id, &current.open_message, &reason);
+        }
+    }
+    if !restored.is_empty() {
+        info!(
+            subscriptions = restored.len(),
+            contexts_restored = fresh,
+            "recovered after restart"
+        );
+    }
+    restored
+}
+
+/// Queues a SyncError for each syncerror subscriber of a topic whose
+/// context was discarded; it is sent right after their next confirmation.
+fn notify_discarded(
+    topic: &mut Topic,
+    topic_id: &str,
+    open: &serde_json::Map<String, Value>,
+    reason: &str,
+) {
+    let event_id = open.get("id").and_then(Value::as_str).unwrap_or("unknown");
+    let event_name = open["event"]["hub.event"].as_str().unwrap_or("unknown");
+    for sub in topic
+        .subscriptions
+        .values_mut()
+        .filter(|s| s.events.contains_folded("syncerror"))
+    {
+        let outcome = operation_outcome(
+            event_id,
+            event_name,
+            &sub.display_name(),
+            reason,
+            IssueCode::Processing,
+        );
+        if let Value::Object(message) =
+            sync_error_event(&ids::uuid(), &ids::now(), topic_id, outcome)
+        {
+            sub.notice = Some(frame_of(&message, &EventKind::SyncError));
+        }
+    }
+}
+
+/// The stored form of a subscription.
+pub(crate) fn stored(sub: &Subscription) -> StoredSubscription {
+    let left = sub.lease_until.saturating_duration_since(Instant::now());
+    StoredSubscription {
+        endpoint_id: sub.endpoint_id.clone(),
+        topic: sub.topic.clone(),
+        events: sub.events.to_string(),
+        subscriber_name: sub.name.clone(),
+        client_id: sub.client_id.clone(),
+        lease_until: SystemTime::now() + left,
+        created_at: SystemTime::now(),
+    }
+}
+
+/// Saves a topic's open contexts after a change.
+pub(crate) fn save_contexts(storage: Option<&Storage>, topic_id: &str, contexts: &ContextStack) {
+    if let Some(storage) = storage {
+        match serde_json::to_value(contexts) {
+            Ok(value) => {
+                storage.save_contexts(topic_id, &value).detach();
+            }
+            Err(e) => error!(error = %e, "cannot serialize contexts"),
+        }
+    }
+}
+
+/// An audit record about a request on `topic` by `caller`.
+pub(crate) fn record(
+    action: crate::storage::AuditAction,
+    topic: &str,
+    caller: Option<&crate::auth::Principal>,
+) -> AuditRecord {
+    let mut r = AuditRecord::new(action, "");
+    r.topic = Some(topic.to_owned());
+    if let Some(c) = caller {
+        r.client_id = Some(c.client_id.clone());
+        r.token_subject = Some(c.client_id.clone());
+        r.subscriber_name = Some(c.app_name.clone());
+    }
+    r
+}
+
+/// "401 the access token has expired" and the like.
+pub(crate) fn outcome(e: &crate::error::ApiError) -> String {
+    format!("{} {}", e.status.as_u16(), e.message)
+}
+
+/// How often the hub notes that it is alive (the recovery window is
+/// measured from the last note).
+const ALIVE_EVERY: Duration = Duration::from_secs(5);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+impl Hub {
+    /// Records an audit entry; nothing without a database.
+    pub(crate) fn audit(&self, record: AuditRecord) {
+        if let Some(storage) = self.storage() {
+            storage.audit(record);
+        }
+    }
+
+    /// Starts what a running hub does in the background: lease timers of
+    /// restored subscriptions, the alive note, audit and journal retention.
+    pub(crate) fn start_background(&self) {
+        for r in self.take_restored() {
+            self.watch_lease(r.topic, r.endpoint_id, r.lease_until, 0);
+        }
+        let Some(storage) = self.storage().cloned() else {
+            return;
+        };
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let mut alive = tokio::time::interval(ALIVE_EVERY);
+            let mut prune = tokio::time::interval(PRUNE_EVERY);
+            loop {
+                tokio::select! {
+                    _ = alive.tick() => { storage.mark_alive(SystemTime::now()).detach(); }
+                    _ = prune.tick() => {
+                        let cutoff = SystemTime::now() - hub.config().audit_retention;
+                        storage.prune_audit(cutoff).detach();
+                        storage.prune_journal(cutoff).detach();
+                    }
+                    _ = hub.shutdown_token().cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// At shutdown: note the time and wait until everything is on disk.
+    pub(crate) async fn flush_storage(&self) {
+        if let Some(storage) = self.storage() {
+            storage.mark_alive(SystemTime::now()).detach();
+            if let Err(e) = storage.flush().await {
+                error!(error = %e, "could not flush the database at shutdown");
+            }
+        }
+    }
+}

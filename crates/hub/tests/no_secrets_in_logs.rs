@@ -1,0 +1,476 @@
+//! No secret in any log line or file (issue 5): the real `lockstep-hub`
+//! binary, at `--log debug`, goes through a whole session (token,
+//! subscribe, WebSocket, publish, Get Current Context, unsubscribe) and
+//! some attacks (a wrong client secret, forged tokens, a cross-site
+//! WebSocket). Afterwards neither its output nor its data folder may hold
+//! the client secret, the access token or its signature, the full endpoint
+//! id (logs show 8 characters), or the token signing key.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use common::{patient_open, Ws, WAIT};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lockstep-hub");
+
+/// `lockstep-hub apps add` with the file store: (client_id, client_secret).
+fn apps_add(data_dir: &Path) -> (String, String) {
+    let out = Command::new(BIN)
+        .args(["apps", "add", "Log Audit RIS", "--secret-store", "file"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run lockstep-hub apps add");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "apps add failed: {stdout}");
+    let field = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+    };
+    (field("client_id:"), field("client_secret:"))
+}
+
+/// The running binary, its output collected as it comes.
+struct RunningHub {
+    child: Child,
+    hub_url: String,
+    stdout: JoinHandle<String>,
+    stderr: JoinHandle<String>,
+}
+
+impl RunningHub {
+    fn start(data_dir: &Path) -> RunningHub {
+        let mut child = Command::new(BIN)
+            .args(["--listen", "127.0.0.1:0", "--secret-store", "file"])
+            .args(["--log", "debug", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start lockstep-hub");
+        // Drain stderr all along: a full pipe would block the hub's logging.
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            err.read_to_string(&mut text).expect("read stderr");
+            text
+        });
+        let (ready_tx, ready_rx) = mpsc::channel::<String>();
+        let out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut text = String::new();
+            for line in BufReader::new(out).lines() {
+                let line = line.expect("read stdout");
+                if let Some(url) = line.strip_prefix("Lockstep hub ready at ") {
+                    let _ = ready_tx.send(url.trim().to_owned());
+                }
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        });
+        let hub_url = ready_rx
+            .recv_timeout(WAIT * 4)
+            .expect("the hub prints its ready line");
+        RunningHub {
+            child,
+            hub_url,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn base(&self) -> String {
+        self.hub_url
+            .strip_suffix("/fhircast/STU3")
+            .expect("hub.url ends in /fhircast/STU3")
+            .to_owned()
+    }
+
+    /// SIGTERM, as a service manager stops it; returns stdout + stderr.
+    fn stop(self) -> String {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let mut child = self.child;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let exit = rx.recv_timeout(WAIT * 4).unwrap_or_else(|_| {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("the hub did not stop on SIGTERM");
+        });
+        assert!(exit.expect("wait").success(), "clean exit on SIGTERM");
+        let mut text = self.stdout.join().expect("stdout reader");
+        text.push_str(&self.stderr.join().expect("stderr reader"));
+        text
+    }
+}
+
+/// A token with its payload changed (more scope, another topic) and the
+/// original signature kept.
+fn tampered(token: &str) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "a JWT");
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).expect("JSON claims");
+    claims["scope"] = "fhircast/*.*".into();
+    claims["topics"] = json!(["*"]);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    format!("{}.{payload}.{}", parts[0], parts[2])
+}
+
+/// The same claims signed HS256 with a key the hub does not have.
+fn signed_with_other_key(token: &str) -> String {
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let key: [u8; 32] = rand::random();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&key),
+    )
+    .unwrap()
+}
+
+/// `alg: none`, no signature.
+fn unsigned(token: &str) -> String {
+    let payload = token.split('.').nth(1).unwrap();
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+    format!("{header}.{payload}.")
+}
+
+fn signature(token: &str) -> &str {
+    token.rsplit('.').next().unwrap()
+}
+
+/// Where `needle` shows up in `text`, masked, for the failure message.
+fn offending_line(text: &str, needle: &str) -> String {
+    text.lines()
+        .find(|l| l.contains(needle))
+        .map(|l| l.replace(needle, "<SECRET>"))
+        .unwrap_or_default()
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+fn bytes_contain(haystack: &[u8], needle: &str) -> bool {
+    let needle = needle.as_bytes();
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// What a session and the attacks on it left to look at.
+struct Traces {
+    client_id: String,
+    secret: String,
+    wrong_secret: String,
+    token: String,
+    second_token: String,
+    forged: Vec<String>,
+    endpoint_id: String,
+}
+
+async fn session(hub: &RunningHub, client_id: &str, secret: &str) -> Traces {
+    let http = reqwest::Client::new();
+    let token_url = format!("{}/oauth/token", hub.base());
+
+    // A token by client_secret_basic, and one by client_secret_post.
+    let res = http
+        .post(&token_url)
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let issued: Value = res.json().await.unwrap();
+    let token = issued["access_token"].as_str().unwrap().to_owned();
+    let topic = issued["hub.topic"].as_str().unwrap().to_owned();
+    let res = http
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("scope", "fhircast/Patient-open.read"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let second: Value = res.json().await.unwrap();
+    let second_token = second["access_token"].as_str().unwrap().to_owned();
+
+    // Subscribe, connect, publish, read the context, unsubscribe.
+    let res = http
+        .post(&hub.hub_url)
+        .bearer_auth(&token)
+        .form(&[
+            ("hub.channel.type", "websocket"),
+            ("hub.mode", "subscribe"),
+            ("hub.topic", topic.as_str()),
+            ("hub.events", "Patient-open,Patient-close"),
+            ("subscriber.name", "Log Audit RIS"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let body: Value = res.json().await.unwrap();
+    let endpoint = body["hub.channel.endpoint"].as_str().unwrap().to_owned();
+    let endpoint_id = endpoint.rsplit('/').next().unwrap().to_owned();
+    assert!(
+        endpoint_id.len() >= 40,
+        "160-bit endpoint id: {endpoint_id}"
+    );
+    let mut ws = Ws::connect(&endpoint).await;
+    assert_eq!(ws.next_json().await["hub.mode"], "subscribe");
+
+    // Cross-site WebSocket hijacking: a web page that learnt the endpoint.
+    let mut request = endpoint.as_str().into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    let hijack = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("an answer in time");
+    assert!(hijack.is_err(), "a foreign web origin gets no WebSocket");
+
+    let res = http
+        .post(&hub.hub_url)
+        .bearer_auth(&token)
+        .json(&patient_open(&topic, "pat-log-1"))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "publish: {}", res.status());
+    let event = ws.next_event().await;
+    assert_eq!(event["event"]["hub.event"], "Patient-open");
+    let res = http
+        .get(format!("{}/{topic}", hub.hub_url))
+        .bearer_auth(&second_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = http
+        .post(&hub.hub_url)
+        .bearer_auth(&token)
+        .form(&[
+            ("hub.channel.type", "websocket"),
+            ("hub.mode", "unsubscribe"),
+            ("hub.topic", topic.as_str()),
+            ("hub.channel.endpoint", endpoint.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    ws.closed().await;
+
+    // A wrong secret (one character off: a typo of the real one).
+    let mut wrong_secret = secret.to_owned();
+    let last = wrong_secret.pop().unwrap();
+    wrong_secret.push(if last == 'A' { 'B' } else { 'A' });
+    let res = http
+        .post(&token_url)
+        .basic_auth(client_id, Some(&wrong_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = http
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("client_secret", wrong_secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    // Forged tokens, on each kind of request.
+    let forged = vec![
+        tampered(&token),
+        signed_with_other_key(&token),
+        unsigned(&token),
+    ];
+    for bad in &forged {
+        let res = http
+            .post(&hub.hub_url)
+            .bearer_auth(bad)
+            .form(&[
+                ("hub.channel.type", "websocket"),
+                ("hub.mode", "subscribe"),
+                ("hub.topic", topic.as_str()),
+                ("hub.events", "Patient-open"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "forged token on subscribe");
+        let res = http
+            .post(&hub.hub_url)
+            .bearer_auth(bad)
+            .json(&patient_open(&topic, "pat-log-2"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "forged token on publish");
+        let res = http
+            .get(format!("{}/{topic}", hub.hub_url))
+            .bearer_auth(bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "forged token on get context");
+    }
+
+    Traces {
+        client_id: client_id.to_owned(),
+        secret: secret.to_owned(),
+        wrong_secret,
+        token,
+        second_token,
+        forged,
+        endpoint_id,
+    }
+}
+
+#[test]
+fn no_secret_in_logs_or_data_files() {
+    let data = tempfile::tempdir().unwrap();
+    let (client_id, secret) = apps_add(data.path());
+    let hub = RunningHub::start(data.path());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let traces = runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), session(&hub, &client_id, &secret))
+            .await
+            .expect("the session finishes in time")
+    });
+    let logs = hub.stop();
+
+    let secrets: Value =
+        serde_json::from_slice(&std::fs::read(data.path().join("secrets.json")).unwrap()).unwrap();
+    let signing_key = secrets["token-signing-key"]
+        .as_str()
+        .expect("the signing key is in secrets.json")
+        .to_owned();
+
+    // The log did record the session: this test is not passing on silence.
+    for expected in [
+        "token issued",
+        "request refused",
+        "token refused",
+        &traces.client_id,
+        &traces.endpoint_id[..8],
+    ] {
+        assert!(
+            logs.contains(expected),
+            "the log should mention {expected:?}:\n{logs}"
+        );
+    }
+
+    let basic = STANDARD.encode(format!("{}:{}", traces.client_id, traces.secret));
+    let mut needles: Vec<(&str, &str)> = vec![
+        ("the client secret", &traces.secret),
+        ("a wrong client secret", &traces.wrong_secret),
+        ("the HTTP Basic credentials", &basic),
+        ("the access token", &traces.token),
+        ("the access token's signature", signature(&traces.token)),
+        ("the second access token", &traces.second_token),
+        (
+            "the second token's signature",
+            signature(&traces.second_token),
+        ),
+        ("the full endpoint id", &traces.endpoint_id),
+        ("the token signing key", &signing_key),
+    ];
+    // Tokens and secrets must not be in data files either.
+    let on_disk = needles.len() - 2;
+    for forged in &traces.forged {
+        needles.push(("a forged token", forged));
+    }
+    // Every leak at once, each with the line it is on (masked).
+    let leaks: Vec<String> = needles
+        .iter()
+        .filter(|(_, needle)| logs.contains(needle))
+        .map(|(what, needle)| format!("{what}: {}", offending_line(&logs, needle)))
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "secrets in the log:\n{}",
+        leaks.join("\n")
+    );
+
+    // On disk: only secrets.json holds anything secret, and never the
+    // client secret itself (its hash).
+    let mut seen_apps_json = false;
+    for file in files_under(data.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        seen_apps_json |= name == "apps.json";
+        for (what, needle) in &needles[..on_disk] {
+            assert!(
+                !bytes_contain(&bytes, needle),
+                "{what} is in {}",
+                file.display()
+            );
+        }
+        if name != "secrets.json" {
+            assert!(
+                !bytes_contain(&bytes, &signing_key),
+                "the signing key is in {}",
+                file.display()
+            );
+            if let Some(hash) = secrets[format!("client-secret:{}", traces.client_id)].as_str() {
+                assert!(
+                    !bytes_contain(&bytes, hash),
+                    "the secret's hash is in {}",
+                    file.display()
+                );
+            }
+        }
+    }
+    assert!(
+        seen_apps_json,
+        "apps.json was written (and holds no secret)"
+    );
+}
