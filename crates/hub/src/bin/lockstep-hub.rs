@@ -43,6 +43,10 @@ struct Args {
     /// file (secrets.json, 0600, for headless servers), memory.
     #[arg(long, default_value = "auto", value_name = "STORE", global = true)]
     secret_store: StoreChoice,
+    /// Keep nothing on disk: no recovery after a restart, no journal, no audit
+    /// trail (benchmarks and throw-away test hubs).
+    #[arg(long)]
+    no_persist: bool,
     /// Open contexts survive a restart only if the hub was down for less than this.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     recovery_window_secs: u64,
@@ -198,6 +202,7 @@ fn main() -> ExitCode {
     config.no_auth = args.no_auth;
     config.secret_store = store;
     config.recovery_window = Duration::from_secs(args.recovery_window_secs);
+    config.persist = !args.no_persist;
     config.audit_retention = Duration::from_secs(args.audit_retention_days.max(1) * 24 * 3600);
     config.token_lifetime = Duration::from_secs(args.token_lifetime_secs.max(60));
     config.ack_timeout = Duration::from_millis(args.ack_timeout_ms);
