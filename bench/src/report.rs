@@ -83,6 +83,7 @@ impl Summary {
                 "publish_to_topic_path": a.publish_to_topic_path,
                 "no_ack": a.no_ack,
                 "threads": a.threads,
+                "patients": a.patients,
             },
             "setup": {
                 "subscribed": self.subscribed,

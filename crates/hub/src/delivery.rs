@@ -110,15 +110,15 @@ impl Hub {
                 );
             }
             let held = state.paused.is_some();
-            let recent = &mut state.recent;
-            crate::admin::record_publish(recent, &event, topic, &frame, &derived, held);
-            match &mut state.paused {
+            // Who was told, for the dashboard's log (collected by `deliver`).
+            let mut told = Vec::new();
+            let failures = match &mut state.paused {
                 Some(held) => {
                     if matches!(kind, EventKind::Close(_)) {
                         held.push(Held {
                             topic: event.topic.clone(),
                             name: event.name.folded().to_owned(),
-                            frame,
+                            frame: frame.clone(),
                         });
                     }
                     Vec::new()
@@ -129,8 +129,12 @@ impl Hub {
                     &frame,
                     &derived,
                     (&event.id, event.name.as_str()),
+                    Some(&mut told),
                 ),
-            }
+            };
+            let recent = &mut state.recent;
+            crate::admin::record_publish(recent, &event, topic, &frame, &derived, told, held);
+            failures
         };
         info!(topic = short(&event.topic), event = %event.name, id = %event.id, "published");
         self.emit(HubEvent::Published {
@@ -171,18 +175,23 @@ pub(crate) fn frame_of(message: &Map<String, Value>, kind: &EventKind) -> Frame 
 
 /// Enqueues `frame` for every connected subscriber of `name`, and derived
 /// opens for those who hold only the derived events (checklist 30, 41, 57).
-/// Returns the subscribers whose queue was full.
+/// Returns the subscribers whose queue was full. `told`, if given, gets
+/// the names of those sent `frame` itself (for the dashboard).
 pub(crate) fn deliver(
     topic: &mut Topic,
     name: &str,
     frame: &Frame,
     derived: &[(String, Frame)],
     (event_id, event_name): (&str, &str),
+    mut told: Option<&mut Vec<std::sync::Arc<str>>>,
 ) -> Vec<Failure> {
     let mut failures = Vec::new();
     for sub in topic.subscriptions.values_mut() {
         let Some(conn) = &sub.conn else { continue };
         let direct = sub.events.contains_folded(name);
+        if let (true, Some(told)) = (direct, told.as_deref_mut()) {
+            told.push(sub.label());
+        }
         let mut frames = std::iter::once(frame).filter(|_| direct).chain(
             derived
                 .iter()
@@ -337,7 +346,8 @@ impl Hub {
             for h in held {
                 if let Some(topic) = state.topics.get_mut(&h.topic) {
                     let (id, name) = h.frame.ack.clone().unwrap_or_default();
-                    failures.extend(deliver(topic, &h.name, &h.frame, &[], (&id, &name)));
+                    let at = (id.as_str(), name.as_str());
+                    failures.extend(deliver(topic, &h.name, &h.frame, &[], at, None));
                 }
             }
             for topic in state.topics.values_mut() {

@@ -16,7 +16,12 @@ pub fn uuid() -> String {
 
 /// Now, as an ISO 8601 UTC timestamp with milliseconds.
 pub fn now() -> String {
-    let now = time::OffsetDateTime::now_utc();
+    format_time(std::time::SystemTime::now())
+}
+
+/// A time as an ISO 8601 UTC timestamp with milliseconds.
+pub fn format_time(at: std::time::SystemTime) -> String {
+    let now = time::OffsetDateTime::from(at);
     let format = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );

@@ -91,19 +91,21 @@ pub enum HubEvent {
 impl Hub {
     pub fn new(config: Config) -> Self {
         let (events, _) = broadcast::channel(1024);
+        let opened = crate::persist::open(&config);
+        let storage = opened.as_ref().map(|(s, _)| s.clone());
         let auth = crate::auth::Auth::new(
             !config.no_auth,
             config.secret_store.clone(),
+            storage.clone(),
             Some(config.data_dir.join("apps.json")),
             session_topic(&config.data_dir),
             config.token_lifetime,
         );
         let mut state = State::default();
-        let mut restored = Vec::new();
-        let storage = crate::persist::open(&config).map(|(storage, report)| {
-            restored = crate::persist::recover(&mut state, &storage, &report, &config, &auth);
-            storage
-        });
+        let restored = match &opened {
+            Some((db, report)) => crate::persist::recover(&mut state, db, report, &config, &auth),
+            None => Vec::new(),
+        };
         state.storage = storage.clone();
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             // Revoking an app cuts off its subscriptions at once.

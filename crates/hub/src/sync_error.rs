@@ -89,12 +89,13 @@ impl Hub {
             &f.endpoint_id,
             Some(("failed to follow context", 1008)),
         );
-        let (more, told) = match state.topics.get_mut(&f.topic) {
-            Some(topic) => (
-                deliver(topic, "syncerror", &frame, &[], (&id, "SyncError")),
-                crate::admin::recipients(topic, "syncerror"),
-            ),
-            None => (Vec::new(), Vec::new()),
+        let mut told = Vec::new();
+        let more = match state.topics.get_mut(&f.topic) {
+            Some(topic) => {
+                let at = (id.as_str(), "SyncError");
+                deliver(topic, "syncerror", &frame, &[], at, Some(&mut told))
+            }
+            None => Vec::new(),
         };
         let about = Some(name.clone());
         state.recent.push(crate::admin::Recorded::out(

@@ -294,9 +294,14 @@ fn file_store_is_owner_only_and_holds_no_plain_secret() {
         stored[format!("client-secret:{client_id}")],
         sha256_hex(&secret).as_str()
     );
-    let apps = std::fs::read_to_string(data.path().join("apps.json")).unwrap();
-    assert!(apps.contains(&client_id));
-    assert!(!apps.contains(&secret) && !apps.contains(&sha256_hex(&secret)));
+    // Registrations live in the database, without their secret.
+    let (db, _) = lockstep_hub::storage::Storage::open(data.path()).unwrap();
+    assert!(db
+        .load_apps()
+        .unwrap()
+        .iter()
+        .any(|a| a.client_id == client_id));
+    drop(db);
     assert_no_secret_on_disk(
         data.path(),
         &[&secret], // secrets.json holds only the hash

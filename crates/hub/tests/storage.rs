@@ -51,6 +51,7 @@ async fn apps_round_trip() {
         topics: vec!["topic-1".into(), "topic, with comma".into()],
         created_at: at(5_000),
         revoked_at: None,
+        secret_generation: 2,
     };
     storage.save_app(&app).await.unwrap();
     assert_eq!(storage.load_apps().unwrap(), vec![app.clone()]);

@@ -191,25 +191,17 @@ impl Recent {
     }
 }
 
-/// The names of the connected subscribers of `folded` on `topic`.
-pub(crate) fn recipients(topic: &Topic, folded: &str) -> Vec<Arc<str>> {
-    topic
-        .subscriptions
-        .values()
-        .filter(|s| s.conn.is_some() && s.events.contains_folded(folded))
-        .map(|s| s.label())
-        .collect()
-}
-
-/// Records a publish and the derived opens that went out with it, with who
-/// was (or, while paused, would have been) told. Mirrors `deliver`'s rule:
-/// a subscriber of the event itself never gets the derived ones.
+/// Records a publish and the derived opens that went out with it. `told`
+/// is who `deliver` sent the event to (nobody while paused); for derived
+/// opens this follows `deliver`'s rule: a subscriber of the event itself
+/// never gets the derived ones.
 pub(crate) fn record_publish(
     recent: &mut Recent,
     event: &Event,
     topic: &Topic,
     frame: &Frame,
     derived: &[(String, Frame)],
+    told: Vec<Arc<str>>,
     held: bool,
 ) {
     let (topic_id, folded) = (&event.topic, event.name.folded());
@@ -218,7 +210,7 @@ pub(crate) fn record_publish(
         topic: topic_id.to_owned(),
         direction: "in",
         name: event.name.to_string(),
-        delivered_to: recipients(topic, folded),
+        delivered_to: told,
         held,
         text: frame.text.clone(),
         ..Recorded::default()

@@ -99,12 +99,13 @@ const SIGNING_KEY: &str = "token-signing-key";
 
 impl Auth {
     /// Loads (or creates) the signing key from `store` and the registry from
-    /// `apps_path`. Never fails: a store that can't keep the key gets an
+    /// `storage`. Never fails: a store that can't keep the key gets an
     /// in-memory one and a loud log line.
     pub fn new(
         enabled: bool,
         store: Arc<dyn SecretStore>,
-        apps_path: Option<std::path::PathBuf>,
+        storage: Option<crate::storage::Storage>,
+        legacy_apps: Option<std::path::PathBuf>,
         session_topic: String,
         token_lifetime: Duration,
     ) -> Auth {
@@ -126,9 +127,9 @@ impl Auth {
             }
             key.to_vec()
         });
-        let apps = AppRegistry::load(apps_path, store.clone()).unwrap_or_else(|e| {
+        let apps = AppRegistry::load(storage, legacy_apps, store.clone()).unwrap_or_else(|e| {
             warn!(error = %e, "cannot read the app registry; starting with no registered apps");
-            AppRegistry::load(None, store.clone()).expect("in-memory registry")
+            AppRegistry::load(None, None, store.clone()).expect("in-memory registry")
         });
         if enabled {
             info!(secrets = %store.describe(), apps = apps.list().len(), "authorization on");

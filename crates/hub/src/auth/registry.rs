@@ -1,5 +1,5 @@
 //! Registered apps: who may ask the hub for a token, with which scopes, for
-//! which topics. Metadata lives in `apps.json` in the data folder; the
+//! which topics. Metadata lives in the hub's database (`storage`); the
 //! client secrets never do: only their SHA-256 goes to the secret store
 //! (secrets are 256 random bits, so a plain hash is enough), and the
 //! comparison is constant-time.
@@ -45,7 +45,8 @@ struct App {
 type RevokeHook = Box<dyn Fn(&str) + Send + Sync>;
 
 pub struct AppRegistry {
-    path: Option<PathBuf>,
+    /// Where registrations are kept; `None` keeps them in memory (tests).
+    storage: Option<crate::storage::Storage>,
     store: Arc<dyn SecretStore>,
     apps: RwLock<Vec<App>>,
     on_revoke: Mutex<Vec<RevokeHook>>,
@@ -53,9 +54,7 @@ pub struct AppRegistry {
 
 impl std::fmt::Debug for AppRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppRegistry")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("AppRegistry").finish_non_exhaustive()
     }
 }
 
@@ -108,24 +107,78 @@ fn new_client_id(name: &str) -> String {
     }
 }
 
+impl App {
+    fn from_stored(stored: crate::storage::App) -> App {
+        App {
+            info: AppInfo {
+                client_id: stored.client_id,
+                name: stored.name,
+                scopes: stored
+                    .scopes
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+                topics: stored.topics,
+                created_at: crate::ids::format_time(stored.created_at),
+                revoked: stored.revoked_at.is_some(),
+            },
+            generation: stored.secret_generation,
+        }
+    }
+
+    fn to_stored(&self) -> crate::storage::App {
+        let created_at = time::OffsetDateTime::parse(
+            &self.info.created_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map(SystemTime::from)
+        .unwrap_or_else(|_| SystemTime::now());
+        crate::storage::App {
+            client_id: self.info.client_id.clone(),
+            name: self.info.name.clone(),
+            scopes: self.info.scopes.join(" "),
+            topics: self.info.topics.clone(),
+            created_at,
+            revoked_at: self.info.revoked.then(SystemTime::now),
+            secret_generation: self.generation,
+        }
+    }
+}
+
 impl AppRegistry {
-    /// Loads `apps.json` from `path` (or starts empty); `None` keeps the
-    /// registry in memory (tests).
+    /// Loads the registrations from `storage` (or starts in memory). An
+    /// `apps.json` from an earlier version in `legacy` is imported once and
+    /// renamed.
     pub fn load(
-        path: Option<PathBuf>,
+        storage: Option<crate::storage::Storage>,
+        legacy: Option<PathBuf>,
         store: Arc<dyn SecretStore>,
     ) -> Result<AppRegistry, AuthError> {
-        let apps = match &path {
-            Some(p) => match std::fs::read_to_string(p) {
-                Ok(text) => serde_json::from_str(&text)
-                    .map_err(|e| AuthError::Store(format!("{}: {e}", p.display())))?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => return Err(AuthError::Store(format!("{}: {e}", p.display()))),
-            },
+        let mut apps: Vec<App> = match &storage {
+            Some(db) => db
+                .load_apps()
+                .map_err(|e| AuthError::Store(e.to_string()))?
+                .into_iter()
+                .map(App::from_stored)
+                .collect(),
             None => Vec::new(),
         };
+        if let (Some(db), Some(path)) = (&storage, legacy) {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                if let Ok(old) = serde_json::from_str::<Vec<App>>(&text) {
+                    for app in old {
+                        if apps.iter().any(|a| a.info.client_id == app.info.client_id) {
+                            continue;
+                        }
+                        db.save_app(&app.to_stored()).detach();
+                        apps.push(app);
+                    }
+                    let _ = std::fs::rename(&path, path.with_extension("json.imported"));
+                }
+            }
+        }
         Ok(AppRegistry {
-            path,
+            storage,
             store,
             apps: RwLock::new(apps),
             on_revoke: Mutex::new(Vec::new()),
@@ -140,16 +193,12 @@ impl AppRegistry {
             .push(Box::new(hook));
     }
 
-    fn save(&self, apps: &[App]) -> Result<(), AuthError> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        let text =
-            serde_json::to_string_pretty(apps).map_err(|e| AuthError::Store(e.to_string()))?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|_| std::fs::rename(&tmp, path))
-            .map_err(|e| AuthError::Store(format!("{}: {e}", path.display())))
+    /// Queues the app's new state; the writer commits it in order (the
+    /// CLI waits with `Storage::flush` before it exits).
+    fn save(&self, app: &App) {
+        if let Some(db) = &self.storage {
+            db.save_app(&app.to_stored()).detach();
+        }
     }
 
     pub fn list(&self) -> Vec<AppInfo> {
@@ -195,12 +244,15 @@ impl AppRegistry {
         self.store
             .set(&secret_key(&info.client_id), &hash(&secret))
             .map_err(|e| AuthError::Store(e.0))?;
-        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
-        apps.push(App {
+        let app = App {
             info: info.clone(),
             generation: 0,
-        });
-        self.save(&apps)?;
+        };
+        self.save(&app);
+        self.apps
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(app);
         Ok((info, secret))
     }
 
@@ -216,7 +268,7 @@ impl AppRegistry {
             .set(&secret_key(client_id), &hash(&secret))
             .map_err(|e| AuthError::Store(e.0))?;
         app.generation += 1;
-        self.save(&apps)?;
+        self.save(app);
         drop(apps);
         self.notify(client_id);
         Ok(secret)
@@ -232,7 +284,7 @@ impl AppRegistry {
             .ok_or(AuthError::UnknownClient)?;
         app.info.revoked = true;
         let _ = self.store.delete(&secret_key(client_id));
-        self.save(&apps)?;
+        self.save(app);
         drop(apps);
         self.notify(client_id);
         Ok(())
@@ -247,7 +299,9 @@ impl AppRegistry {
             return Err(AuthError::UnknownClient);
         }
         let _ = self.store.delete(&secret_key(client_id));
-        self.save(&apps)?;
+        if let Some(db) = &self.storage {
+            db.delete_app(client_id).detach();
+        }
         drop(apps);
         self.notify(client_id);
         Ok(())

@@ -289,13 +289,24 @@ fn apps_command(
     data_dir: PathBuf,
     store: std::sync::Arc<dyn SecretStore>,
 ) -> ExitCode {
-    let registry = match auth::AppRegistry::load(Some(data_dir.join("apps.json")), store) {
-        Ok(r) => r,
+    let db = match Storage::open(&data_dir) {
+        Ok((db, _)) => db,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!(
+                "error: cannot open the database in {}: {e}",
+                data_dir.display()
+            );
             return ExitCode::FAILURE;
         }
     };
+    let registry =
+        match auth::AppRegistry::load(Some(db.clone()), Some(data_dir.join("apps.json")), store) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     let result = match action {
         AppsAction::Add {
             name,
@@ -334,6 +345,11 @@ fn apps_command(
             })
         }
     };
+    // The registry queues its writes; be sure they are on disk before exiting.
+    if let Err(e) = db.flush().wait() {
+        eprintln!("error: could not save: {e}");
+        return ExitCode::FAILURE;
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -31,7 +31,7 @@ pub(crate) fn last_alive(conn: &Connection) -> Result<Option<SystemTime>, Storag
 
 pub(crate) fn apps(conn: &Connection) -> Result<Vec<App>, StorageError> {
     let mut stmt = conn.prepare(
-        "SELECT client_id, name, scopes, topics, created_at, revoked_at
+        "SELECT client_id, name, scopes, topics, created_at, revoked_at, secret_generation
          FROM apps ORDER BY created_at, client_id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -43,6 +43,7 @@ pub(crate) fn apps(conn: &Connection) -> Result<Vec<App>, StorageError> {
                 topics: Vec::new(),
                 created_at: from_unix_ms(r.get(4)?),
                 revoked_at: r.get::<_, Option<i64>>(5)?.map(from_unix_ms),
+                secret_generation: r.get::<_, i64>(6)?.max(0) as u64,
             },
             r.get::<_, String>(3)?,
         ))

@@ -15,6 +15,8 @@ pub struct App {
     pub topics: Vec<String>,
     pub created_at: SystemTime,
     pub revoked_at: Option<SystemTime>,
+    /// Bumped on every secret rotation; tokens carry the generation.
+    pub secret_generation: u64,
 }
 
 /// A subscription as it must come back after a restart. The endpoint id is

@@ -68,6 +68,8 @@ pub const MIGRATIONS: &[&str] = &[
         detail TEXT
     ) STRICT;
     CREATE INDEX audit_at ON audit (at_unix_ms);",
+    // 3: a secret rotation invalidates the app's earlier tokens.
+    "ALTER TABLE apps ADD COLUMN secret_generation INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// How long a connection waits for another one's lock before giving up.

@@ -189,11 +189,12 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<u64> {
     let n = match op {
         Op::SaveApp(app) => conn
             .prepare_cached(
-                "INSERT INTO apps (client_id, name, scopes, topics, created_at, revoked_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO apps (client_id, name, scopes, topics, created_at, revoked_at, secret_generation)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (client_id) DO UPDATE SET name = excluded.name,
                    scopes = excluded.scopes, topics = excluded.topics,
-                   revoked_at = excluded.revoked_at",
+                   revoked_at = excluded.revoked_at,
+                   secret_generation = excluded.secret_generation",
             )?
             .execute(params![
                 app.client_id,
@@ -202,6 +203,7 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<u64> {
                 serde_json::Value::from(app.topics.clone()).to_string(),
                 to_unix_ms(app.created_at),
                 app.revoked_at.map(to_unix_ms),
+                app.secret_generation as i64,
             ])?,
         Op::RevokeApp { client_id, at_ms } => conn
             .prepare_cached("UPDATE apps SET revoked_at = ?2 WHERE client_id = ?1")?
