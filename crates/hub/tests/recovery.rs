@@ -367,3 +367,49 @@ async fn audit_export_lists_the_session() {
         "no identifiers in the trail"
     );
 }
+
+/// The admin API exports the same trail (issue 6), behind the admin credential.
+#[tokio::test]
+async fn audit_export_through_the_admin_api() {
+    let hub = TestHub::start().await;
+    let topic = topic();
+    let mut ws = hub.join(&topic, "Patient-open", "RIS").await;
+    let open = patient_open(&topic, "p7");
+    hub.publish_ok(&open).await;
+    ws.next_event().await;
+    let url = hub.url("/admin/api/audit?format=ndjson");
+    assert_eq!(hub.http.get(&url).send().await.unwrap().status(), 401);
+    let res = hub
+        .http
+        .get(&url)
+        .bearer_auth(hub.hub.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    let records: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let publish = records
+        .iter()
+        .find(|r| r["action"] == "publish")
+        .expect("publish recorded");
+    assert_eq!(publish["event_id"], open["id"]);
+    assert!(records
+        .iter()
+        .any(|r| r["action"] == "subscribe" && r["subscriber_name"] == "RIS"));
+    let csv = hub
+        .http
+        .get(hub.url("/admin/api/audit?format=csv"))
+        .bearer_auth(hub.hub.admin_token())
+        .send()
+        .await
+        .unwrap();
+    assert!(csv.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    assert!(csv.text().await.unwrap().lines().count() > records.len() - 1);
+}

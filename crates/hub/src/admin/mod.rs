@@ -14,6 +14,7 @@
 
 mod actions;
 mod apps;
+mod audit;
 mod auth;
 mod live;
 mod model;
@@ -251,6 +252,7 @@ pub fn router(hub: Hub) -> Router {
     let api = Router::new()
         .route("/state", get(model::state))
         .route("/events.ndjson", get(model::export))
+        .route("/audit", get(audit::export))
         .route("/live", get(live::upgrade))
         .route("/session", post(auth::session))
         .route("/pause", post(actions::pause))
