@@ -8,7 +8,7 @@
 // Screenshots of every view, light and dark, go to artifacts/ui/.
 // Exit code 0 when every test passed.
 
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { REPO_ROOT, startHub } from './support.mjs';
@@ -24,6 +24,9 @@ const watchdog = setTimeout(() => {
 }, WATCHDOG_MS);
 
 await mkdir(ARTIFACTS, { recursive: true });
+for (const f of await readdir(ARTIFACTS)) {
+  if (f.startsWith('failure-')) await rm(path.join(ARTIFACTS, f)); // from an earlier run
+}
 // A short grace period, so that a killed app is reported within the test.
 const hub = await startHub(['--grace-period-ms', '3000']);
 const browser = await chromium.launch({

@@ -33,6 +33,7 @@ use crate::{Config, Hub};
 /// Opens the database in the data folder; the hub runs without durability
 /// (and says so) if that is impossible.
 pub(crate) fn open(config: &Config) -> Option<(Storage, OpenReport)> {
+    secure_data_dir(&config.data_dir);
     if !config.persist {
         return None;
     }
@@ -46,6 +47,22 @@ pub(crate) fn open(config: &Config) -> Option<(Storage, OpenReport)> {
         Err(e) => {
             error!(error = %e, dir = %config.data_dir.display(), "cannot open the database: running without durable state");
             None
+        }
+    }
+}
+
+/// The data folder holds live endpoint ids and patient context: only its
+/// owner may enter it (0700), whatever the umask made of the files inside.
+pub(crate) fn secure_data_dir(dir: &std::path::Path) {
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        error!(dir = %dir.display(), error = %e, "cannot create the data folder");
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+            error!(dir = %dir.display(), error = %e, "cannot make the data folder private (0700)");
         }
     }
 }

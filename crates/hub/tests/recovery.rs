@@ -413,3 +413,19 @@ async fn audit_export_through_the_admin_api() {
         .starts_with("text/csv"));
     assert!(csv.text().await.unwrap().lines().count() > records.len() - 1);
 }
+
+/// The data folder holds live endpoint ids and patient context: the hub
+/// makes it private to its user, whatever mode it was created with.
+#[cfg(unix)]
+#[tokio::test]
+async fn data_folder_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hub = start(&dir, free_port(), &[]);
+    subscribe(&client(), &hub.hub_url, &topic(), "Patient-open").await;
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "data folder mode {mode:o}");
+}

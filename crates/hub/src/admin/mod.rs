@@ -141,7 +141,8 @@ pub(crate) struct Recent {
 #[derive(Clone, Default)]
 pub(crate) struct Recorded {
     seq: u64,
-    received: String,
+    /// Formatted when read, not on the publish path.
+    received: Option<SystemTime>,
     topic: String,
     /// `in` (published by an app), `derived` (implied open events), `out`
     /// (made by the hub: SyncError).
@@ -180,7 +181,7 @@ impl Recent {
     pub(crate) fn push(&mut self, mut item: Recorded) {
         self.next_seq += 1;
         item.seq = self.next_seq;
-        item.received = crate::ids::now();
+        item.received = Some(SystemTime::now());
         if self.items.len() >= RECENT_MAX {
             self.items.pop_front();
         }

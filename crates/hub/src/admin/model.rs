@@ -142,7 +142,7 @@ fn subscription_json(hub: &Hub, sub: &Subscription) -> Value {
 fn event_json(r: &Recorded) -> Value {
     json!({
         "seq": r.seq,
-        "received": r.received,
+        "received": r.received.map(iso),
         "topic": r.topic,
         "direction": r.direction,
         "name": r.name,
