@@ -27,6 +27,7 @@ mod state;
 pub mod storage;
 mod subscriptions;
 mod sync_error;
+mod timers;
 mod topic;
 
 pub use admin::ActionError;
