@@ -269,6 +269,8 @@ impl Hub {
         let hub = self.clone();
         tokio::spawn(async move {
             let mut alive = tokio::time::interval(ALIVE_EVERY);
+            // `lockstep-hub apps remove` in another process takes effect within a second.
+            let mut registrations = tokio::time::interval(Duration::from_secs(1));
             let mut prune = tokio::time::interval(PRUNE_EVERY);
             loop {
                 tokio::select! {
@@ -278,6 +280,7 @@ impl Hub {
                         storage.prune_audit(cutoff).detach();
                         storage.prune_journal(cutoff).detach();
                     }
+                    _ = registrations.tick() => { hub.apps().refresh(); }
                     _ = hub.shutdown_token().cancelled() => return,
                 }
             }

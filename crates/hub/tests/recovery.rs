@@ -46,15 +46,15 @@ impl Drop for Running {
 }
 
 fn start(dir: &Path, port: u16, extra: &[&str]) -> Running {
+    start_with(dir, port, &["--no-auth", "--secret-store", "memory"], extra)
+}
+
+fn start_with(dir: &Path, port: u16, mode: &[&str], extra: &[&str]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir)
-        .args([
-            "--no-auth",
-            "--no-dashboard-link",
-            "--secret-store",
-            "memory",
-        ])
+        .arg("--no-dashboard-link")
+        .args(mode)
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -428,4 +428,71 @@ async fn data_folder_is_private() {
     subscribe(&client(), &hub.hub_url, &topic(), "Patient-open").await;
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "data folder mode {mode:o}");
+}
+
+/// `lockstep-hub apps remove` in another process cuts off the app's live
+/// WebSocket on the running hub (it re-reads registrations every second).
+#[tokio::test]
+async fn cli_revocation_reaches_the_running_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--secret-store", "file"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let added = cli(&["apps", "add", "Dictation"]);
+    let field = |name: &str| {
+        added
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (client_id, secret) = (field("client_id:"), field("client_secret:"));
+    let hub = start_with(dir.path(), free_port(), &["--secret-store", "file"], &[]);
+    let http = client();
+    let base = hub.hub_url.trim_end_matches("/fhircast/STU3").to_owned();
+    let token: Value = http
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let res = http
+        .post(&hub.hub_url)
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .form(&[
+            ("hub.channel.type", "websocket"),
+            ("hub.mode", "subscribe"),
+            ("hub.topic", token["hub.topic"].as_str().unwrap()),
+            ("hub.events", "Patient-open"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    let endpoint = res.json::<Value>().await.unwrap()["hub.channel.endpoint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut ws = Ws::connect(&endpoint).await;
+    ws.next_json().await;
+    cli(&["apps", "remove", &client_id]);
+    let (texts, _) = ws.closed().await;
+    assert_eq!(texts[0]["hub.reason"], "access revoked");
 }

@@ -50,6 +50,9 @@ pub struct AppRegistry {
     store: Arc<dyn SecretStore>,
     apps: RwLock<Vec<App>>,
     on_revoke: Mutex<Vec<RevokeHook>>,
+    /// Removed here; `refresh` must not bring them back before the delete
+    /// reaches the database.
+    removed: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for AppRegistry {
@@ -182,6 +185,7 @@ impl AppRegistry {
             store,
             apps: RwLock::new(apps),
             on_revoke: Mutex::new(Vec::new()),
+            removed: Mutex::new(Vec::new()),
         })
     }
 
@@ -299,12 +303,61 @@ impl AppRegistry {
             return Err(AuthError::UnknownClient);
         }
         let _ = self.store.delete(&secret_key(client_id));
+        self.removed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(client_id.to_owned());
         if let Some(db) = &self.storage {
             db.delete_app(client_id).detach();
         }
         drop(apps);
         self.notify(client_id);
         Ok(())
+    }
+
+    /// Re-reads the registrations another process (`lockstep-hub apps …`)
+    /// may have changed. Only ever tightens: apps revoked or rotated there
+    /// are cut off here, new ones are added; nothing is loosened, since a
+    /// revocation made here may not be on disk yet. Returns how many apps
+    /// changed.
+    pub fn refresh(&self) -> usize {
+        let Some(db) = &self.storage else { return 0 };
+        let Ok(stored) = db.load_apps() else { return 0 };
+        let mut cut_off = Vec::new();
+        let mut added = 0;
+        {
+            let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+            let removed = self.removed.lock().unwrap_or_else(|e| e.into_inner());
+            for fresh in stored.into_iter().map(App::from_stored) {
+                match apps
+                    .iter_mut()
+                    .find(|a| a.info.client_id == fresh.info.client_id)
+                {
+                    Some(app) => {
+                        let revoked = fresh.info.revoked && !app.info.revoked;
+                        let rotated = fresh.generation > app.generation;
+                        if revoked {
+                            app.info.revoked = true;
+                        }
+                        if rotated {
+                            app.generation = fresh.generation;
+                        }
+                        if revoked || rotated {
+                            cut_off.push(app.info.client_id.clone());
+                        }
+                    }
+                    None if !removed.contains(&fresh.info.client_id) => {
+                        apps.push(fresh);
+                        added += 1;
+                    }
+                    None => {}
+                }
+            }
+        }
+        for client_id in &cut_off {
+            self.notify(client_id);
+        }
+        cut_off.len() + added
     }
 
     fn notify(&self, client_id: &str) {
@@ -325,17 +378,23 @@ impl AppRegistry {
         client_id: &str,
         secret: &str,
     ) -> Result<(AppInfo, u64), AuthError> {
-        let (info, generation) = self.active(client_id, None)?;
-        let stored = self
-            .store
-            .get(&secret_key(client_id))
-            .map_err(|e| AuthError::Store(e.0))?;
+        // Same work whether or not the client exists: no timing oracle
+        // for which client ids are registered.
         let given = hash(secret);
-        match stored {
-            Some(stored) if bool::from(stored.as_bytes().ct_eq(given.as_bytes())) => {
-                Ok((info, generation))
-            }
-            _ => Err(AuthError::BadSecret),
+        let active = self.active(client_id, None);
+        let stored = match &active {
+            Ok(_) => self
+                .store
+                .get(&secret_key(client_id))
+                .map_err(|e| AuthError::Store(e.0))?,
+            Err(_) => None,
+        };
+        let expected = stored.unwrap_or_else(|| hash("\u{0}no such client"));
+        let matches = bool::from(expected.as_bytes().ct_eq(given.as_bytes()));
+        match active {
+            Ok(found) if matches => Ok(found),
+            Ok(_) => Err(AuthError::BadSecret),
+            Err(e) => Err(e),
         }
     }
 
