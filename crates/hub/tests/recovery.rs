@@ -80,9 +80,43 @@ fn signal(child: &Child, sig: &str) {
     assert!(status.success());
 }
 
+/// Publishes and asserts a 2xx; returns the answer.
+async fn publish(http: &reqwest::Client, hub_url: &str, event: &Value) -> Value {
+    let res = http.post(hub_url).json(event).send().await.unwrap();
+    assert!(
+        res.status().is_success(),
+        "publish refused: {}",
+        res.status()
+    );
+    res.json().await.unwrap()
+}
+
+async fn context(http: &reqwest::Client, hub_url: &str, topic: &str) -> Value {
+    http.get(format!("{hub_url}/{topic}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn subscribe(http: &reqwest::Client, hub_url: &str, topic: &str, events: &str) -> String {
-    let res = http
-        .post(hub_url)
+    subscribe_as(http, hub_url, None, topic, events).await
+}
+
+async fn subscribe_as(
+    http: &reqwest::Client,
+    hub_url: &str,
+    token: Option<&str>,
+    topic: &str,
+    events: &str,
+) -> String {
+    let mut req = http.post(hub_url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let res = req
         .form(&[
             ("hub.channel.type", "websocket"),
             ("hub.mode", "subscribe"),
@@ -186,14 +220,7 @@ async fn restart_past_the_window_discards_context_and_says_so() {
     let topic = topic();
     let endpoint = subscribe(&http, &hub.hub_url, &topic, "Patient-open,syncerror").await;
     let open = patient_open(&topic, "p-stale");
-    assert!(http
-        .post(&hub.hub_url)
-        .json(&open)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .is_success());
+    publish(&http, &hub.hub_url, &open).await;
     signal(&hub.child, "-TERM");
     hub.child.wait().unwrap();
     drop(hub);
@@ -209,14 +236,7 @@ async fn restart_past_the_window_discards_context_and_says_so() {
         "{issue}"
     );
     assert_eq!(issue["details"]["coding"][0]["code"], open["id"]);
-    let ctx: Value = http
-        .get(format!("{}/{topic}", hub.hub_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ctx = context(&http, &hub.hub_url, &topic).await;
     assert_eq!(ctx["context.type"], "");
     signal(&hub.child, "-TERM");
 }
@@ -237,29 +257,14 @@ async fn restart_within_the_window_restores_context() {
     )
     .await;
     let open = report_open(&topic, "r1", "p1");
-    let answer: Value = http
-        .post(&hub.hub_url)
-        .json(&open)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = publish(&http, &hub.hub_url, &open).await;
     let version = answer["event"]["event"]["context.versionId"].clone();
     signal(&hub.child, "-TERM");
     hub.child.wait().unwrap();
     drop(hub);
 
     let hub = start(dir.path(), port, &[]);
-    let ctx: Value = http
-        .get(format!("{}/{topic}", hub.hub_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ctx = context(&http, &hub.hub_url, &topic).await;
     assert_eq!(ctx["context.type"], "DiagnosticReport");
     assert_eq!(ctx["context.versionId"], version);
     let mut ws = Ws::connect(&endpoint).await;
@@ -304,14 +309,7 @@ async fn audit_export_lists_the_session() {
     let mut ws = Ws::connect(&endpoint).await;
     ws.next_json().await;
     let open = patient_open(&topic, "p42");
-    assert!(http
-        .post(&hub.hub_url)
-        .json(&open)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .is_success());
+    publish(&http, &hub.hub_url, &open).await;
     ws.next_event().await;
     http.get(format!("{}/{topic}", hub.hub_url))
         .send()
@@ -473,23 +471,11 @@ async fn cli_revocation_reaches_the_running_hub() {
         .json()
         .await
         .unwrap();
-    let res = http
-        .post(&hub.hub_url)
-        .bearer_auth(token["access_token"].as_str().unwrap())
-        .form(&[
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "subscribe"),
-            ("hub.topic", token["hub.topic"].as_str().unwrap()),
-            ("hub.events", "Patient-open"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    let endpoint = res.json::<Value>().await.unwrap()["hub.channel.endpoint"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (access, topic) = (
+        token["access_token"].as_str().unwrap(),
+        token["hub.topic"].as_str().unwrap(),
+    );
+    let endpoint = subscribe_as(&http, &hub.hub_url, Some(access), topic, "Patient-open").await;
     let mut ws = Ws::connect(&endpoint).await;
     ws.next_json().await;
     cli(&["apps", "remove", &client_id]);
