@@ -1,4 +1,4 @@
-//! Fresh identifiers and timestamps.
+//! Fresh identifiers, and timestamps written and read as ISO 8601 / RFC 3339.
 
 use rand::Rng;
 
@@ -32,4 +32,11 @@ pub fn format_time(at: std::time::SystemTime) -> String {
 /// The first characters of an id, for logs: endpoint ids are credentials.
 pub fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
+}
+
+/// Reads an RFC 3339 time such as `2026-11-22T10:42:00Z`.
+pub fn parse_time(s: &str) -> Result<std::time::SystemTime, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(std::time::SystemTime::from)
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
 }

@@ -19,7 +19,7 @@ mod context;
 mod delivery;
 mod error;
 mod guard;
-mod ids;
+pub mod ids;
 mod persist;
 mod routes;
 pub mod server;

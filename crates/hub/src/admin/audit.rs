@@ -19,13 +19,7 @@ pub(crate) struct Params {
 }
 
 fn parse_time(s: &Option<String>) -> Result<Option<SystemTime>, String> {
-    s.as_deref()
-        .map(|s| {
-            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                .map(SystemTime::from)
-                .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
-        })
-        .transpose()
+    s.as_deref().map(crate::ids::parse_time).transpose()
 }
 
 pub(crate) async fn export(State(hub): State<Hub>, Query(params): Query<Params>) -> Response {

@@ -82,7 +82,7 @@ impl Admin {
             gone.push_back(Gone {
                 topic: topic.clone(),
                 name: subscriber.clone(),
-                when: iso(SystemTime::now()),
+                when: crate::ids::now(),
                 why: reason.clone(),
             });
         }
@@ -237,15 +237,6 @@ pub(crate) fn record_publish(
             });
         }
     }
-}
-
-/// ISO 8601 UTC with milliseconds, as event timestamps are.
-fn iso(t: SystemTime) -> String {
-    let t = time::OffsetDateTime::from(t);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    t.format(&format).unwrap_or_default()
 }
 
 /// `/admin/login`, `/admin/api/*` (credential required) and `/ui/`.

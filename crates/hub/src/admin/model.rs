@@ -5,8 +5,6 @@
 //! Everything is copied out under the hub lock (shared bytes for events);
 //! event JSON is parsed after the lock is released.
 
-use std::time::SystemTime;
-
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -14,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{iso, Recorded};
+use super::Recorded;
 use crate::ids::short;
 use crate::topic::{Subscription, Topic};
 use crate::{server, Hub};
@@ -53,7 +51,7 @@ pub(crate) fn read_model(hub: &Hub, since: u64) -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "url": hub_url(hub),
             "paused": paused,
-            "now": iso(SystemTime::now()),
+            "now": crate::ids::now(),
         },
         "settings": settings(hub),
         "topics": topics,
@@ -100,7 +98,7 @@ fn topic_json(hub: &Hub, id: &str, topic: &Topic) -> Value {
 fn subscription_json(hub: &Hub, sub: &Subscription) -> Value {
     let now = Instant::now();
     let grace = hub.config().grace_period;
-    let since = sub.since.map(iso);
+    let since = sub.since.map(crate::ids::format_time);
     let (state, label) = match (&sub.conn, sub.lost) {
         (Some(_), _) => ("connected", "Connected"),
         (None, Some(_)) => ("grace", "Lost, waiting for reconnect"),
@@ -142,7 +140,7 @@ fn subscription_json(hub: &Hub, sub: &Subscription) -> Value {
 fn event_json(r: &Recorded) -> Value {
     json!({
         "seq": r.seq,
-        "received": r.received.map(iso),
+        "received": r.received.map(crate::ids::format_time),
         "topic": r.topic,
         "direction": r.direction,
         "name": r.name,

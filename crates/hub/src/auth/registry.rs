@@ -130,12 +130,8 @@ impl App {
     }
 
     fn to_stored(&self) -> crate::storage::App {
-        let created_at = time::OffsetDateTime::parse(
-            &self.info.created_at,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .map(SystemTime::from)
-        .unwrap_or_else(|_| SystemTime::now());
+        let created_at =
+            crate::ids::parse_time(&self.info.created_at).unwrap_or_else(|_| SystemTime::now());
         crate::storage::App {
             client_id: self.info.client_id.clone(),
             name: self.info.name.clone(),

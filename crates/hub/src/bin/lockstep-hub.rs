@@ -376,14 +376,7 @@ fn audit_command(action: AuditAction, data_dir: &std::path::Path) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let parse = |s: Option<String>| -> Result<Option<std::time::SystemTime>, String> {
-        s.map(|s| {
-            time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
-                .map(std::time::SystemTime::from)
-                .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
-        })
-        .transpose()
-    };
+    let parse = |s: Option<String>| s.as_deref().map(lockstep_hub::ids::parse_time).transpose();
     let (since, until) = match (parse(since), parse(until)) {
         (Ok(s), Ok(u)) => (s, u),
         (Err(e), _) | (_, Err(e)) => {
