@@ -33,7 +33,7 @@ fn is_loopback_host(host: &str) -> bool {
 }
 
 /// The page's origin is the hub itself (the dashboard).
-fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
@@ -41,7 +41,7 @@ fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
     origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
-        == Some(host)
+        .is_some_and(|o| o.eq_ignore_ascii_case(host))
 }
 
 pub async fn guard(State(hub): State<Hub>, request: Request, next: Next) -> Response {

@@ -33,17 +33,10 @@ pub(crate) async fn upgrade(
 /// A browser always sends `Origin`; it must be this host (no cross-site
 /// WebSocket hijacking). Clients that are not browsers send none.
 fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let host = headers
-        .get(header::HOST)
+    headers
+        .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .is_some_and(|o| o.eq_ignore_ascii_case(host))
+        .is_none_or(|origin| crate::guard::same_origin(origin, headers))
 }
 
 async fn run(mut socket: WebSocket, hub: Hub) {
