@@ -284,3 +284,21 @@ async fn concurrent_publishes_arrive_in_one_order() {
         assert_eq!(other, first, "the same order for everyone");
     }
 }
+
+/// Issue 3 / hub-digest §2.5: STU3 has no heartbeat event; the hub sends the
+/// draft `heartbeat` (context key `period`) only to apps that subscribe to it.
+#[tokio::test]
+async fn heartbeat_only_for_apps_that_ask() {
+    let hub =
+        TestHub::start_with(|c| c.heartbeat_period = std::time::Duration::from_millis(100)).await;
+    let topic = topic();
+    let mut legacy = hub.join(&topic, "heartbeat,Patient-open", "Legacy").await;
+    let mut modern = hub.join(&topic, "Patient-open", "Modern").await;
+    let beat = legacy.next_json().await;
+    assert_eq!(beat["event"]["hub.event"], "heartbeat");
+    assert_eq!(beat["event"]["context"][0]["key"], "period");
+    // The other app's next frame is the marker, not a heartbeat.
+    let marker = patient_open(&topic, "marker");
+    hub.publish_ok(&marker).await;
+    assert_eq!(modern.next_event().await["id"], marker["id"]);
+}
