@@ -10,7 +10,8 @@
 # Knobs (environment): DURATION (measured seconds per scenario, default 10), WARMUP (2),
 # MATRIX_RATE (events/s for the fan-out and payload matrix, 100), READY_RUNS (5), THREADS
 # (generator worker threads, 2), SKIP_BUILD=1 (use the existing binaries), ONLY=REGEX (run only
-# the scenarios whose label matches, e.g. ONLY='latency|throughput'). Needs bash 5, jq, Linux /proc.
+# the scenarios whose label matches, e.g. ONLY='latency|throughput'), REPEAT (runs per load
+# scenario, each against a fresh hub, one row each; 1). Needs bash 5, jq, Linux /proc.
 set -euo pipefail
 export LC_ALL=C
 
@@ -21,6 +22,7 @@ MATRIX_RATE=${MATRIX_RATE:-100}
 READY_RUNS=${READY_RUNS:-5}
 THREADS=${THREADS:-2}
 ONLY=${ONLY:-}
+REPEAT=${REPEAT:-1}
 HUB_BIN=target/release/lockstep-hub
 LOAD_BIN=target/release/fhircast-load
 RESULTS=bench/results
@@ -110,9 +112,11 @@ mode_flags() {
 }
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
-# Busy jiffies of the whole machine (user+nice+system+irq+softirq+steal), of a pid
-# (utime+stime), and of this shell's waited-for children (cutime+cstime).
-machine_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat; }
+# Busy jiffies of the whole machine (user+nice+system+irq+softirq), time the hypervisor took
+# away from this VM (steal), of a pid (utime+stime), and of this shell's waited-for children
+# (cutime+cstime).
+machine_jiffies() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+steal_jiffies() { awk '/^cpu / { print $9; exit }' /proc/stat; }
 pid_jiffies() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 children_jiffies() { awk '{ print $16 + $17 }' "/proc/$$/stat"; }
 
@@ -122,37 +126,50 @@ children_jiffies() { awk '{ print $16 + $17 }' "/proc/$$/stat"; }
 run_load() {
     local label=$1 mode=$2
     shift 2
-    local out=$WORK/out.json raw=$WORK/raw.json l1 m0 h0 c0 t0 m1 h1 c1 t1 rc=0
+    local out=$WORK/out.json raw=$WORK/raw.json l1 m0 s0 h0 c0 t0 m1 s1 h1 c1 t1 rc=0
     l1=$(load1)
-    m0=$(machine_jiffies) h0=$(pid_jiffies "$HUB_PID") c0=$(children_jiffies) t0=$(now_us)
+    m0=$(machine_jiffies) s0=$(steal_jiffies) h0=$(pid_jiffies "$HUB_PID") c0=$(children_jiffies) t0=$(now_us)
     "$LOAD_BIN" --hub "$HUB_URL" --hub-pid "$HUB_PID" --threads "$THREADS" --json \
         --label "$label" "$@" >"$raw" 2>>"$WORK/load.stderr" || rc=$?
-    m1=$(machine_jiffies) h1=$(pid_jiffies "$HUB_PID") c1=$(children_jiffies) t1=$(now_us)
+    m1=$(machine_jiffies) s1=$(steal_jiffies) h1=$(pid_jiffies "$HUB_PID") c1=$(children_jiffies) t1=$(now_us)
     ((rc == 0)) || return "$rc"
-    # Others = the machine's busy time minus the hub's and the generator's, over the whole
-    # generator run (setup and drain included), in % of one core.
+    # Others = the machine's busy time minus the hub's and the generator's, steal = time the
+    # hypervisor gave to someone else, both over the whole generator run (setup and drain
+    # included), in % of one core (jiffies are 1/100 s).
     jq --arg mode "$mode" --argjson load1 "$l1" --argjson others \
         "$(awk -v m="$((m1 - m0))" -v h="$((h1 - h0))" -v c="$((c1 - c0))" -v us="$((t1 - t0))" \
             'BEGIN { o = (m - h - c) / (us / 1e6) ; if (o < 0) o = 0; printf "%.0f", o }')" \
-        '.durability = $mode | .load1_before = $load1 | .others_cpu_pct = $others' "$raw" >"$out"
+        --argjson steal "$(awk -v s="$((s1 - s0))" -v us="$((t1 - t0))" 'BEGIN { printf "%.0f", s / (us / 1e6) }')" \
+        --arg extra "${HUB_EXTRA[*]}" \
+        '.durability = $mode | .hub_flags = $extra | .load1_before = $load1 | .others_cpu_pct = $others | .steal_pct = $steal' "$raw" >"$out"
 }
 
-# scenario LABEL MODE [fhircast-load options...]: one run against a fresh hub in durability
-# MODE, one table row.
+# scenario LABEL MODE [fhircast-load options...]: REPEAT runs, each against a fresh hub in
+# durability MODE, one table row each.
 scenario() {
+    wanted "$1" || return 0
+    local i
+    for ((i = 0; i < REPEAT; i++)); do
+        scenario_once "$@"
+    done
+}
+
+# Extra hub flags for the next scenarios (e.g. a bigger queue); recorded in the JSON.
+HUB_EXTRA=()
+
+scenario_once() {
     local label=$1 mode=$2
     shift 2
-    wanted "$label" || return 0
-    log "scenario: $label ($mode)"
+    log "scenario: $label ($mode${HUB_EXTRA[*]:+ ${HUB_EXTRA[*]}})"
     # shellcheck disable=SC2046
-    start_hub $(mode_flags "$mode")
+    start_hub $(mode_flags "$mode") "${HUB_EXTRA[@]}"
     local out=$WORK/out.json
     if run_load "$label" "$mode" "$@"; then
         JSONS+=("$(cat "$out")")
         ROWS+=("$(jq -r '
             def f: if . == null then "–" else tostring end;
             def mb: if . == null then "–" else ((. / 102.4 | round) / 10 | tostring) end;
-            "| \(.label) | \(.durability) | \(if .config.content_sharing then "1 report" else (.config.patients | f) end) | \(.config.subscribers)\(if .config.stalled_subscribers > 0 then " +\(.config.stalled_subscribers) stalled" else "" end) | \(.config.topics) | \(if .config.rate > 0 then (.config.rate | tostring) else "max (\(.config.concurrency) in flight)" end) | \(.config.event_bytes) | \(.publish.per_s) | \(.delivery.per_s) | \(.publish.latency.p50_us) / \(.publish.latency.p99_us) | \(.delivery.latency.p50_us) | \(.delivery.latency.p99_us) | \(.delivery.latency.p99_9_us) | \(.delivery.latency.max_us) | \(.delivery.lost) | \(.errors.total) | \(.hub_process.rss_max_kb | mb) | \(.hub_process.cpu_avg_pct | f) | \(.generator_process.cpu_avg_pct | f) | \(.load1_before) / \(.others_cpu_pct) |"
+            "| \(.label)\(if .hub_flags != "" then " (hub \(.hub_flags))" else "" end) | \(.durability) | \(if .config.content_sharing then "1 report" else (.config.patients | f) end) | \(.config.subscribers)\(if .config.stalled_subscribers > 0 then " +\(.config.stalled_subscribers) stalled" else "" end) | \(.config.topics) | \(if .config.rate > 0 then (.config.rate | tostring) else "max (\(.config.concurrency) in flight)" end) | \(.config.event_bytes) | \(.publish.per_s) | \(.delivery.per_s) | \(.publish.latency.p50_us) / \(.publish.latency.p99_us) | \(.delivery.latency.p50_us) | \(.delivery.latency.p99_us) | \(.delivery.latency.p99_9_us) | \(.delivery.latency.max_us) | \(.delivery.lost) | \(.errors.total) | \(.hub_process.rss_max_kb | mb) | \(.hub_process.cpu_avg_pct | f) | \(.generator_process.cpu_avg_pct | f) | \(.load1_before) / \(.others_cpu_pct) / \(.steal_pct) |"
         ' "$out")")
     else
         ROWS+=("| $label | $mode | failed: $(tail -1 "$WORK/load.stderr" | tr '|' '/') | | | | | | | | | | | | | | | | |")
@@ -173,7 +190,7 @@ idle() {
         JSONS+=("$(cat "$out")")
         IDLE_ROWS+=("$(jq -r '
             def mb: ((. / 102.4 | round) / 10 | tostring);
-            "| \(.label) | \(.durability) | \(.setup.subscribed) | \(.config.topics) | \(.hub_process.rss_start_kb | mb) | \(.hub_process.rss_min_kb | mb) / \(.hub_process.rss_avg_kb | mb) / \(.hub_process.rss_max_kb | mb) | \(.hub_process.cpu_avg_pct) | \(.setup.setup_ms) | \(.load1_before) / \(.others_cpu_pct) |"
+            "| \(.label) | \(.durability) | \(.setup.subscribed) | \(.config.topics) | \(.hub_process.rss_start_kb | mb) | \(.hub_process.rss_min_kb | mb) / \(.hub_process.rss_avg_kb | mb) / \(.hub_process.rss_max_kb | mb) | \(.hub_process.cpu_avg_pct) | \(.setup.setup_ms) | \(.load1_before) / \(.others_cpu_pct) / \(.steal_pct) |"
         ' "$out")")
     else
         IDLE_ROWS+=("| $label | $mode | failed: $(tail -1 "$WORK/load.stderr" | tr '|' '/') | | | | | | |")
@@ -244,6 +261,17 @@ for m in "no-persist:P64" "persist:P2"; do
     scenario "stalled: baseline" "$mode" "${STALL[@]}" "${pat[@]}"
     scenario "stalled: + 2 stalled readers" "$mode" "${STALL[@]}" "${pat[@]}" --stalled-subscribers 2
 done
+# Stalled readers the hub keeps: a queue and an ACK timeout big enough that the 2 stalled
+# readers stay connected (and their frames queued) for the whole run, at the latency-goal load.
+HUB_EXTRA=(--queue-capacity 1000000 --ack-timeout-ms 600000)
+KEPT=(--subscribers 10 --rate 1000 "${D[@]}")
+for m in "no-persist:P64" "persist:P2"; do
+    mode=${m%%:*} p=${m##*:}
+    pat=(--patients "${p#P}")
+    scenario "stalled kept: baseline" "$mode" "${KEPT[@]}" "${pat[@]}"
+    scenario "stalled kept: + 2 stalled readers" "$mode" "${KEPT[@]}" "${pat[@]}" --stalled-subscribers 2
+done
+HUB_EXTRA=()
 for mode in persist no-persist; do
     idle "idle hub" "$mode" 0 1
 done
@@ -253,7 +281,7 @@ done
 idle "1000 idle subscribers, 100 topics" persist 1000 100
 
 STALLED_NOTES=$(jq -rs '.[] | select(.config.stalled_subscribers > 0) |
-    "- \(.durability), P=\(.config.patients): \(.setup.stalled_subscribed) stalled readers connected, the hub had closed \(.setup.stalled_closed_by_hub) of them by the end, \(.setup.stalled_unread_frames) notifications were left unread on their sockets."' \
+    "- \(.label), \(.durability), P=\(.config.patients)\(if .hub_flags != "" then ", hub \(.hub_flags)" else "" end): \(.setup.stalled_subscribed) stalled readers connected, the hub had closed \(.setup.stalled_closed_by_hub) of them by the end, \(.setup.stalled_unread_frames) notifications were left unread on their sockets."' \
     <<<"$(printf '%s\n' "${JSONS[@]}")")
 
 {
@@ -262,6 +290,7 @@ STALLED_NOTES=$(jq -rs '.[] | select(.config.stalled_subscribers > 0) |
     echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (dirty tree)')"
     echo "- hub: $("$HUB_BIN" --version 2>/dev/null || echo lockstep-hub), generator: $("$LOAD_BIN" --version)"
+    echo "- binaries (built, sha256): hub $(date -u -r "$HUB_BIN" +%H:%M:%SZ) $(sha256sum "$HUB_BIN" | cut -c1-16), generator $(date -u -r "$LOAD_BIN" +%H:%M:%SZ) $(sha256sum "$LOAD_BIN" | cut -c1-16)"
     echo "- machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -sr); hub and generator share the cores"
     echo "- each scenario: fresh hub (\`--no-auth\`, empty data dir; \`persist\` = as shipped, SQLite on; \`no-persist\` = \`--no-persist\`), warm-up ${WARMUP} s, measured ${DURATION} s unless noted, generator on ${THREADS} threads"
     [[ -n $ONLY ]] && echo "- only scenarios matching \`$ONLY\`"
@@ -279,9 +308,9 @@ STALLED_NOTES=$(jq -rs '.[] | select(.config.stalled_subscribers > 0) |
     if ((${#ROWS[@]})); then
         echo "## Load"
         echo
-        echo "Latencies in µs. Publish = POST → 2xx; delivery = publish send instant → a subscriber's receipt. Lost = expected − received after a drain of at most 5 s. RSS max / CPU avg of the hub over the measured phase (CPU in % of one core). P = open contexts per topic the generator causes (\`--patients\`; the hub keeps at most 64). Load / others = the 1-minute load average just before the run / CPU used by other processes on the machine during the run (machine busy − hub − generator, % of one core)."
+        echo "Latencies in µs. Publish = POST → 2xx; delivery = publish send instant → a subscriber's receipt. Lost = expected − received after a drain of at most 5 s. RSS max / CPU avg of the hub over the measured phase (CPU in % of one core). P = open contexts per topic the generator causes (\`--patients\`; the hub keeps at most 64). Load / others / steal = the 1-minute load average just before the run (it still carries the previous scenario) / CPU used by anything but the hub and the generator during the run (machine busy − hub − generator, % of one core; includes interrupt work the kernel charged to no process) / CPU time the hypervisor gave to other VMs (% of one core)."
         echo
-        echo "| scenario | durability | P | subs | topics | rate ev/s | event B | published/s | deliveries/s | publish p50 / p99 | delivery p50 | p99 | p99.9 | max | lost | errors | hub RSS MB | hub CPU % | generator CPU % | load / others % |"
+        echo "| scenario | durability | P | subs | topics | rate ev/s | event B | published/s | deliveries/s | publish p50 / p99 | delivery p50 | p99 | p99.9 | max | lost | errors | hub RSS MB | hub CPU % | generator CPU % | load / others % / steal % |"
         echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         printf '%s\n' "${ROWS[@]}"
         echo
@@ -292,7 +321,7 @@ STALLED_NOTES=$(jq -rs '.[] | select(.config.stalled_subscribers > 0) |
         echo
         echo "Hub sampled over 10 s with no events."
         echo
-        echo "| measurement | durability | subscribers | topics | RSS at start MB | RSS min / avg / max MB | CPU avg % | subscribe setup ms | load / others % |"
+        echo "| measurement | durability | subscribers | topics | RSS at start MB | RSS min / avg / max MB | CPU avg % | subscribe setup ms | load / others % / steal % |"
         echo "|---|---|---|---|---|---|---|---|---|"
         printf '%s\n' "${IDLE_ROWS[@]}"
     fi
