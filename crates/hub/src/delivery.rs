@@ -99,16 +99,6 @@ impl Hub {
                 .storage
                 .as_ref()
                 .map(|s| s.append_event(&event.topic, &event.id, event.name.as_str(), &frame.text));
-            if matches!(
-                kind,
-                EventKind::Open(_) | EventKind::Close(_) | EventKind::Update(_)
-            ) {
-                crate::persist::save_contexts(
-                    state.storage.as_ref(),
-                    &event.topic,
-                    &topic.contexts,
-                );
-            }
             let held = state.paused.is_some();
             // Who was told, for the dashboard's log (collected by `deliver`).
             let mut told = Vec::new();
@@ -132,6 +122,18 @@ impl Hub {
                     Some(&mut told),
                 ),
             };
+            // Saved after delivery (subscribers first), still under the lock so
+            // the writer sees the snapshots in publish order.
+            if matches!(
+                kind,
+                EventKind::Open(_) | EventKind::Close(_) | EventKind::Update(_)
+            ) {
+                crate::persist::save_contexts(
+                    state.storage.as_ref(),
+                    &event.topic,
+                    &topic.contexts,
+                );
+            }
             let recent = &mut state.recent;
             crate::admin::record_publish(recent, &event, topic, &frame, &derived, told, held);
             failures
@@ -159,7 +161,11 @@ fn folded_name(message: &Map<String, Value>) -> String {
 
 /// Serializes a message once; `kind` decides whether the subscriber must ACK it.
 pub(crate) fn frame_of(message: &Map<String, Value>, kind: &EventKind) -> Frame {
-    let text: Utf8Bytes = serde_json::to_string(message).unwrap_or_default().into();
+    let mut text = serde_json::to_string(message).unwrap_or_default();
+    // The frame outlives the publish (queues, the dashboard's log): without
+    // this it keeps the serializer's spare capacity, up to twice its size.
+    text.shrink_to_fit();
+    let text: Utf8Bytes = text.into();
     // SyncErrors about others and heartbeats are not ACK-tracked: a missing
     // ACK for them must not cascade into more SyncErrors.
     let ack = (!matches!(kind, EventKind::SyncError | EventKind::Heartbeat)).then(|| {

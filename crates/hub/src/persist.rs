@@ -214,9 +214,11 @@ pub(crate) fn stored(sub: &Subscription) -> StoredSubscription {
 /// Saves a topic's open contexts after a change.
 pub(crate) fn save_contexts(storage: Option<&Storage>, topic_id: &str, contexts: &ContextStack) {
     if let Some(storage) = storage {
-        match serde_json::to_value(contexts) {
-            Ok(value) => {
-                storage.save_contexts(topic_id, &value).detach();
+        // Straight to text: building a `Value` first cost most of a publish
+        // with many open contexts (docs/PERFORMANCE.md).
+        match serde_json::to_string(contexts) {
+            Ok(json) => {
+                storage.save_contexts_json(topic_id, json).detach();
             }
             Err(e) => error!(error = %e, "cannot serialize contexts"),
         }

@@ -238,9 +238,14 @@ impl Storage {
     /// Replaces the saved open contexts of `topic` with `state` (whatever
     /// JSON the caller makes of its `ContextStack`), stamped now.
     pub fn save_contexts(&self, topic: &str, state: &Value) -> Pending<()> {
+        self.save_contexts_json(topic, state.to_string())
+    }
+
+    /// [`Storage::save_contexts`] for a caller that serialized the state itself.
+    pub fn save_contexts_json(&self, topic: &str, json: String) -> Pending<()> {
         let op = Op::SaveContexts {
             topic: topic.to_owned(),
-            json: state.to_string(),
+            json,
             at_ms: to_unix_ms(SystemTime::now()),
         };
         self.submit(op, drop)
