@@ -221,33 +221,16 @@ async fn hub_keeps_its_secrets_in_the_keyring_across_a_restart() {
 
 /// No file under `dir` contains any of `needles`.
 fn assert_no_secret_on_disk(dir: &Path, needles: &[&str]) {
-    for entry in walk(dir) {
+    for entry in common::files_under(dir) {
         let bytes = std::fs::read(&entry).unwrap();
         for needle in needles {
             assert!(
-                !contains(&bytes, needle.as_bytes()),
+                !common::bytes_contain(&bytes, needle),
                 "{} holds a secret",
                 entry.display()
             );
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// `lockstep-hub apps add` with `--secret-store file`: prints the secret.

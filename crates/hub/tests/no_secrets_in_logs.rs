@@ -9,7 +9,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -170,24 +170,6 @@ fn offending_line(text: &str, needle: &str) -> String {
         .find(|l| l.contains(needle))
         .map(|l| l.replace(needle, "<SECRET>"))
         .unwrap_or_default()
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(files_under(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
-}
-
-fn bytes_contain(haystack: &[u8], needle: &str) -> bool {
-    let needle = needle.as_bytes();
-    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// What a session and the attacks on it left to look at.
@@ -443,26 +425,26 @@ fn no_secret_in_logs_or_data_files() {
     // On disk: only secrets.json holds anything secret, and never the
     // client secret itself (its hash).
     let mut seen_db = false;
-    for file in files_under(data.path()) {
+    for file in common::files_under(data.path()) {
         let bytes = std::fs::read(&file).unwrap();
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         seen_db |= name == "lockstep.db";
         for (what, needle) in &needles[..on_disk] {
             assert!(
-                !bytes_contain(&bytes, needle),
+                !common::bytes_contain(&bytes, needle),
                 "{what} is in {}",
                 file.display()
             );
         }
         if name != "secrets.json" {
             assert!(
-                !bytes_contain(&bytes, &signing_key),
+                !common::bytes_contain(&bytes, &signing_key),
                 "the signing key is in {}",
                 file.display()
             );
             if let Some(hash) = secrets[format!("client-secret:{}", traces.client_id)].as_str() {
                 assert!(
-                    !bytes_contain(&bytes, hash),
+                    !common::bytes_contain(&bytes, hash),
                     "the secret's hash is in {}",
                     file.display()
                 );

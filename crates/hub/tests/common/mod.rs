@@ -393,3 +393,23 @@ impl TestHub {
         .await
     }
 }
+
+/// Every file below `dir`, for tests that search the data folder.
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// Whether `needle` occurs in `haystack` (a file's bytes).
+pub fn bytes_contain(haystack: &[u8], needle: &str) -> bool {
+    let needle = needle.as_bytes();
+    !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
+}
