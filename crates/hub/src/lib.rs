@@ -20,6 +20,7 @@ mod delivery;
 mod error;
 mod guard;
 pub mod ids;
+mod listener;
 mod persist;
 mod routes;
 pub mod server;
@@ -28,6 +29,7 @@ pub mod storage;
 mod subscriptions;
 mod sync_error;
 mod timers;
+pub mod tls;
 mod topic;
 
 pub use admin::ActionError;
