@@ -22,6 +22,7 @@ mod guard;
 pub mod ids;
 mod listener;
 mod persist;
+mod ratelimit;
 mod routes;
 pub mod server;
 mod state;

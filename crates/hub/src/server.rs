@@ -39,7 +39,13 @@ pub fn app(hub: Hub) -> Router {
             OHIF_PATH,
             routes::router(hub.clone(), Version::Stu3, OHIF_PATH),
         )
-        .merge(routes::oauth::router(hub.clone()))
+        .merge(
+            // Failed authentications at /oauth/token are rate-limited.
+            routes::oauth::router(hub.clone()).layer(axum::middleware::from_fn_with_state(
+                crate::ratelimit::TokenLimiter::new(hub.config()),
+                crate::ratelimit::token_endpoint,
+            )),
+        )
         .merge(crate::admin::router(hub))
         .route(
             "/",

@@ -38,10 +38,19 @@ struct TlsHub {
 
 impl TlsHub {
     async fn start(dir: &Path, store: Arc<dyn SecretStore>) -> TlsHub {
+        Self::start_with(dir, store, |_| {}).await
+    }
+
+    async fn start_with(
+        dir: &Path,
+        store: Arc<dyn SecretStore>,
+        configure: impl FnOnce(&mut Config),
+    ) -> TlsHub {
         let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.to_path_buf());
         config.no_auth = true;
         config.tls = true;
         config.secret_store = store.clone();
+        configure(&mut config);
         // What the binary does before it says it is ready; `run` then finds
         // the same certificate.
         let identity = tls::load_or_create(store.as_ref(), dir).expect("TLS identity");
@@ -320,5 +329,29 @@ async fn plain_http_and_untrusting_clients_fail_clearly() {
     // Neither broke the hub for clients that trust it.
     let res = hub.http.get(hub.url("/")).send().await.unwrap();
     assert_eq!(res.status(), 200);
+    hub.stop().await;
+}
+
+/// Over the connection cap, a TLS client still gets its answer: a 503 with
+/// a sentence, after the handshake, rather than a dropped connection.
+#[tokio::test]
+async fn over_the_limit_is_503_over_tls_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = TlsHub::start_with(dir.path(), Arc::new(MemoryStore::default()), |c| {
+        c.max_connections = 1
+    })
+    .await;
+    // hub.http keeps its connection open in its pool: the one place.
+    let res = hub.http.get(hub.url("/")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.text().await.unwrap();
+    let res = trusting_client(&hub.cert_pem)
+        .get(hub.url("/"))
+        .send()
+        .await
+        .expect("an answer over TLS");
+    assert_eq!(res.status(), 503);
+    let text = res.text().await.unwrap();
+    assert!(text.contains("maximum of 1 connections"), "{text}");
     hub.stop().await;
 }
