@@ -56,7 +56,9 @@ pub struct Config {
     /// certificate (see `tls.rs`). Off by default: plain HTTP on loopback.
     pub tls: bool,
     /// Most TCP connections (WebSockets included) served at once; more are
-    /// answered 503 and closed, never left hanging.
+    /// answered 503 and closed, never left hanging. The default is well
+    /// above the 1000 apps the hub is sized for (the OS's file-descriptor
+    /// limit may bite first: then accept pauses, see `listener.rs`).
     pub max_connections: usize,
     /// Failed `/oauth/token` authentications allowed per client id, and in
     /// all, within a minute; after that the endpoint answers 429.
@@ -92,7 +94,7 @@ impl Config {
             ping_interval: Duration::from_secs(30),
             heartbeat_period: Duration::from_secs(10),
             tls: false,
-            max_connections: 512,
+            max_connections: 4096,
             token_failures_per_client: 10,
             token_failures_total: 100,
         }

@@ -82,7 +82,7 @@ struct Args {
     #[arg(long)]
     tls: bool,
     /// Most connections (WebSockets included) served at once; more get a 503.
-    #[arg(long, default_value_t = 512, value_name = "N")]
+    #[arg(long, default_value_t = 4096, value_name = "N")]
     max_connections: usize,
     /// Do not print the one-time dashboard link after the ready line.
     #[arg(long)]
