@@ -36,6 +36,8 @@ pub struct HubListener {
     permits: Arc<Semaphore>,
     limit: usize,
     refusing: Arc<Semaphore>,
+    /// When a refusal was last logged: one line per burst, not per socket.
+    logged_refusal: Option<std::time::Instant>,
     /// Connections whose handshake finished, from their tasks.
     ready_tx: mpsc::UnboundedSender<(Conn, SocketAddr)>,
     ready_rx: mpsc::UnboundedReceiver<(Conn, SocketAddr)>,
@@ -52,6 +54,7 @@ impl HubListener {
             permits: Arc::new(Semaphore::new(limit)),
             limit,
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
+            logged_refusal: None,
             ready_tx,
             ready_rx,
         }
@@ -59,9 +62,14 @@ impl HubListener {
 
     /// A connection to hand to axum now, or `None` if it was refused or
     /// its TLS handshake continues in a task.
-    fn admit(&self, stream: TcpStream, peer: SocketAddr) -> Option<(Conn, SocketAddr)> {
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) -> Option<(Conn, SocketAddr)> {
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
-            tracing::warn!(limit = self.limit, %peer, "connection refused: at the connection limit");
+            let quiet =
+                matches!(self.logged_refusal, Some(t) if t.elapsed() < Duration::from_secs(10));
+            if !quiet {
+                self.logged_refusal = Some(std::time::Instant::now());
+                tracing::warn!(limit = self.limit, %peer, "refusing connections: at the connection limit (--max-connections)");
+            }
             if let Ok(slot) = self.refusing.clone().try_acquire_owned() {
                 let tls = self.tls.clone();
                 let limit = self.limit;

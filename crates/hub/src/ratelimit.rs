@@ -87,6 +87,15 @@ impl TokenLimiter {
         })
     }
 
+    /// This client's failures just reached the limit.
+    fn reached(&self, client: &str) -> bool {
+        let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        self.per_client > 0
+            && f.by_client
+                .get(client)
+                .is_some_and(|q| q.len() == self.per_client)
+    }
+
     /// The attempt did not fail authentication: it no longer counts.
     fn forgive(&self, slot: Slot) {
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -140,7 +149,7 @@ pub async fn token_endpoint(
     let slot = match limiter.admit(&client) {
         Ok(slot) => slot,
         Err(wait) => {
-            tracing::warn!(client = %client, "token request refused: too many failed attempts");
+            tracing::debug!(client = %client, "token request refused: too many failed attempts");
             let secs = wait.as_secs().max(1);
             let mut response = oauth_error(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -162,6 +171,9 @@ pub async fn token_endpoint(
     let (response, failed) = failed_authentication(response).await;
     if !failed {
         limiter.forgive(slot);
+    } else if limiter.reached(&client) {
+        // Once per client and minute: the 429s that follow are not logged.
+        tracing::warn!(client = %client, "too many failed token requests; refusing this client for a minute");
     }
     response
 }
