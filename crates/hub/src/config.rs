@@ -52,6 +52,18 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Period of the legacy `heartbeat` event, for subscribers that ask for it.
     pub heartbeat_period: Duration,
+    /// Serve `https://`/`wss://` with this install's self-signed
+    /// certificate (see `tls.rs`). Off by default: plain HTTP on loopback.
+    pub tls: bool,
+    /// Most TCP connections (WebSockets included) served at once; more are
+    /// answered 503 and closed, never left hanging. The default is well
+    /// above the 1000 apps the hub is sized for (the OS's file-descriptor
+    /// limit may bite first: then accept pauses, see `listener.rs`).
+    pub max_connections: usize,
+    /// Failed `/oauth/token` authentications allowed per client id, and in
+    /// all, within a minute; after that the endpoint answers 429.
+    pub token_failures_per_client: u32,
+    pub token_failures_total: u32,
 }
 
 impl Config {
@@ -81,6 +93,28 @@ impl Config {
             queue_capacity: 1024,
             ping_interval: Duration::from_secs(30),
             heartbeat_period: Duration::from_secs(10),
+            tls: false,
+            max_connections: 4096,
+            token_failures_per_client: 10,
+            token_failures_total: 100,
+        }
+    }
+
+    /// `https` with `--tls`, else `http`: the scheme of every URL handed out.
+    pub fn http_scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// `wss` with `--tls`, else `ws`: the scheme of `hub.channel.endpoint`.
+    pub fn ws_scheme(&self) -> &'static str {
+        if self.tls {
+            "wss"
+        } else {
+            "ws"
         }
     }
 

@@ -20,7 +20,9 @@ mod delivery;
 mod error;
 mod guard;
 pub mod ids;
+mod listener;
 mod persist;
+mod ratelimit;
 mod routes;
 pub mod server;
 mod state;
@@ -28,6 +30,7 @@ pub mod storage;
 mod subscriptions;
 mod sync_error;
 mod timers;
+pub mod tls;
 mod topic;
 
 pub use admin::ActionError;

@@ -6,6 +6,7 @@ use std::io;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use fhircast::Version;
 use tokio::net::TcpListener;
@@ -13,9 +14,10 @@ use tokio::time::{timeout, Duration};
 use tracing::{info, warn};
 
 use crate::error::ApiError;
+use crate::listener::HubListener;
 use crate::{routes, Hub};
 
-/// The STU3 hub path; `hub.url` is `http://HOST:PORT` + this.
+/// The STU3 hub path; `hub.url` is `http://HOST:PORT` (`https` with TLS) + this.
 pub const STU3_PATH: &str = "/fhircast/STU3";
 pub const STU2_PATH: &str = "/fhircast/STU2";
 /// OHIF's FHIRcast extension looks for the hub here.
@@ -37,7 +39,13 @@ pub fn app(hub: Hub) -> Router {
             OHIF_PATH,
             routes::router(hub.clone(), Version::Stu3, OHIF_PATH),
         )
-        .merge(routes::oauth::router(hub.clone()))
+        .merge(
+            // Failed authentications at /oauth/token are rate-limited.
+            routes::oauth::router(hub.clone()).layer(axum::middleware::from_fn_with_state(
+                crate::ratelimit::TokenLimiter::new(hub.config()),
+                crate::ratelimit::token_endpoint,
+            )),
+        )
         .merge(crate::admin::router(hub))
         .route(
             "/",
@@ -66,10 +74,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let addr = listener.local_addr()?;
+    // Before anything else: without its certificate a TLS hub must not start.
+    let tls = match hub.config().tls {
+        true => Some(crate::tls::acceptor(hub.config()).map_err(io::Error::other)?),
+        false => None,
+    };
+    // `tap_io` with nothing to do: axum derives `ConnectInfo<SocketAddr>`
+    // for a custom listener only through its `TapIo` wrapper.
+    let listener = HubListener::new(listener, tls, hub.config().max_connections).tap_io(|_| {});
     hub.set_local_addr(addr);
     let token = hub.shutdown_token().clone();
     hub.start_background();
-    info!(%addr, "serving FHIRcast at http://{addr}{STU3_PATH}");
+    let scheme = hub.config().http_scheme();
+    info!(%addr, "serving FHIRcast at {scheme}://{addr}{STU3_PATH}");
     // Peer addresses let the admin API refuse non-loopback callers.
     let service = app(hub.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, service)

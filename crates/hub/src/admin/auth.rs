@@ -123,8 +123,10 @@ fn cookies(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .map(|(_, value)| value)
 }
 
-fn set_cookie(session: &str) -> HeaderValue {
-    let cookie = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/admin");
+/// `Secure` with TLS, so the browser never sends the session over plain HTTP.
+fn set_cookie(session: &str, tls: bool) -> HeaderValue {
+    let secure = if tls { "; Secure" } else { "" };
+    let cookie = format!("{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/admin{secure}");
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
@@ -136,11 +138,12 @@ impl Hub {
     }
 
     /// A dashboard link that works once, within 60 s:
-    /// `http://HOST:PORT/admin/login?code=…`.
+    /// `http://HOST:PORT/admin/login?code=…` (`https` with TLS).
     pub fn one_time_link(&self) -> String {
         let addr = self.local_addr().unwrap_or(self.config().listen);
         let code = self.admin().creds.mint_code();
-        format!("http://{addr}/admin/login?code={code}")
+        let scheme = self.config().http_scheme();
+        format!("{scheme}://{addr}/admin/login?code={code}")
     }
 }
 
@@ -192,7 +195,7 @@ pub(crate) async fn login(State(hub): State<Hub>, Query(q): Query<LoginQuery>) -
         Some(sid) => (
             StatusCode::SEE_OTHER,
             [
-                (header::SET_COOKIE, set_cookie(&sid)),
+                (header::SET_COOKIE, set_cookie(&sid, hub.config().tls)),
                 (header::LOCATION, HeaderValue::from_static("/ui/")),
                 no_store,
                 no_referrer,
@@ -223,7 +226,7 @@ pub(crate) async fn session(State(hub): State<Hub>) -> Response {
     let sid = hub.admin().creds.new_session();
     (
         StatusCode::NO_CONTENT,
-        [(header::SET_COOKIE, set_cookie(&sid))],
+        [(header::SET_COOKIE, set_cookie(&sid, hub.config().tls))],
     )
         .into_response()
 }

@@ -63,7 +63,8 @@ pub(crate) fn read_model(hub: &Hub, since: u64) -> Value {
 
 fn hub_url(hub: &Hub) -> String {
     let addr = hub.local_addr().unwrap_or(hub.config().listen);
-    format!("http://{addr}{}", server::STU3_PATH)
+    let scheme = hub.config().http_scheme();
+    format!("{scheme}://{addr}{}", server::STU3_PATH)
 }
 
 fn topic_json(hub: &Hub, id: &str, topic: &Topic) -> Value {
@@ -161,7 +162,8 @@ fn settings(hub: &Hub) -> Value {
         "port": {"label": "Port", "value": addr.port(), "source": flag("--listen")},
         "listen": {"label": "Listening on", "value": addr.to_string(), "source": flag("--listen")},
         "remote": {"label": "Reachable from other machines", "value": c.allow_remote, "source": flag("--allow-remote")},
-        "tls": {"label": "TLS", "value": false, "source": "not supported yet: loopback only"},
+        "tls": {"label": "TLS", "value": c.tls, "source": flag("--tls")},
+        "maxConnections": {"label": "Most connections at once", "value": c.max_connections, "source": flag("--max-connections")},
         "auth": {"label": "App authorization", "value": if c.no_auth { "off" } else { "on" }, "source": flag("--no-auth")},
         "ackTimeoutMs": {"label": "ACK timeout (ms)", "value": c.ack_timeout.as_millis() as u64, "source": flag("--ack-timeout-ms")},
         "gracePeriodMs": {"label": "Reconnect grace period (ms)", "value": c.grace_period.as_millis() as u64, "source": flag("--grace-period-ms")},

@@ -14,8 +14,8 @@ use tracing::warn;
 
 /// Lockstep: a FHIRcast 3.0.0 hub for the clinician's workstation.
 ///
-/// Apps find the hub at http://HOST:PORT/fhircast/STU3 (STU2 clients at
-/// /fhircast/STU2, OHIF at /api/hub). Logs go to stderr; one line on
+/// Apps find the hub at http://HOST:PORT/fhircast/STU3 (https with --tls;
+/// STU2 clients at /fhircast/STU2, OHIF at /api/hub). Logs go to stderr; one line on
 /// stdout says where the hub is once it is ready.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
@@ -77,6 +77,13 @@ struct Args {
     /// WebSocket ping interval; a socket silent for two intervals is dead.
     #[arg(long, default_value_t = 30_000, value_name = "MS")]
     ping_interval_ms: u64,
+    /// Serve https:// and wss:// with this install's self-signed certificate
+    /// (made on first start; `lockstep-hub tls cert` prints it for trusting).
+    #[arg(long)]
+    tls: bool,
+    /// Most connections (WebSockets included) served at once; more get a 503.
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    max_connections: usize,
     /// Do not print the one-time dashboard link after the ready line.
     #[arg(long)]
     no_dashboard_link: bool,
@@ -96,6 +103,22 @@ enum Command {
     Apps {
         #[command(subcommand)]
         action: AppsAction,
+    },
+    /// The certificate `--tls` serves, for installers and IT to trust.
+    Tls {
+        #[command(subcommand)]
+        action: TlsAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TlsAction {
+    /// Print the certificate (PEM) on stdout and its file on stderr; makes
+    /// it, and its key in the secret store, if the hub has none yet.
+    Cert {
+        /// Print only the file's path.
+        #[arg(long)]
+        path: bool,
     },
 }
 
@@ -177,6 +200,19 @@ fn main() -> ExitCode {
         }
         return apps_command(action, data_dir, store);
     }
+    if let Some(Command::Tls { action }) = args.command {
+        if let Some(w) = &store_warning {
+            eprintln!("error: {w}");
+            return ExitCode::from(2);
+        }
+        return tls_command(action, &data_dir, store.as_ref());
+    }
+    if let (true, Some(w)) = (args.tls, &store_warning) {
+        // A key kept in memory only would mean a new certificate at every
+        // start, breaking whatever trust IT set up for the old one.
+        eprintln!("error: --tls needs a secret store that keeps the certificate's key: {w}");
+        return ExitCode::from(2);
+    }
     if let Some(w) = store_warning {
         warn!("{w}");
     }
@@ -212,6 +248,19 @@ fn main() -> ExitCode {
     config.max_body_bytes = args.max_body_bytes;
     config.queue_capacity = args.queue_capacity.max(1);
     config.ping_interval = Duration::from_millis(args.ping_interval_ms.max(100));
+    config.tls = args.tls;
+    config.max_connections = args.max_connections.max(1);
+    if config.tls {
+        // Here rather than only in `run`: a TLS hub that cannot have its
+        // certificate says so before printing that it is ready.
+        match lockstep_hub::tls::load_or_create(config.secret_store.as_ref(), &config.data_dir) {
+            Ok(identity) => tracing::info!(certificate = %identity.cert_path.display(), "TLS on"),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if args.no_auth {
         warn!(
             "--no-auth: requests need no token; any local process or web page can read and change the \
@@ -246,7 +295,11 @@ fn main() -> ExitCode {
             config.listen = bound; // port 0: the link needs the real port
         }
         let hub = Hub::new(config);
-        println!("Lockstep hub ready at http://{addr}{}", server::STU3_PATH);
+        let scheme = hub.config().http_scheme();
+        println!(
+            "Lockstep hub ready at {scheme}://{addr}{}",
+            server::STU3_PATH
+        );
         if print_link {
             println!("Dashboard (one-time link): {}", hub.one_time_link());
         }
@@ -352,6 +405,26 @@ fn apps_command(
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `lockstep-hub tls cert`: what IT imports into the machine's trust store.
+fn tls_command(action: TlsAction, data_dir: &std::path::Path, store: &dyn SecretStore) -> ExitCode {
+    let TlsAction::Cert { path } = action;
+    match lockstep_hub::tls::load_or_create(store, data_dir) {
+        Ok(identity) => {
+            if path {
+                println!("{}", identity.cert_path.display());
+            } else {
+                print!("{}", identity.cert_pem);
+                eprintln!("{}", identity.cert_path.display());
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -25,7 +25,8 @@ pub fn router(hub: Hub) -> Router {
 }
 
 fn base_url(hub: &Hub, headers: &HeaderMap) -> String {
-    format!("http://{}", super::public_host(hub, headers))
+    let scheme = hub.config().http_scheme();
+    format!("{scheme}://{}", super::public_host(hub, headers))
 }
 
 async fn smart_configuration(State(hub): State<Hub>, headers: HeaderMap) -> Json<Value> {

@@ -65,7 +65,8 @@ fn handle(
     match result {
         Ok(endpoint_id) => {
             let endpoint = format!(
-                "ws://{}{}/ws/{}",
+                "{}://{}{}/ws/{}",
+                api.hub.config().ws_scheme(),
                 public_host(&api.hub, headers),
                 api.prefix,
                 endpoint_id

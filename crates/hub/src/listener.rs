@@ -1,0 +1,287 @@
+//! What `axum::serve` accepts connections from: the TCP listener with a cap
+//! on connections held at once (`max_connections`) and, with `--tls`, the
+//! TLS handshake.
+//!
+//! Every connection holds a permit for as long as it is open, WebSockets
+//! included (the permit travels with the socket through the upgrade). One
+//! over the cap is answered `503` with a sentence and closed, so a client
+//! learns why instead of hanging. TLS handshakes run in their own tasks
+//! with a deadline: a slow or silent client never holds up the others.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// A client has this long to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Refusals answered at once; beyond these, extra connections are simply
+/// closed (a flood gets no courtesy).
+const MAX_REFUSING: usize = 32;
+/// How long a refusal may take in all: handshake, reading the request
+/// head, writing the answer.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct HubListener {
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+    permits: Arc<Semaphore>,
+    limit: usize,
+    refusing: Arc<Semaphore>,
+    /// When a refusal was last logged: one line per burst, not per socket.
+    logged_refusal: Option<std::time::Instant>,
+    /// Connections whose handshake finished, from their tasks.
+    ready_tx: mpsc::UnboundedSender<(Conn, SocketAddr)>,
+    ready_rx: mpsc::UnboundedReceiver<(Conn, SocketAddr)>,
+}
+
+impl HubListener {
+    pub fn new(tcp: TcpListener, tls: Option<TlsAcceptor>, max_connections: usize) -> Self {
+        let limit = max_connections.max(1);
+        // Unbounded is bounded by the permits: each queued item holds one.
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        HubListener {
+            tcp,
+            tls,
+            permits: Arc::new(Semaphore::new(limit)),
+            limit,
+            refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
+            logged_refusal: None,
+            ready_tx,
+            ready_rx,
+        }
+    }
+
+    /// A connection to hand to axum now, or `None` if it was refused or
+    /// its TLS handshake continues in a task.
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) -> Option<(Conn, SocketAddr)> {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            let quiet =
+                matches!(self.logged_refusal, Some(t) if t.elapsed() < Duration::from_secs(10));
+            if !quiet {
+                self.logged_refusal = Some(std::time::Instant::now());
+                tracing::warn!(limit = self.limit, %peer, "refusing connections: at the connection limit (--max-connections)");
+            }
+            if let Ok(slot) = self.refusing.clone().try_acquire_owned() {
+                let tls = self.tls.clone();
+                let limit = self.limit;
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, refuse(stream, tls, limit)).await;
+                    drop(slot);
+                });
+            }
+            return None;
+        };
+        let Some(tls) = self.tls.clone() else {
+            return Some((
+                Conn {
+                    io: Io::Plain(stream),
+                    _permit: permit,
+                },
+                peer,
+            ));
+        };
+        let ready = self.ready_tx.clone();
+        tokio::spawn(async move {
+            let handshake = async {
+                if speaks_plain_http(&stream).await {
+                    // Answer in its own protocol, as a TLS error would be cryptic.
+                    let _ = tell_to_use_https(stream).await;
+                    return Err(io::Error::other("plain HTTP on the TLS port"));
+                }
+                tls.accept(stream).await
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                Ok(Ok(stream)) => {
+                    let conn = Conn {
+                        io: Io::Tls(Box::new(stream)),
+                        _permit: permit,
+                    };
+                    // Fails only when the server has stopped accepting.
+                    let _ = ready.send((conn, peer));
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+        None
+    }
+}
+
+impl axum::serve::Listener for HubListener {
+    type Io = Conn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Conn, SocketAddr) {
+        loop {
+            // Both branches are cancel-safe: axum drops this future at shutdown.
+            tokio::select! {
+                Some(ready) = self.ready_rx.recv() => return ready,
+                accepted = self.tcp.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        if let Some(conn) = self.admit(stream, peer) {
+                            return conn;
+                        }
+                    }
+                    Err(e) => accept_error(e).await,
+                },
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// Like axum's own listener: a client that gave up before we accepted is
+/// nothing; anything else (out of file descriptors) gets a pause, not a
+/// busy loop.
+async fn accept_error(e: io::Error) {
+    if matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+}
+
+/// A TLS client starts with a handshake record (0x16); an HTTP request
+/// starts with a method name in ASCII letters.
+async fn speaks_plain_http(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(stream.peek(&mut first).await, Ok(1) if first[0].is_ascii_uppercase())
+}
+
+/// Tells a plain-HTTP client that this port speaks HTTPS.
+async fn tell_to_use_https(stream: TcpStream) -> io::Result<()> {
+    let body = "This Lockstep hub serves HTTPS (--tls): use https:// and wss:// URLs.\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    answer_and_close(stream, answer.as_bytes()).await
+}
+
+/// The answer to a connection over the limit, in the client's protocol
+/// (after the handshake with TLS).
+async fn refuse(stream: TcpStream, tls: Option<TlsAcceptor>, limit: usize) -> io::Result<()> {
+    let body = format!(
+        "The Lockstep hub is serving its maximum of {limit} connections; try again shortly, \
+         or ask the administrator to raise --max-connections.\n"
+    );
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    match tls {
+        Some(tls) => answer_and_close(tls.accept(stream).await?, answer.as_bytes()).await,
+        None => answer_and_close(stream, answer.as_bytes()).await,
+    }
+}
+
+async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    answer: &[u8],
+) -> io::Result<()> {
+    // Read the request head first: closing with unread input would reset
+    // the connection, and the client could lose the answer.
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    stream.write_all(answer).await?;
+    stream.shutdown().await?;
+    // Until the client closes its side (bounded by REFUSAL_TIMEOUT).
+    while stream.read(&mut buf).await? > 0 {}
+    Ok(())
+}
+
+/// One accepted connection, holding its place under the limit.
+pub struct Conn {
+    io: Io,
+    _permit: OwnedSemaphorePermit,
+}
+
+enum Io {
+    Plain(TcpStream),
+    // Boxed: a TLS stream carries its buffers inline.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
