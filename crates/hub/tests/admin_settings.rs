@@ -126,7 +126,7 @@ async fn get_shows_each_value_with_its_source_and_what_it_manages() {
 }
 
 #[tokio::test]
-async fn put_writes_the_user_file_and_says_a_restart_is_needed() {
+async fn put_writes_the_user_file_applies_timeouts_now_and_says_what_needs_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (hub, layout) = hub_with_files(dir.path(), SYSTEM, USER, vec![]).await;
     let (status, answer) = put(
@@ -142,11 +142,8 @@ async fn put_writes_the_user_file_and_says_a_restart_is_needed() {
         .map(|k| k.as_str().unwrap())
         .collect();
     restart.sort();
-    assert_eq!(
-        restart,
-        ["ack_timeout_ms", "allowed_origins", "start_at_login"]
-    );
-    assert_eq!(answer["appliedNow"], json!([]));
+    assert_eq!(restart, ["allowed_origins", "start_at_login"]);
+    assert_eq!(answer["appliedNow"], json!(["ack_timeout_ms"]));
 
     let text = std::fs::read_to_string(&layout.user).unwrap();
     assert!(text.contains("ack_timeout_ms = 2500"), "{text}");
@@ -161,25 +158,73 @@ async fn put_writes_the_user_file_and_says_a_restart_is_needed() {
         assert_eq!(mode & 0o777, 0o600, "only the user reads the file");
     }
 
-    // Read back: saved, pending a restart; the running hub is unchanged.
+    // Read back: the ACK timeout is in use; the origins wait for a restart.
     let s = get(&hub).await;
     let ack = item(&s, "ack_timeout_ms");
     assert_eq!(
         (&ack["value"], &ack["running"]),
-        (&json!(2500), &json!(4000))
+        (&json!(2500), &json!(2500))
     );
-    assert_eq!(ack["pendingRestart"], true);
-    assert_eq!(hub.hub.config().ack_timeout.as_millis(), 4000);
+    assert_eq!(ack["pendingRestart"], false);
+    assert_eq!(hub.hub.ack_timeout().as_millis(), 2500);
+    let origins = item(&s, "allowed_origins");
+    assert_eq!(origins["running"], json!([]));
+    assert_eq!(origins["pendingRestart"], true);
+    assert!(hub.hub.config().allowed_origins.is_empty());
 
     // null removes the key from the user file: the system value applies again.
     let (status, answer) = put(&hub, r#"{"grace_period_ms": null, "ack_timeout_ms": 4000}"#).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(item(&answer, "grace_period_ms")["source"], "system");
-    assert_eq!(
-        answer["restartNeeded"],
-        json!([]),
-        "both now match what the hub runs with"
+    assert_eq!(answer["restartNeeded"], json!([]));
+    let mut live: Vec<&str> = answer["appliedNow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    live.sort();
+    assert_eq!(live, ["ack_timeout_ms", "grace_period_ms"]);
+    assert_eq!(hub.hub.grace_period().as_millis(), 20_000);
+    assert_eq!(hub.hub.ack_timeout().as_millis(), 4000);
+}
+
+/// 2-5: the ACK timeout saved from the dashboard is the one the next event
+/// is held to. The hub starts with 60 s; after the change, a silent app is
+/// reported within the test's 5 s wait, with the new timeout in the
+/// diagnostics.
+#[tokio::test]
+async fn a_saved_ack_timeout_applies_to_the_next_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, _) = hub_with_files(dir.path(), "", "ack_timeout_ms = 60000\n", vec![]).await;
+    let (status, answer) = put(&hub, r#"{"ack_timeout_ms": 300}"#).await;
+    assert_eq!(status, 200, "{answer}");
+    let topic = common::topic();
+    let mut silent = hub.join(&topic, "Patient-open", "Silent App").await;
+    let mut observer = hub.join(&topic, "SyncError", "Observer").await;
+    let open = common::patient_open(&topic, "p1");
+    hub.publish_ok(&open).await;
+    assert_eq!(silent.next_json().await["id"], open["id"]); // never ACKed
+    let sync = observer.next_json().await;
+    let diagnostics = &sync["event"]["context"][0]["resource"]["issue"][0]["diagnostics"];
+    assert!(
+        diagnostics
+            .as_str()
+            .is_some_and(|d| d.ends_with("no ACK within 300 ms")),
+        "{sync}"
     );
+}
+
+/// A flag typed at start keeps winning over a saved value, live too.
+#[tokio::test]
+async fn a_flag_set_timeout_is_not_changed_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, _) = hub_with_files(dir.path(), "", USER, vec!["ack_timeout_ms"]).await;
+    let (status, answer) = put(&hub, r#"{"ack_timeout_ms": 300}"#).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["overriddenByFlag"], json!(["ack_timeout_ms"]));
+    assert_eq!(answer["appliedNow"], json!([]));
+    assert_eq!(hub.hub.ack_timeout().as_millis(), 4000);
 }
 
 #[tokio::test]
