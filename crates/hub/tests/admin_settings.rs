@@ -424,3 +424,72 @@ async fn the_binary_listens_where_the_files_say_unless_a_flag_says_otherwise() {
     assert_eq!(outcome, Err(2), "{stderr}");
     assert!(stderr.contains("not loopback"), "{stderr}");
 }
+
+/// Issue 9: an app IT lists in the system file can get a token with the
+/// secret from the file, on a hub with authorization on; the secret never
+/// appears in the logs.
+#[tokio::test]
+async fn an_app_from_the_system_file_gets_a_token_with_its_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "it-deployed-secret-0123456789abcdefghijkl";
+    std::fs::write(
+        dir.path().join("system.toml"),
+        format!(
+            "[[apps]]\nclient_id = \"ris\"\nname = \"RIS\"\nscopes = \"fhircast/*.read\"\nsecret = \"{secret}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--secret-store", "memory"])
+        .args(["--no-dashboard-link", "--log", "debug"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--system-config")
+        .arg(dir.path().join("system.toml"))
+        .arg("--config")
+        .arg(dir.path().join("user.toml"))
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn lockstep-hub");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(WAIT, stdout.next_line())
+        .await
+        .expect("ready line in time")
+        .unwrap()
+        .expect("a ready line");
+    let hub_url = ready
+        .strip_prefix("Lockstep hub ready at ")
+        .expect("ready line");
+    let base = hub_url.trim_end_matches("/fhircast/STU3");
+    let http = reqwest::Client::new();
+    let token = |secret: &str| {
+        http.post(format!("{base}/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=client_credentials&client_id=ris&client_secret={secret}"
+            ))
+            .send()
+    };
+    let res = token(secret).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["access_token"].is_string(), "{body}");
+    assert_eq!(token("wrong-secret").await.unwrap().status(), 401);
+
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("registered app ris"), "{stderr}");
+    assert!(!stderr.contains(secret), "the secret is never logged");
+}
