@@ -64,6 +64,9 @@ pub struct Config {
     /// all, within a minute; after that the endpoint answers 429.
     pub token_failures_per_client: u32,
     pub token_failures_total: u32,
+    /// The settings files this hub was started from, for the dashboard's
+    /// *Settings* view; `None` when built in code (tests, embedders).
+    pub settings_files: Option<crate::settings::SettingsFiles>,
 }
 
 impl Config {
@@ -97,6 +100,7 @@ impl Config {
             max_connections: 4096,
             token_failures_per_client: 10,
             token_failures_total: 100,
+            settings_files: None,
         }
     }
 

@@ -25,6 +25,7 @@ mod persist;
 mod ratelimit;
 mod routes;
 pub mod server;
+pub mod settings;
 mod state;
 pub mod storage;
 mod subscriptions;
