@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{MemoryStore, SecretStore};
+use crate::auth::{Issuer, JwksPolicy, MemoryStore, SecretStore};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -52,6 +52,11 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Period of the legacy `heartbeat` event, for subscribers that ask for it.
     pub heartbeat_period: Duration,
+    /// Authorization servers (e.g. the hospital's SMART server) whose
+    /// access tokens the hub accepts, verified against their JWKS.
+    pub external_issuers: Vec<Issuer>,
+    /// How those JWKS are cached and re-fetched.
+    pub jwks_policy: JwksPolicy,
 }
 
 impl Config {
@@ -81,6 +86,8 @@ impl Config {
             queue_capacity: 1024,
             ping_interval: Duration::from_secs(30),
             heartbeat_period: Duration::from_secs(10),
+            external_issuers: Vec::new(),
+            jwks_policy: JwksPolicy::default(),
         }
     }
 

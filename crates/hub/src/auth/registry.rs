@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::keys::KeySet;
 use super::scopes::Scopes;
 use super::store::SecretStore;
 use super::AuthError;
@@ -29,6 +30,10 @@ pub struct AppInfo {
     pub topics: Vec<String>,
     pub created_at: String,
     pub revoked: bool,
+    /// Authenticates with a signed assertion (`private_key_jwt`) against
+    /// its registered public keys.
+    #[serde(default)]
+    pub private_key_jwt: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,6 +45,9 @@ struct App {
     /// were issued under, so a leaked token dies with its secret.
     #[serde(default)]
     generation: u64,
+    /// Its public keys (a JWK set, JSON), for `private_key_jwt`.
+    #[serde(default)]
+    jwks: Option<String>,
 }
 
 type RevokeHook = Box<dyn Fn(&str) + Send + Sync>;
@@ -124,8 +132,10 @@ impl App {
                 topics: stored.topics,
                 created_at: crate::ids::format_time(stored.created_at),
                 revoked: stored.revoked_at.is_some(),
+                private_key_jwt: stored.jwks.is_some(),
             },
             generation: stored.secret_generation,
+            jwks: stored.jwks,
         }
     }
 
@@ -140,6 +150,7 @@ impl App {
             created_at,
             revoked_at: self.info.revoked.then(SystemTime::now),
             secret_generation: self.generation,
+            jwks: self.jwks.clone(),
         }
     }
 }
@@ -217,6 +228,21 @@ impl AppRegistry {
         scopes: &str,
         topics: Vec<String>,
     ) -> Result<(AppInfo, String), AuthError> {
+        let (info, secret) = self.register_app(name, scopes, topics, None, true)?;
+        Ok((info, secret.unwrap_or_default()))
+    }
+
+    /// Registers an app with public keys (`jwks`, a JWK set as JSON) for
+    /// `private_key_jwt`, a client secret (`with_secret`), or both.
+    /// Returns the secret, if one was made: it is shown only once.
+    pub fn register_app(
+        &self,
+        name: &str,
+        scopes: &str,
+        topics: Vec<String>,
+        jwks: Option<&str>,
+        with_secret: bool,
+    ) -> Result<(AppInfo, Option<String>), AuthError> {
         let name = name.trim();
         if name.is_empty() {
             return Err(AuthError::Invalid("an app needs a name".into()));
@@ -239,14 +265,24 @@ impl AppRegistry {
             topics,
             created_at: crate::ids::now(),
             revoked: false,
+            private_key_jwt: jwks.is_some(),
         };
-        let secret = new_secret();
-        self.store
-            .set(&secret_key(&info.client_id), &hash(&secret))
-            .map_err(|e| AuthError::Store(e.0))?;
+        let jwks = jwks.map(checked_jwks).transpose()?;
+        if jwks.is_none() && !with_secret {
+            return Err(AuthError::Invalid(
+                "an app needs a client secret or public keys (a JWK set)".into(),
+            ));
+        }
+        let secret = with_secret.then(new_secret);
+        if let Some(secret) = &secret {
+            self.store
+                .set(&secret_key(&info.client_id), &hash(secret))
+                .map_err(|e| AuthError::Store(e.0))?;
+        }
         let app = App {
             info: info.clone(),
             generation: 0,
+            jwks,
         };
         self.save(&app);
         self.apps
@@ -272,6 +308,45 @@ impl AppRegistry {
         drop(apps);
         self.notify(client_id);
         Ok(secret)
+    }
+
+    /// Replaces an app's public keys; tokens issued before stop working
+    /// (a key is replaced because it may have leaked).
+    pub fn set_jwks(&self, client_id: &str, jwks: &str) -> Result<(), AuthError> {
+        let jwks = checked_jwks(jwks)?;
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        let app = apps
+            .iter_mut()
+            .find(|a| a.info.client_id == client_id && !a.info.revoked)
+            .ok_or(AuthError::UnknownClient)?;
+        app.jwks = Some(jwks);
+        app.info.private_key_jwt = true;
+        app.generation += 1;
+        self.save(app);
+        drop(apps);
+        self.notify(client_id);
+        Ok(())
+    }
+
+    /// The app's registered public keys, if it is active and has any.
+    pub(crate) fn keys_of(&self, client_id: &str) -> Result<(AppInfo, u64, KeySet), AuthError> {
+        let apps = self.apps.read().unwrap_or_else(|e| e.into_inner());
+        let app = apps
+            .iter()
+            .find(|a| a.info.client_id == client_id)
+            .ok_or(AuthError::UnknownClient)?;
+        if app.info.revoked {
+            return Err(AuthError::Revoked);
+        }
+        let text = app.jwks.as_deref().ok_or_else(|| {
+            AuthError::Assertion(
+                "this app has no registered public keys; authenticate with its client secret"
+                    .into(),
+            )
+        })?;
+        let keys = KeySet::parse_registered(text)
+            .map_err(|e| AuthError::Assertion(format!("the app's registered keys: {e}")))?;
+        Ok((app.info.clone(), app.generation, keys))
     }
 
     /// Revokes an app: its secret is deleted, its tokens refused at once,
@@ -337,6 +412,8 @@ impl AppRegistry {
                         }
                         if rotated {
                             app.generation = fresh.generation;
+                            app.jwks = fresh.jwks;
+                            app.info.private_key_jwt = app.jwks.is_some();
                         }
                         if revoked || rotated {
                             cut_off.push(app.info.client_id.clone());
@@ -411,4 +488,12 @@ impl AppRegistry {
         }
         Ok((app.info.clone(), app.generation))
     }
+}
+
+/// Validates a JWK set for registration and returns it compacted.
+fn checked_jwks(text: &str) -> Result<String, AuthError> {
+    KeySet::parse_registered(text).map_err(|e| AuthError::Invalid(format!("JWK set: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| AuthError::Invalid(e.to_string()))?;
+    Ok(value.to_string())
 }

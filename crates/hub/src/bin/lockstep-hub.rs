@@ -77,6 +77,15 @@ struct Args {
     /// WebSocket ping interval; a socket silent for two intervals is dead.
     #[arg(long, default_value_t = 30_000, value_name = "MS")]
     ping_interval_ms: u64,
+    /// Accept access tokens from this authorization server (repeatable):
+    /// ISSUER=JWKS_URL, e.g. https://auth.hospital.org=https://auth.hospital.org/jwks.
+    /// Tokens are verified against its published keys.
+    #[arg(long = "trust-issuer", value_name = "ISSUER=JWKS_URL", value_parser = auth::Issuer::parse)]
+    trust_issuers: Vec<auth::Issuer>,
+    /// The aud a trusted issuer's tokens must carry (repeatable):
+    /// ISSUER=AUDIENCE. Without it, any aud is accepted from that issuer.
+    #[arg(long = "issuer-audience", value_name = "ISSUER=AUDIENCE")]
+    issuer_audiences: Vec<String>,
     /// Do not print the one-time dashboard link after the ready line.
     #[arg(long)]
     no_dashboard_link: bool,
@@ -130,6 +139,14 @@ enum AppsAction {
         /// Topics it may join (repeatable); default: this workstation's session.
         #[arg(long = "topic")]
         topics: Vec<String>,
+        /// The app's public keys (a JWK set file): it authenticates with
+        /// signed assertions (private_key_jwt) and gets no secret unless
+        /// --secret is given too.
+        #[arg(long, value_name = "FILE")]
+        jwks: Option<PathBuf>,
+        /// With --jwks: also issue a client secret.
+        #[arg(long, requires = "jwks")]
+        secret: bool,
     },
     /// List registered apps.
     List,
@@ -137,6 +154,12 @@ enum AppsAction {
     Remove { client_id: String },
     /// Give an app a new secret; tokens from the old one stop working.
     RotateSecret { client_id: String },
+    /// Replace an app's public keys (a JWK set file); its tokens stop working.
+    SetJwks {
+        client_id: String,
+        #[arg(long, value_name = "FILE")]
+        jwks: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -212,6 +235,23 @@ fn main() -> ExitCode {
     config.max_body_bytes = args.max_body_bytes;
     config.queue_capacity = args.queue_capacity.max(1);
     config.ping_interval = Duration::from_millis(args.ping_interval_ms.max(100));
+    config.external_issuers = args.trust_issuers.clone();
+    for pair in &args.issuer_audiences {
+        let found = pair.split_once('=').and_then(|(iss, aud)| {
+            let issuer = config
+                .external_issuers
+                .iter_mut()
+                .find(|i| i.issuer == iss.trim())?;
+            issuer.audience = Some(aud.trim().to_owned());
+            Some(())
+        });
+        if found.is_none() {
+            eprintln!(
+                "error: --issuer-audience {pair:?}: expected ISSUER=AUDIENCE for an issuer given with --trust-issuer"
+            );
+            return ExitCode::from(2);
+        }
+    }
     if args.no_auth {
         warn!(
             "--no-auth: requests need no token; any local process or web page can read and change the \
@@ -312,15 +352,34 @@ fn apps_command(
             name,
             scopes,
             topics,
-        } => registry
-            .register(&name, &scopes, topics)
-            .map(|(app, secret)| {
-                println!("client_id:     {}", app.client_id);
-                println!("client_secret: {secret}");
-                println!("scopes:        {}", app.scopes.join(" "));
-                println!("topics:        {}", app.topics.join(" "));
-                eprintln!("Keep the secret now: it is not shown again.");
-            }),
+            jwks,
+            secret,
+        } => {
+            let jwks = match jwks.map(|p| read_jwks(&p)).transpose() {
+                Ok(j) => j,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let with_secret = jwks.is_none() || secret;
+            registry
+                .register_app(&name, &scopes, topics, jwks.as_deref(), with_secret)
+                .map(|(app, secret)| {
+                    println!("client_id:     {}", app.client_id);
+                    if let Some(secret) = &secret {
+                        println!("client_secret: {secret}");
+                    }
+                    if app.private_key_jwt {
+                        println!("auth:          private_key_jwt (registered public keys)");
+                    }
+                    println!("scopes:        {}", app.scopes.join(" "));
+                    println!("topics:        {}", app.topics.join(" "));
+                    if secret.is_some() {
+                        eprintln!("Keep the secret now: it is not shown again.");
+                    }
+                })
+        }
         AppsAction::List => {
             for app in registry.list() {
                 let state = if app.revoked { "revoked" } else { "active" };
@@ -338,6 +397,15 @@ fn apps_command(
         AppsAction::Remove { client_id } => registry
             .revoke(&client_id)
             .map(|()| println!("revoked {client_id}")),
+        AppsAction::SetJwks { client_id, jwks } => match read_jwks(&jwks) {
+            Ok(text) => registry
+                .set_jwks(&client_id, &text)
+                .map(|()| println!("new keys for {client_id}")),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
         AppsAction::RotateSecret { client_id } => {
             registry.rotate_secret(&client_id).map(|secret| {
                 println!("client_secret: {secret}");
@@ -357,6 +425,11 @@ fn apps_command(
             ExitCode::FAILURE
         }
     }
+}
+
+/// A JWK set file, read whole (public keys: no secret handling needed).
+fn read_jwks(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `lockstep-hub audit export`: reads the database next to a running hub
