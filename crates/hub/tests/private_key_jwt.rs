@@ -360,3 +360,91 @@ async fn registering_a_private_key_is_refused() {
     assert!(err.to_string().contains("private key"), "{err}");
     assert!(hub.hub.apps().list().is_empty());
 }
+
+/// Runs the real binary to completion (bounded).
+async fn run_cli(args: &[&str]) -> std::process::Output {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("exits in time")
+        .unwrap()
+}
+
+/// `lockstep-hub apps add --jwks FILE` registers a key-only app (no
+/// secret printed) in the database; a hub on that data folder then gives
+/// it a token for a signed assertion.
+#[tokio::test]
+async fn cli_registers_an_app_with_its_public_keys() {
+    let data = tempfile::tempdir().unwrap();
+    let key = TestKey::rsa("backend-1", Algorithm::RS384);
+    let file = data.path().join("backend.jwks.json");
+    std::fs::write(&file, jwks(&[&key]).to_string()).unwrap();
+    let dir = data.path().to_str().unwrap();
+    let out = run_cli(&[
+        "--data-dir",
+        dir,
+        "--secret-store",
+        "file",
+        "apps",
+        "add",
+        "Backend",
+        "--scopes",
+        "fhircast/*.read",
+        "--jwks",
+        file.to_str().unwrap(),
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("client_secret"), "{stdout}");
+    assert!(stdout.contains("private_key_jwt"), "{stdout}");
+    let client_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+
+    // A private key file is refused with exit 2 and nothing registered.
+    let mut private = key.jwk.clone();
+    private["d"] = "AAAA".into();
+    std::fs::write(&file, json!({"keys": [private]}).to_string()).unwrap();
+    let out = run_cli(&[
+        "--data-dir",
+        dir,
+        "--secret-store",
+        "file",
+        "apps",
+        "add",
+        "Oops",
+        "--jwks",
+        file.to_str().unwrap(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("private key"));
+
+    let data_dir = data.path().to_path_buf();
+    let hub = TestHub::start_with(move |c| {
+        c.no_auth = false;
+        c.secret_store = std::sync::Arc::new(lockstep_hub::auth::FileStore::new(
+            data_dir.join("secrets.json"),
+        ));
+        c.data_dir = data_dir;
+    })
+    .await;
+    assert_eq!(hub.hub.apps().list().len(), 1);
+    let (status, body) = with_assertion(&hub, &key.sign(&claims(&hub, &client_id))).await;
+    assert_eq!(status, 200, "{body}");
+}

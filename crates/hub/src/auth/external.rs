@@ -227,10 +227,15 @@ impl External {
         validation.validate_nbf = true;
         validation.set_issuer(&[iss]);
         match &trusted.issuer.audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+            }
+            None => {
+                validation.validate_aud = false;
+                validation.set_required_spec_claims(&["exp", "iss"]);
+            }
         }
-        validation.set_required_spec_claims(&["exp", "iss"]);
         let claims = decode::<Claims>(token, &key, &validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
