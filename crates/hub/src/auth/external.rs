@@ -54,6 +54,9 @@ impl Issuer {
         if self.issuer.is_empty() {
             return Err("an issuer needs its iss value".into());
         }
+        if self.issuer == super::token::ISSUER {
+            return Err(format!("{:?} is the hub's own issuer", self.issuer));
+        }
         let url = reqwest::Url::parse(&self.jwks_url)
             .map_err(|e| format!("JWKS URL {:?}: {e}", self.jwks_url))?;
         let loopback = url.host_str().is_some_and(|h| {

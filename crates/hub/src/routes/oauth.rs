@@ -175,7 +175,7 @@ async fn token(State(hub): State<Hub>, headers: HeaderMap, body: Body) -> Respon
             oauth_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
-                "unknown client or wrong secret",
+                "unknown client, revoked client or wrong credentials",
             )
         }
     }
