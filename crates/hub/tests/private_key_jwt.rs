@@ -9,6 +9,7 @@ mod jwt_support;
 use common::*;
 use jsonwebtoken::Algorithm;
 use jwt_support::*;
+use lockstep_hub::auth::PublicKeys;
 use lockstep_hub::storage::ExportFormat;
 use serde_json::{json, Value};
 
@@ -80,7 +81,7 @@ fn register(hub: &TestHub, keys: &[&TestKey]) -> String {
             "Backend",
             "fhircast/*.read",
             vec![],
-            Some(&jwks(keys).to_string()),
+            Some(PublicKeys::Set(&jwks(keys).to_string())),
             false,
         )
         .unwrap();
@@ -322,7 +323,7 @@ async fn keys_and_secrets_are_separate_and_keys_rotate() {
     let new_key = TestKey::ec384("ec-2");
     hub.hub
         .apps()
-        .set_jwks(&client_id, &jwks(&[&new_key]).to_string())
+        .set_keys(&client_id, PublicKeys::Set(&jwks(&[&new_key]).to_string()))
         .unwrap();
     assert_eq!(subscribe_with(&hub, &old_token, &topic).await, 401);
     assert_eq!(
@@ -353,7 +354,7 @@ async fn registering_a_private_key_is_refused() {
             "Oops",
             "fhircast/*.read",
             vec![],
-            Some(&json!({"keys": [private]}).to_string()),
+            Some(PublicKeys::Set(&json!({"keys": [private]}).to_string())),
             false,
         )
         .unwrap_err();
@@ -447,4 +448,68 @@ async fn cli_registers_an_app_with_its_public_keys() {
     assert_eq!(hub.hub.apps().list().len(), 1);
     let (status, body) = with_assertion(&hub, &key.sign(&claims(&hub, &client_id))).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// An app can register a JWKS URL instead of the keys: the hub fetches
+/// them (a real server on loopback), follows a key rotation, and refuses
+/// with the reason when the URL fails.
+#[tokio::test]
+async fn app_keys_from_a_jwks_url() {
+    let key = TestKey::ec384("2026-01");
+    let server = JwksServer::start(jwks(&[&key])).await;
+    let hub = TestHub::start_with(|c| {
+        c.no_auth = false;
+        c.jwks_policy = lockstep_hub::auth::JwksPolicy {
+            min_refetch: std::time::Duration::ZERO,
+            ..Default::default()
+        };
+    })
+    .await;
+    let register = |url: String| {
+        hub.hub
+            .apps()
+            .register_app(
+                "Backend",
+                "fhircast/*.read",
+                vec![],
+                Some(PublicKeys::Url(&url)),
+                false,
+            )
+            .unwrap()
+            .0
+            .client_id
+    };
+    let client_id = register(server.url("/jwks"));
+    let (status, body) = with_assertion(&hub, &key.sign(&claims(&hub, &client_id))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.fetches(), 1);
+    let (status, _) = with_assertion(&hub, &key.sign(&claims(&hub, &client_id))).await;
+    assert_eq!((status, server.fetches()), (200, 1), "cached");
+
+    let rotated = TestKey::rsa("2026-02", Algorithm::RS384);
+    server.serve(jwks(&[&rotated]));
+    let (status, body) = with_assertion(&hub, &rotated.sign(&claims(&hub, &client_id))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.fetches(), 2);
+
+    let broken = register(server.url("/broken"));
+    let (status, body) = with_assertion(&hub, &key.sign(&claims(&hub, &broken))).await;
+    assert_eq!(status, 401);
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("cannot get the signing keys"));
+
+    // Plain http elsewhere than loopback is refused at registration.
+    assert!(hub
+        .hub
+        .apps()
+        .register_app(
+            "Insecure",
+            "fhircast/*.read",
+            vec![],
+            Some(PublicKeys::Url("http://keys.example/jwks")),
+            false,
+        )
+        .is_err());
 }

@@ -53,6 +53,7 @@ async fn apps_round_trip() {
         revoked_at: None,
         secret_generation: 2,
         jwks: Some(r#"{"keys":[{"kty":"EC"}]}"#.into()),
+        jwks_url: Some("https://ris.example/jwks".into()),
     };
     storage.save_app(&app).await.unwrap();
     assert_eq!(storage.load_apps().unwrap(), vec![app.clone()]);

@@ -12,6 +12,7 @@
 
 pub mod assertion;
 pub mod external;
+pub mod jwks;
 pub mod keys;
 pub mod registry;
 pub mod scopes;
@@ -26,7 +27,9 @@ use base64::Engine;
 use rand::Rng;
 use tracing::{info, warn};
 
-pub use external::{Issuer, JwksPolicy};
+pub use external::Issuer;
+pub use jwks::JwksPolicy;
+pub use registry::PublicKeys;
 pub use registry::{AppInfo, AppRegistry};
 pub use scopes::Scopes;
 pub use store::{FileStore, KeyringStore, MemoryStore, SecretStore};
@@ -104,7 +107,7 @@ pub struct Auth {
     apps: AppRegistry,
     session_topic: String,
     token_lifetime: Duration,
-    replay: assertion::ReplayGuard,
+    assertions: assertion::Assertions,
     external: external::External,
 }
 
@@ -153,7 +156,7 @@ impl Auth {
             apps,
             session_topic,
             token_lifetime,
-            replay: assertion::ReplayGuard::default(),
+            assertions: assertion::Assertions::default(),
             external: external::External::new(Vec::new(), JwksPolicy::default()),
         }
     }
@@ -204,15 +207,23 @@ impl Auth {
     /// `client_credentials` with `private_key_jwt` (SMART Backend
     /// Services): the app is who signed `assertion`. `token_urls` are the
     /// URLs this token endpoint answers to (the assertion's `aud`).
-    pub fn issue_for_assertion(
+    pub async fn issue_for_assertion(
         &self,
         client_id: Option<&str>,
         assertion: &str,
         requested: Option<&str>,
         token_urls: &[String],
     ) -> Result<TokenResponse, AuthError> {
-        let (app, generation) =
-            assertion::verify(&self.apps, &self.replay, client_id, assertion, token_urls)?;
+        let (app, generation) = self
+            .assertions
+            .verify(
+                &self.apps,
+                self.external.fetcher(),
+                client_id,
+                assertion,
+                token_urls,
+            )
+            .await?;
         self.grant(app, generation, requested)
     }
 

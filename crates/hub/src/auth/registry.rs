@@ -48,6 +48,25 @@ struct App {
     /// Its public keys (a JWK set, JSON), for `private_key_jwt`.
     #[serde(default)]
     jwks: Option<String>,
+    /// Or where it publishes them.
+    #[serde(default)]
+    jwks_url: Option<String>,
+}
+
+/// An app's public keys for `private_key_jwt`, as registered.
+#[derive(Clone, Copy, Debug)]
+pub enum PublicKeys<'a> {
+    /// A JWK set (JSON text).
+    Set(&'a str),
+    /// A URL serving the JWK set (https, or http on loopback), re-fetched
+    /// when the app signs with a new `kid`.
+    Url(&'a str),
+}
+
+/// What `keys_of` found.
+pub(crate) enum AppKeys {
+    Set(KeySet),
+    Url(String),
 }
 
 type RevokeHook = Box<dyn Fn(&str) + Send + Sync>;
@@ -132,10 +151,11 @@ impl App {
                 topics: stored.topics,
                 created_at: crate::ids::format_time(stored.created_at),
                 revoked: stored.revoked_at.is_some(),
-                private_key_jwt: stored.jwks.is_some(),
+                private_key_jwt: stored.jwks.is_some() || stored.jwks_url.is_some(),
             },
             generation: stored.secret_generation,
             jwks: stored.jwks,
+            jwks_url: stored.jwks_url,
         }
     }
 
@@ -151,6 +171,7 @@ impl App {
             revoked_at: self.info.revoked.then(SystemTime::now),
             secret_generation: self.generation,
             jwks: self.jwks.clone(),
+            jwks_url: self.jwks_url.clone(),
         }
     }
 }
@@ -232,15 +253,15 @@ impl AppRegistry {
         Ok((info, secret.unwrap_or_default()))
     }
 
-    /// Registers an app with public keys (`jwks`, a JWK set as JSON) for
-    /// `private_key_jwt`, a client secret (`with_secret`), or both.
-    /// Returns the secret, if one was made: it is shown only once.
+    /// Registers an app with public keys for `private_key_jwt`, a client
+    /// secret (`with_secret`), or both. Returns the secret, if one was
+    /// made: it is shown only once.
     pub fn register_app(
         &self,
         name: &str,
         scopes: &str,
         topics: Vec<String>,
-        jwks: Option<&str>,
+        keys: Option<PublicKeys<'_>>,
         with_secret: bool,
     ) -> Result<(AppInfo, Option<String>), AuthError> {
         let name = name.trim();
@@ -265,10 +286,10 @@ impl AppRegistry {
             topics,
             created_at: crate::ids::now(),
             revoked: false,
-            private_key_jwt: jwks.is_some(),
+            private_key_jwt: keys.is_some(),
         };
-        let jwks = jwks.map(checked_jwks).transpose()?;
-        if jwks.is_none() && !with_secret {
+        let (jwks, jwks_url) = checked_keys(keys)?;
+        if keys.is_none() && !with_secret {
             return Err(AuthError::Invalid(
                 "an app needs a client secret or public keys (a JWK set)".into(),
             ));
@@ -283,6 +304,7 @@ impl AppRegistry {
             info: info.clone(),
             generation: 0,
             jwks,
+            jwks_url,
         };
         self.save(&app);
         self.apps
@@ -312,14 +334,15 @@ impl AppRegistry {
 
     /// Replaces an app's public keys; tokens issued before stop working
     /// (a key is replaced because it may have leaked).
-    pub fn set_jwks(&self, client_id: &str, jwks: &str) -> Result<(), AuthError> {
-        let jwks = checked_jwks(jwks)?;
+    pub fn set_keys(&self, client_id: &str, keys: PublicKeys<'_>) -> Result<(), AuthError> {
+        let (jwks, jwks_url) = checked_keys(Some(keys))?;
         let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
         let app = apps
             .iter_mut()
             .find(|a| a.info.client_id == client_id && !a.info.revoked)
             .ok_or(AuthError::UnknownClient)?;
-        app.jwks = Some(jwks);
+        app.jwks = jwks;
+        app.jwks_url = jwks_url;
         app.info.private_key_jwt = true;
         app.generation += 1;
         self.save(app);
@@ -329,7 +352,7 @@ impl AppRegistry {
     }
 
     /// The app's registered public keys, if it is active and has any.
-    pub(crate) fn keys_of(&self, client_id: &str) -> Result<(AppInfo, u64, KeySet), AuthError> {
+    pub(crate) fn keys_of(&self, client_id: &str) -> Result<(AppInfo, u64, AppKeys), AuthError> {
         let apps = self.apps.read().unwrap_or_else(|e| e.into_inner());
         let app = apps
             .iter()
@@ -338,14 +361,17 @@ impl AppRegistry {
         if app.info.revoked {
             return Err(AuthError::Revoked);
         }
-        let text = app.jwks.as_deref().ok_or_else(|| {
-            AuthError::Assertion(
-                "this app has no registered public keys; authenticate with its client secret"
-                    .into(),
-            )
-        })?;
-        let keys = KeySet::parse_registered(text)
-            .map_err(|e| AuthError::Assertion(format!("the app's registered keys: {e}")))?;
+        let keys =
+            match (&app.jwks, &app.jwks_url) {
+                (Some(text), _) => AppKeys::Set(KeySet::parse_registered(text).map_err(|e| {
+                    AuthError::Assertion(format!("the app's registered keys: {e}"))
+                })?),
+                (None, Some(url)) => AppKeys::Url(url.clone()),
+                (None, None) => return Err(AuthError::Assertion(
+                    "this app has no registered public keys; authenticate with its client secret"
+                        .into(),
+                )),
+            };
         Ok((app.info.clone(), app.generation, keys))
     }
 
@@ -413,7 +439,8 @@ impl AppRegistry {
                         if rotated {
                             app.generation = fresh.generation;
                             app.jwks = fresh.jwks;
-                            app.info.private_key_jwt = app.jwks.is_some();
+                            app.jwks_url = fresh.jwks_url;
+                            app.info.private_key_jwt = fresh.info.private_key_jwt;
                         }
                         if revoked || rotated {
                             cut_off.push(app.info.client_id.clone());
@@ -490,10 +517,23 @@ impl AppRegistry {
     }
 }
 
-/// Validates a JWK set for registration and returns it compacted.
-fn checked_jwks(text: &str) -> Result<String, AuthError> {
-    KeySet::parse_registered(text).map_err(|e| AuthError::Invalid(format!("JWK set: {e}")))?;
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| AuthError::Invalid(e.to_string()))?;
-    Ok(value.to_string())
+/// Validates keys for registration: a JWK set (returned compacted) or a
+/// JWKS URL.
+fn checked_keys(
+    keys: Option<PublicKeys<'_>>,
+) -> Result<(Option<String>, Option<String>), AuthError> {
+    match keys {
+        None => Ok((None, None)),
+        Some(PublicKeys::Set(text)) => {
+            KeySet::parse_registered(text)
+                .map_err(|e| AuthError::Invalid(format!("JWK set: {e}")))?;
+            let value: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| AuthError::Invalid(e.to_string()))?;
+            Ok((Some(value.to_string()), None))
+        }
+        Some(PublicKeys::Url(url)) => {
+            super::jwks::check_url(url).map_err(AuthError::Invalid)?;
+            Ok((None, Some(url.to_owned())))
+        }
+    }
 }

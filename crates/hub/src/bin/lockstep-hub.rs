@@ -142,10 +142,14 @@ enum AppsAction {
         /// The app's public keys (a JWK set file): it authenticates with
         /// signed assertions (private_key_jwt) and gets no secret unless
         /// --secret is given too.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with = "jwks_url")]
         jwks: Option<PathBuf>,
-        /// With --jwks: also issue a client secret.
-        #[arg(long, requires = "jwks")]
+        /// Or where the app publishes its public keys (https, or http on
+        /// loopback); fetched when it signs with a new key.
+        #[arg(long, value_name = "URL")]
+        jwks_url: Option<String>,
+        /// With --jwks or --jwks-url: also issue a client secret.
+        #[arg(long)]
         secret: bool,
     },
     /// List registered apps.
@@ -154,11 +158,19 @@ enum AppsAction {
     Remove { client_id: String },
     /// Give an app a new secret; tokens from the old one stop working.
     RotateSecret { client_id: String },
-    /// Replace an app's public keys (a JWK set file); its tokens stop working.
+    /// Replace an app's public keys (a JWK set file, or a JWKS URL); its
+    /// tokens stop working.
     SetJwks {
         client_id: String,
-        #[arg(long, value_name = "FILE")]
-        jwks: PathBuf,
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "jwks_url",
+            conflicts_with = "jwks_url"
+        )]
+        jwks: Option<PathBuf>,
+        #[arg(long, value_name = "URL")]
+        jwks_url: Option<String>,
     },
 }
 
@@ -353,6 +365,7 @@ fn apps_command(
             scopes,
             topics,
             jwks,
+            jwks_url,
             secret,
         } => {
             let jwks = match jwks.map(|p| read_jwks(&p)).transpose() {
@@ -362,9 +375,10 @@ fn apps_command(
                     return ExitCode::from(2);
                 }
             };
-            let with_secret = jwks.is_none() || secret;
+            let keys = public_keys(&jwks, &jwks_url);
+            let with_secret = keys.is_none() || secret;
             registry
-                .register_app(&name, &scopes, topics, jwks.as_deref(), with_secret)
+                .register_app(&name, &scopes, topics, keys, with_secret)
                 .map(|(app, secret)| {
                     println!("client_id:     {}", app.client_id);
                     if let Some(secret) = &secret {
@@ -397,10 +411,17 @@ fn apps_command(
         AppsAction::Remove { client_id } => registry
             .revoke(&client_id)
             .map(|()| println!("revoked {client_id}")),
-        AppsAction::SetJwks { client_id, jwks } => match read_jwks(&jwks) {
-            Ok(text) => registry
-                .set_jwks(&client_id, &text)
-                .map(|()| println!("new keys for {client_id}")),
+        AppsAction::SetJwks {
+            client_id,
+            jwks,
+            jwks_url,
+        } => match jwks.map(|p| read_jwks(&p)).transpose() {
+            Ok(text) => match public_keys(&text, &jwks_url) {
+                Some(keys) => registry
+                    .set_keys(&client_id, keys)
+                    .map(|()| println!("new keys for {client_id}")),
+                None => Err(auth::AuthError::Invalid("give --jwks or --jwks-url".into())),
+            },
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
@@ -424,6 +445,17 @@ fn apps_command(
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn public_keys<'a>(
+    jwks: &'a Option<String>,
+    url: &'a Option<String>,
+) -> Option<auth::PublicKeys<'a>> {
+    match (jwks, url) {
+        (Some(text), _) => Some(auth::PublicKeys::Set(text)),
+        (None, Some(url)) => Some(auth::PublicKeys::Url(url)),
+        (None, None) => None,
     }
 }
 

@@ -115,12 +115,15 @@ async fn token(State(hub): State<Hub>, headers: HeaderMap, body: Body) -> Respon
             );
         }
         let client_id = field("client_id").map(str::to_owned);
-        let result = hub.auth().issue_for_assertion(
-            client_id.as_deref(),
-            assertion,
-            field("scope"),
-            &token_urls(&hub, &headers),
-        );
+        let result = hub
+            .auth()
+            .issue_for_assertion(
+                client_id.as_deref(),
+                assertion,
+                field("scope"),
+                &token_urls(&hub, &headers),
+            )
+            .await;
         (client_id, result)
     } else {
         let Some((client_id, secret)) = basic_credentials(&headers).or_else(|| {
