@@ -187,9 +187,11 @@ async fn token(State(hub): State<Hub>, headers: HeaderMap, body: Body) -> Respon
 /// The URLs a client assertion's `aud` may name: the token endpoint as
 /// this request reached it, and at the address the hub is bound to.
 fn token_urls(hub: &Hub, headers: &HeaderMap) -> Vec<String> {
-    let mut urls = vec![format!("{}/oauth/token", base_url(hub, headers))];
+    let base = base_url(hub, headers);
+    let scheme = base.split_once("://").map_or("http", |(s, _)| s);
+    let mut urls = vec![format!("{base}/oauth/token")];
     if let Some(addr) = hub.local_addr() {
-        let bound = format!("http://{addr}/oauth/token");
+        let bound = format!("{scheme}://{addr}/oauth/token");
         if !urls.contains(&bound) {
             urls.push(bound);
         }
