@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::auth::{MemoryStore, SecretStore};
+use crate::auth::{Issuer, JwksPolicy, MemoryStore, SecretStore};
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -67,6 +67,11 @@ pub struct Config {
     /// The settings files this hub was started from, for the dashboard's
     /// *Settings* view; `None` when built in code (tests, embedders).
     pub settings_files: Option<crate::settings::SettingsFiles>,
+    /// Authorization servers (e.g. the hospital's SMART server) whose
+    /// access tokens the hub accepts, verified against their JWKS.
+    pub external_issuers: Vec<Issuer>,
+    /// How those JWKS are cached and re-fetched.
+    pub jwks_policy: JwksPolicy,
 }
 
 impl Config {
@@ -101,6 +106,8 @@ impl Config {
             token_failures_per_client: 10,
             token_failures_total: 100,
             settings_files: None,
+            external_issuers: Vec::new(),
+            jwks_policy: JwksPolicy::default(),
         }
     }
 

@@ -96,7 +96,7 @@ pub(crate) fn recover(
         let revoked = stored
             .client_id
             .as_deref()
-            .is_some_and(|c| auth.apps().active(c, None).is_err());
+            .is_some_and(|c| !auth.still_allowed(c));
         let Ok(events) = EventSet::parse(&stored.events) else {
             continue;
         };

@@ -102,7 +102,8 @@ impl Hub {
             Some(config.data_dir.join("apps.json")),
             session_topic(&config.data_dir),
             config.token_lifetime,
-        );
+        )
+        .with_issuers(config.external_issuers.clone(), config.jwks_policy);
         let mut state = State::default();
         let restored = match &opened {
             Some((db, report)) => crate::persist::recover(&mut state, db, report, &config, &auth),

@@ -52,6 +52,8 @@ async fn apps_round_trip() {
         created_at: at(5_000),
         revoked_at: None,
         secret_generation: 2,
+        jwks: Some(r#"{"keys":[{"kty":"EC"}]}"#.into()),
+        jwks_url: Some("https://ris.example/jwks".into()),
     };
     storage.save_app(&app).await.unwrap();
     assert_eq!(storage.load_apps().unwrap(), vec![app.clone()]);

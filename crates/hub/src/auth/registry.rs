@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::keys::KeySet;
 use super::scopes::Scopes;
 use super::store::SecretStore;
 use super::AuthError;
@@ -29,6 +30,10 @@ pub struct AppInfo {
     pub topics: Vec<String>,
     pub created_at: String,
     pub revoked: bool,
+    /// Authenticates with a signed assertion (`private_key_jwt`) against
+    /// its registered public keys.
+    #[serde(default)]
+    pub private_key_jwt: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -40,6 +45,28 @@ struct App {
     /// were issued under, so a leaked token dies with its secret.
     #[serde(default)]
     generation: u64,
+    /// Its public keys (a JWK set, JSON), for `private_key_jwt`.
+    #[serde(default)]
+    jwks: Option<String>,
+    /// Or where it publishes them.
+    #[serde(default)]
+    jwks_url: Option<String>,
+}
+
+/// An app's public keys for `private_key_jwt`, as registered.
+#[derive(Clone, Copy, Debug)]
+pub enum PublicKeys<'a> {
+    /// A JWK set (JSON text).
+    Set(&'a str),
+    /// A URL serving the JWK set (https, or http on loopback), re-fetched
+    /// when the app signs with a new `kid`.
+    Url(&'a str),
+}
+
+/// What `keys_of` found.
+pub(crate) enum AppKeys {
+    Set(KeySet),
+    Url(String),
 }
 
 /// What `AppRegistry::provision` did.
@@ -140,8 +167,11 @@ impl App {
                 topics: stored.topics,
                 created_at: crate::ids::format_time(stored.created_at),
                 revoked: stored.revoked_at.is_some(),
+                private_key_jwt: stored.jwks.is_some() || stored.jwks_url.is_some(),
             },
             generation: stored.secret_generation,
+            jwks: stored.jwks,
+            jwks_url: stored.jwks_url,
         }
     }
 
@@ -156,6 +186,8 @@ impl App {
             created_at,
             revoked_at: self.info.revoked.then(SystemTime::now),
             secret_generation: self.generation,
+            jwks: self.jwks.clone(),
+            jwks_url: self.jwks_url.clone(),
         }
     }
 }
@@ -233,6 +265,21 @@ impl AppRegistry {
         scopes: &str,
         topics: Vec<String>,
     ) -> Result<(AppInfo, String), AuthError> {
+        let (info, secret) = self.register_app(name, scopes, topics, None, true)?;
+        Ok((info, secret.unwrap_or_default()))
+    }
+
+    /// Registers an app with public keys for `private_key_jwt`, a client
+    /// secret (`with_secret`), or both. Returns the secret, if one was
+    /// made: it is shown only once.
+    pub fn register_app(
+        &self,
+        name: &str,
+        scopes: &str,
+        topics: Vec<String>,
+        keys: Option<PublicKeys<'_>>,
+        with_secret: bool,
+    ) -> Result<(AppInfo, Option<String>), AuthError> {
         let name = name.trim();
         if name.is_empty() {
             return Err(AuthError::Invalid("an app needs a name".into()));
@@ -255,14 +302,25 @@ impl AppRegistry {
             topics,
             created_at: crate::ids::now(),
             revoked: false,
+            private_key_jwt: keys.is_some(),
         };
-        let secret = new_secret();
-        self.store
-            .set(&secret_key(&info.client_id), &hash(&secret))
-            .map_err(|e| AuthError::Store(e.0))?;
+        let (jwks, jwks_url) = checked_keys(keys)?;
+        if keys.is_none() && !with_secret {
+            return Err(AuthError::Invalid(
+                "an app needs a client secret or public keys (a JWK set)".into(),
+            ));
+        }
+        let secret = with_secret.then(new_secret);
+        if let Some(secret) = &secret {
+            self.store
+                .set(&secret_key(&info.client_id), &hash(secret))
+                .map_err(|e| AuthError::Store(e.0))?;
+        }
         let app = App {
             info: info.clone(),
             generation: 0,
+            jwks,
+            jwks_url,
         };
         self.save(&app);
         self.apps
@@ -322,8 +380,12 @@ impl AppRegistry {
                     topics,
                     created_at: crate::ids::now(),
                     revoked: false,
+                    private_key_jwt: false,
                 },
                 generation: 0,
+                // IT's file provisions secrets only; keys come by `apps set-jwks`.
+                jwks: None,
+                jwks_url: None,
             };
             self.save(&app);
             apps.push(app);
@@ -374,6 +436,49 @@ impl AppRegistry {
         drop(apps);
         self.notify(client_id);
         Ok(secret)
+    }
+
+    /// Replaces an app's public keys; tokens issued before stop working
+    /// (a key is replaced because it may have leaked).
+    pub fn set_keys(&self, client_id: &str, keys: PublicKeys<'_>) -> Result<(), AuthError> {
+        let (jwks, jwks_url) = checked_keys(Some(keys))?;
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        let app = apps
+            .iter_mut()
+            .find(|a| a.info.client_id == client_id && !a.info.revoked)
+            .ok_or(AuthError::UnknownClient)?;
+        app.jwks = jwks;
+        app.jwks_url = jwks_url;
+        app.info.private_key_jwt = true;
+        app.generation += 1;
+        self.save(app);
+        drop(apps);
+        self.notify(client_id);
+        Ok(())
+    }
+
+    /// The app's registered public keys, if it is active and has any.
+    pub(crate) fn keys_of(&self, client_id: &str) -> Result<(AppInfo, u64, AppKeys), AuthError> {
+        let apps = self.apps.read().unwrap_or_else(|e| e.into_inner());
+        let app = apps
+            .iter()
+            .find(|a| a.info.client_id == client_id)
+            .ok_or(AuthError::UnknownClient)?;
+        if app.info.revoked {
+            return Err(AuthError::Revoked);
+        }
+        let keys =
+            match (&app.jwks, &app.jwks_url) {
+                (Some(text), _) => AppKeys::Set(KeySet::parse_registered(text).map_err(|e| {
+                    AuthError::Assertion(format!("the app's registered keys: {e}"))
+                })?),
+                (None, Some(url)) => AppKeys::Url(url.clone()),
+                (None, None) => return Err(AuthError::Assertion(
+                    "this app has no registered public keys; authenticate with its client secret"
+                        .into(),
+                )),
+            };
+        Ok((app.info.clone(), app.generation, keys))
     }
 
     /// Revokes an app: its secret is deleted, its tokens refused at once,
@@ -439,6 +544,9 @@ impl AppRegistry {
                         }
                         if rotated {
                             app.generation = fresh.generation;
+                            app.jwks = fresh.jwks;
+                            app.jwks_url = fresh.jwks_url;
+                            app.info.private_key_jwt = fresh.info.private_key_jwt;
                         }
                         if revoked || rotated {
                             cut_off.push(app.info.client_id.clone());
@@ -512,5 +620,26 @@ impl AppRegistry {
             return Err(AuthError::Revoked);
         }
         Ok((app.info.clone(), app.generation))
+    }
+}
+
+/// Validates keys for registration: a JWK set (returned compacted) or a
+/// JWKS URL.
+fn checked_keys(
+    keys: Option<PublicKeys<'_>>,
+) -> Result<(Option<String>, Option<String>), AuthError> {
+    match keys {
+        None => Ok((None, None)),
+        Some(PublicKeys::Set(text)) => {
+            KeySet::parse_registered(text)
+                .map_err(|e| AuthError::Invalid(format!("JWK set: {e}")))?;
+            let value: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| AuthError::Invalid(e.to_string()))?;
+            Ok((Some(value.to_string()), None))
+        }
+        Some(PublicKeys::Url(url)) => {
+            super::jwks::check_url(url).map_err(AuthError::Invalid)?;
+            Ok((None, Some(url.to_owned())))
+        }
     }
 }

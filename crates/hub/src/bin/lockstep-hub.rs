@@ -86,6 +86,15 @@ struct Args {
     /// Most connections (WebSockets included) served at once; more get a 503.
     #[arg(long, default_value_t = 4096, value_name = "N")]
     max_connections: usize,
+    /// Accept access tokens from this authorization server (repeatable):
+    /// ISSUER=JWKS_URL, e.g. https://auth.hospital.org=https://auth.hospital.org/jwks.
+    /// Tokens are verified against its published keys.
+    #[arg(long = "trust-issuer", value_name = "ISSUER=JWKS_URL", value_parser = auth::Issuer::parse)]
+    trust_issuers: Vec<auth::Issuer>,
+    /// The aud a trusted issuer's tokens must carry (repeatable):
+    /// ISSUER=AUDIENCE. Without it, any aud is accepted from that issuer.
+    #[arg(long = "issuer-audience", value_name = "ISSUER=AUDIENCE")]
+    issuer_audiences: Vec<String>,
     /// Do not print the one-time dashboard link after the ready line.
     #[arg(long)]
     no_dashboard_link: bool,
@@ -163,6 +172,18 @@ enum AppsAction {
         /// Topics it may join (repeatable); default: this workstation's session.
         #[arg(long = "topic")]
         topics: Vec<String>,
+        /// The app's public keys (a JWK set file): it authenticates with
+        /// signed assertions (private_key_jwt) and gets no secret unless
+        /// --secret is given too.
+        #[arg(long, value_name = "FILE", conflicts_with = "jwks_url")]
+        jwks: Option<PathBuf>,
+        /// Or where the app publishes its public keys (https, or http on
+        /// loopback); fetched when it signs with a new key.
+        #[arg(long, value_name = "URL")]
+        jwks_url: Option<String>,
+        /// With --jwks or --jwks-url: also issue a client secret.
+        #[arg(long)]
+        secret: bool,
     },
     /// List registered apps.
     List,
@@ -170,6 +191,20 @@ enum AppsAction {
     Remove { client_id: String },
     /// Give an app a new secret; tokens from the old one stop working.
     RotateSecret { client_id: String },
+    /// Replace an app's public keys (a JWK set file, or a JWKS URL); its
+    /// tokens stop working.
+    SetJwks {
+        client_id: String,
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "jwks_url",
+            conflicts_with = "jwks_url"
+        )]
+        jwks: Option<PathBuf>,
+        #[arg(long, value_name = "URL")]
+        jwks_url: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -301,6 +336,23 @@ fn main() -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
+        }
+    }
+    config.external_issuers = args.trust_issuers.clone();
+    for pair in &args.issuer_audiences {
+        let found = pair.split_once('=').and_then(|(iss, aud)| {
+            let issuer = config
+                .external_issuers
+                .iter_mut()
+                .find(|i| i.issuer == iss.trim())?;
+            issuer.audience = Some(aud.trim().to_owned());
+            Some(())
+        });
+        if found.is_none() {
+            eprintln!(
+                "error: --issuer-audience {pair:?}: expected ISSUER=AUDIENCE for an issuer given with --trust-issuer"
+            );
+            return ExitCode::from(2);
         }
     }
     if args.no_auth {
@@ -441,15 +493,36 @@ fn apps_command(
             name,
             scopes,
             topics,
-        } => registry
-            .register(&name, &scopes, topics)
-            .map(|(app, secret)| {
-                println!("client_id:     {}", app.client_id);
-                println!("client_secret: {secret}");
-                println!("scopes:        {}", app.scopes.join(" "));
-                println!("topics:        {}", app.topics.join(" "));
-                eprintln!("Keep the secret now: it is not shown again.");
-            }),
+            jwks,
+            jwks_url,
+            secret,
+        } => {
+            let jwks = match jwks.map(|p| read_jwks(&p)).transpose() {
+                Ok(j) => j,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let keys = public_keys(&jwks, &jwks_url);
+            let with_secret = keys.is_none() || secret;
+            registry
+                .register_app(&name, &scopes, topics, keys, with_secret)
+                .map(|(app, secret)| {
+                    println!("client_id:     {}", app.client_id);
+                    if let Some(secret) = &secret {
+                        println!("client_secret: {secret}");
+                    }
+                    if app.private_key_jwt {
+                        println!("auth:          private_key_jwt (registered public keys)");
+                    }
+                    println!("scopes:        {}", app.scopes.join(" "));
+                    println!("topics:        {}", app.topics.join(" "));
+                    if secret.is_some() {
+                        eprintln!("Keep the secret now: it is not shown again.");
+                    }
+                })
+        }
         AppsAction::List => {
             for app in registry.list() {
                 let state = if app.revoked { "revoked" } else { "active" };
@@ -467,6 +540,22 @@ fn apps_command(
         AppsAction::Remove { client_id } => registry
             .revoke(&client_id)
             .map(|()| println!("revoked {client_id}")),
+        AppsAction::SetJwks {
+            client_id,
+            jwks,
+            jwks_url,
+        } => match jwks.map(|p| read_jwks(&p)).transpose() {
+            Ok(text) => match public_keys(&text, &jwks_url) {
+                Some(keys) => registry
+                    .set_keys(&client_id, keys)
+                    .map(|()| println!("new keys for {client_id}")),
+                None => Err(auth::AuthError::Invalid("give --jwks or --jwks-url".into())),
+            },
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
         AppsAction::RotateSecret { client_id } => {
             registry.rotate_secret(&client_id).map(|secret| {
                 println!("client_secret: {secret}");
@@ -506,6 +595,22 @@ fn tls_command(action: TlsAction, data_dir: &std::path::Path, store: &dyn Secret
             ExitCode::FAILURE
         }
     }
+}
+
+fn public_keys<'a>(
+    jwks: &'a Option<String>,
+    url: &'a Option<String>,
+) -> Option<auth::PublicKeys<'a>> {
+    match (jwks, url) {
+        (Some(text), _) => Some(auth::PublicKeys::Set(text)),
+        (None, Some(url)) => Some(auth::PublicKeys::Url(url)),
+        (None, None) => None,
+    }
+}
+
+/// A JWK set file, read whole (public keys: no secret handling needed).
+fn read_jwks(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// `lockstep-hub audit export`: reads the database next to a running hub

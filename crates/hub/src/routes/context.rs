@@ -17,7 +17,7 @@ pub async fn current(
     Path(topic): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match api.hub.auth().check(&headers, &topic, Need::AnyRead) {
+    let caller = match api.hub.auth().check(&headers, &topic, Need::AnyRead).await {
         Ok(caller) => caller,
         Err(e) => {
             let mut r = record(AuditAction::AuthFailure, &topic, None);

@@ -1,6 +1,8 @@
 //! The hub's own SMART-style authorization server for registered local
-//! apps: `POST /oauth/token` (`client_credentials`, client secret by
-//! `client_secret_basic` or `client_secret_post`) and
+//! apps: `POST /oauth/token` (`client_credentials`; the client proves who
+//! it is with its secret, by `client_secret_basic` or `client_secret_post`,
+//! or with a signed assertion, `private_key_jwt` as in SMART Backend
+//! Services) and
 //! `/.well-known/smart-configuration`. The token response carries the SMART
 //! launch context `hub.url` and `hub.topic` (2-1; checklist 114).
 
@@ -13,8 +15,11 @@ use axum::{Json, Router};
 use base64::Engine;
 use serde_json::{json, Value};
 
+use crate::auth::assertion::ASSERTION_TYPE;
+use crate::auth::keys::{alg_names, ASSERTION_ALGS};
 use crate::auth::AuthError;
 use crate::server::STU3_PATH;
+use crate::storage::{AuditAction, AuditRecord};
 use crate::Hub;
 
 pub fn router(hub: Hub) -> Router {
@@ -47,10 +52,12 @@ fn smart_configuration_of(hub: &Hub, headers: &HeaderMap) -> Json<Value> {
     Json(json!({
         "issuer": base,
         "token_endpoint": format!("{base}/oauth/token"),
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported":
+            ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": alg_names(&ASSERTION_ALGS),
         "grant_types_supported": ["client_credentials"],
         "scopes_supported": ["fhircast/*.read", "fhircast/*.write", "fhircast/*.*"],
-        "capabilities": ["client-confidential-symmetric"],
+        "capabilities": ["client-confidential-symmetric", "client-confidential-asymmetric"],
         "hub.url": format!("{base}{STU3_PATH}"),
     }))
 }
@@ -92,26 +99,55 @@ async fn token(State(hub): State<Hub>, headers: HeaderMap, body: Body) -> Respon
             )
         }
     }
-    if field("client_assertion").is_some() {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_client",
-            "private_key_jwt is not supported yet; use a client secret",
-        );
-    }
-    let Some((client_id, secret)) = basic_credentials(&headers).or_else(|| {
-        Some((
-            field("client_id")?.to_owned(),
-            field("client_secret")?.to_owned(),
-        ))
-    }) else {
-        return oauth_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_client",
-            "send client_id and client_secret (HTTP Basic or form fields)",
-        );
+    let result = if let Some(assertion) = field("client_assertion") {
+        // RFC 7523 §2.2; one way of authenticating per request (RFC 6749 §2.3).
+        if field("client_assertion_type") != Some(ASSERTION_TYPE) {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("client_assertion_type must be {ASSERTION_TYPE}"),
+            );
+        }
+        if field("client_secret").is_some() || basic_credentials(&headers).is_some() {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "send a client_assertion or a client secret, not both",
+            );
+        }
+        let client_id = field("client_id").map(str::to_owned);
+        let result = hub
+            .auth()
+            .issue_for_assertion(
+                client_id.as_deref(),
+                assertion,
+                field("scope"),
+                &token_urls(&hub, &headers),
+            )
+            .await;
+        (client_id, result)
+    } else {
+        let Some((client_id, secret)) = basic_credentials(&headers).or_else(|| {
+            Some((
+                field("client_id")?.to_owned(),
+                field("client_secret")?.to_owned(),
+            ))
+        }) else {
+            return oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "send client_id and client_secret (HTTP Basic or form fields), or a client_assertion",
+            );
+        };
+        let result = hub.auth().issue(&client_id, &secret, field("scope"));
+        (Some(client_id), result)
     };
-    match hub.auth().issue(&client_id, &secret, field("scope")) {
+    let (client_id, result) = result;
+    let client_id = client_id.unwrap_or_default();
+    if let Err(e) = &result {
+        refused(&hub, &client_id, e);
+    }
+    match result {
         Ok(issued) => {
             let mut body = serde_json::to_value(&issued).unwrap_or_default();
             body["hub.url"] = format!("{}{STU3_PATH}", base_url(&hub, &headers)).into();
@@ -133,16 +169,51 @@ async fn token(State(hub): State<Hub>, headers: HeaderMap, body: Body) -> Respon
                 "the hub cannot read its secret store",
             )
         }
+        Err(AuthError::Assertion(reason)) => {
+            tracing::info!(client = %client_id, reason = %reason, "token refused");
+            oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", &reason)
+        }
         Err(e) => {
             tracing::info!(client = %client_id, reason = %e, "token refused");
             // One answer for unknown client and wrong secret: no oracle.
             oauth_error(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
-                "unknown client or wrong secret",
+                "unknown client, revoked client or wrong credentials",
             )
         }
     }
+}
+
+/// The URLs a client assertion's `aud` may name: the token endpoint as
+/// this request reached it, and at the address the hub is bound to.
+fn token_urls(hub: &Hub, headers: &HeaderMap) -> Vec<String> {
+    let base = base_url(hub, headers);
+    let scheme = base.split_once("://").map_or("http", |(s, _)| s);
+    let mut urls = vec![format!("{base}/oauth/token")];
+    if let Some(addr) = hub.local_addr() {
+        let bound = format!("{scheme}://{addr}/oauth/token");
+        if !urls.contains(&bound) {
+            urls.push(bound);
+        }
+    }
+    urls
+}
+
+/// A refused token request goes to the audit trail, whichever way the
+/// client authenticated. The client id is the one claimed.
+fn refused(hub: &Hub, client_id: &str, e: &AuthError) {
+    let (outcome, detail) = match e {
+        AuthError::Invalid(_) => ("400 invalid_scope", e.to_string()),
+        AuthError::Store(_) => ("500 server_error", "secret store".to_owned()),
+        AuthError::Assertion(reason) => ("401 invalid_client", reason.clone()),
+        _ => ("401 invalid_client", e.to_string()),
+    };
+    let mut record = AuditRecord::new(AuditAction::AuthFailure, outcome);
+    record.client_id = Some(client_id.to_owned()).filter(|c| !c.is_empty());
+    record.event_name = Some("token".to_owned());
+    record.detail = Some(detail);
+    hub.audit(record);
 }
 
 /// `Authorization: Basic base64(client_id:secret)`.

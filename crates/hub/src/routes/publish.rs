@@ -65,13 +65,14 @@ pub async fn handle(
         .hub
         .auth()
         .check(headers, &event.topic, Need::Write(event.name.as_str()))
+        .await
     {
         let mut r = record(AuditAction::AuthFailure, &event.topic, None);
         (r.event_name, r.outcome) = (Some(name.clone()), outcome(&e));
         api.hub.audit(r);
         return e.into_response();
     }
-    let caller = api.hub.auth().authenticate(headers).ok();
+    let caller = api.hub.auth().authenticate(headers).await.ok();
     let mut audit = record(AuditAction::Publish, &event.topic, caller.as_ref());
     audit.event_name = Some(name.clone());
     audit.event_id = Some(event.id.clone());

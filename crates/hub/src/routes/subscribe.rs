@@ -11,15 +11,15 @@ use crate::error::ApiError;
 use crate::persist::{outcome, record};
 use crate::storage::AuditAction;
 
-pub fn form(api: &Api, headers: &HeaderMap, body: &[u8]) -> Response {
-    handle(api, headers, SubscriptionRequest::from_form(body))
+pub async fn form(api: &Api, headers: &HeaderMap, body: &[u8]) -> Response {
+    handle(api, headers, SubscriptionRequest::from_form(body)).await
 }
 
-pub fn json(api: &Api, headers: &HeaderMap, body: &Value) -> Response {
-    handle(api, headers, SubscriptionRequest::from_json(body))
+pub async fn json(api: &Api, headers: &HeaderMap, body: &Value) -> Response {
+    handle(api, headers, SubscriptionRequest::from_json(body)).await
 }
 
-fn handle(
+async fn handle(
     api: &Api,
     headers: &HeaderMap,
     req: Result<SubscriptionRequest, fhircast::SubscriptionError>,
@@ -36,7 +36,7 @@ fn handle(
         Mode::Subscribe => AuditAction::Subscribe,
         Mode::Unsubscribe => AuditAction::Unsubscribe,
     };
-    let caller = match api.hub.auth().check(headers, &req.topic, need) {
+    let caller = match api.hub.auth().check(headers, &req.topic, need).await {
         Ok(caller) => caller,
         Err(e) => {
             let mut r = record(AuditAction::AuthFailure, &req.topic, None);

@@ -17,6 +17,11 @@ pub struct App {
     pub revoked_at: Option<SystemTime>,
     /// Bumped on every secret rotation; tokens carry the generation.
     pub secret_generation: u64,
+    /// Public keys (a JWK set as JSON) for `private_key_jwt`. Public, so
+    /// the database is the place for them.
+    pub jwks: Option<String>,
+    /// Or the URL where the app publishes them.
+    pub jwks_url: Option<String>,
 }
 
 /// A subscription as it must come back after a restart. The endpoint id is

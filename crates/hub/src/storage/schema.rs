@@ -70,6 +70,9 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX audit_at ON audit (at_unix_ms);",
     // 3: a secret rotation invalidates the app's earlier tokens.
     "ALTER TABLE apps ADD COLUMN secret_generation INTEGER NOT NULL DEFAULT 0;",
+    // 4: public keys for private_key_jwt client authentication.
+    "ALTER TABLE apps ADD COLUMN jwks TEXT;
+     ALTER TABLE apps ADD COLUMN jwks_url TEXT;",
 ];
 
 /// How long a connection waits for another one's lock before giving up.
