@@ -52,6 +52,9 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Period of the legacy `heartbeat` event, for subscribers that ask for it.
     pub heartbeat_period: Duration,
+    /// Hosts (names or IP addresses) that legacy webhook callbacks may
+    /// point at besides loopback addresses; empty by default.
+    pub webhook_allowed_hosts: Vec<String>,
 }
 
 impl Config {
@@ -81,6 +84,7 @@ impl Config {
             queue_capacity: 1024,
             ping_interval: Duration::from_secs(30),
             heartbeat_period: Duration::from_secs(10),
+            webhook_allowed_hosts: Vec::new(),
         }
     }
 

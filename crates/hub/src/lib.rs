@@ -29,6 +29,7 @@ mod subscriptions;
 mod sync_error;
 mod timers;
 mod topic;
+mod webhook;
 
 pub use admin::ActionError;
 pub use config::Config;

@@ -45,6 +45,9 @@ pub struct Subscription {
     /// A frame to send right after the next confirmation (a SyncError
     /// telling a reconnecting app its context was discarded at restart).
     pub notice: Option<Frame>,
+    /// `hub.callback` of a legacy webhook subscription (its identity
+    /// together with the topic); `None` for WebSocket subscriptions.
+    pub callback: Option<String>,
 }
 
 impl Subscription {
@@ -72,6 +75,7 @@ impl Subscription {
             acks: Default::default(),
             label: OnceLock::new(),
             notice: None,
+            callback: None,
         }
     }
 

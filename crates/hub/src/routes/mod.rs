@@ -61,9 +61,9 @@ async fn hub_post(
         Err(e) => return e.negotiated(&headers),
     };
     match body_kind(&headers, &bytes) {
-        BodyKind::Form => subscribe::form(&api, &headers, &bytes),
+        BodyKind::Form => subscribe::form(&api, &headers, &bytes).await,
         BodyKind::Json => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(value) if value.get("hub.mode").is_some() => subscribe::json(&api, &headers, &value),
+            Ok(value) if value.get("hub.mode").is_some() => subscribe::json(&api, &headers, &value).await,
             _ => publish::handle(&api, &headers, None, &bytes).await,
         },
         BodyKind::Other(ct) => ApiError::new(
