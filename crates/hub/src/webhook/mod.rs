@@ -58,6 +58,19 @@ const MAX_SECRET: usize = 199;
 /// A challenge echo is short; anything longer is not one.
 const MAX_ECHO: usize = 1024;
 
+/// What `admit` set up for the delivery task.
+struct Live {
+    id: String,
+    conn_id: u64,
+    lease_until: Instant,
+    generation: u64,
+    acks: std::sync::Arc<crate::admin::AckStats>,
+    events: String,
+    initial: Vec<crate::topic::Frame>,
+    rx: mpsc::Receiver<crate::topic::Frame>,
+    close_rx: oneshot::Receiver<crate::topic::Close>,
+}
+
 /// A verified-pending subscribe.
 struct Pending {
     topic: String,
@@ -183,30 +196,35 @@ impl Hub {
             _ = self.shutdown_token().cancelled() => return,
         };
         let outcome = match verdict {
-            Ok(()) => self.admit(p),
-            Err(why) => Err((p, format!("intent verification failed: {why}"))),
+            Ok(()) => self.admit(&p),
+            Err(why) => Err(format!("intent verification failed: {why}")),
         };
-        if let Err((p, why)) = outcome {
-            info!(topic = short(&p.topic), callback = %p.target.label(), reason = %why, "webhook not subscribed");
-            let mut audit = AuditRecord::new(AuditAction::Subscribe, "refused");
-            audit.topic = Some(p.topic.clone());
-            audit.subscriber_name = Some(p.name.clone());
-            audit.client_id = p.client_id.clone();
-            audit.detail = Some(why.clone());
-            self.audit(audit);
-            self.emit(HubEvent::Left {
-                topic: p.topic,
-                subscriber: p.name,
-                reason: why,
-            });
+        match outcome {
+            Ok(live) => self.start_delivery(p, live),
+            Err(why) => self.not_admitted(p, why),
         }
+    }
+
+    fn not_admitted(&self, p: Pending, why: String) {
+        info!(topic = short(&p.topic), callback = %p.target.label(), reason = %why, "webhook not subscribed");
+        let mut audit = AuditRecord::new(AuditAction::Subscribe, "refused");
+        audit.topic = Some(p.topic.clone());
+        audit.subscriber_name = Some(p.name.clone());
+        audit.client_id = p.client_id.clone();
+        audit.detail = Some(why.clone());
+        self.audit(audit);
+        self.emit(HubEvent::Left {
+            topic: p.topic,
+            subscriber: p.name,
+            reason: why,
+        });
     }
 
     /// Makes a verified webhook live: a new subscription, or a renewal of
     /// the one with the same (topic, callback) (checklist 16-18), whose
     /// delivery task is replaced. Then the current context it has not seen
     /// (checklist 28, 29).
-    fn admit(&self, p: Pending) -> Result<(), (Pending, String)> {
+    fn admit(&self, p: &Pending) -> Result<Live, String> {
         let capacity = self.config().queue_capacity;
         let lease_until = Instant::now() + p.lease;
         let mut fresh = ids::endpoint_id();
@@ -225,10 +243,10 @@ impl Hub {
         let (id, old_events) = match existing {
             Some(id) => {
                 let Some(sub) = topic.subscriptions.get_mut(&id) else {
-                    return Err((p, "subscription vanished".to_owned()));
+                    return Err("subscription vanished".to_owned());
                 };
                 if sub.client_id.is_some() && sub.client_id != p.client_id {
-                    return Err((p, "hub.callback is another app's subscription".to_owned()));
+                    return Err("hub.callback is another app's subscription".to_owned());
                 }
                 let old = std::mem::replace(&mut sub.events, p.events.clone());
                 sub.lease_until = lease_until;
@@ -253,7 +271,7 @@ impl Hub {
         };
         let contexts = &topic.contexts;
         let Some(sub) = topic.subscriptions.get_mut(&id) else {
-            return Err((p, "subscription vanished".to_owned()));
+            return Err("subscription vanished".to_owned());
         };
         let initial = crate::delivery::replay(contexts, &sub.events, |name| {
             !old_events.contains_folded(name)
@@ -276,7 +294,31 @@ impl Hub {
         let acks = sub.acks.clone();
         let events = sub.events.to_string();
         state.endpoints.insert(id.clone(), p.topic.clone());
-        drop(state);
+        Ok(Live {
+            id,
+            conn_id,
+            lease_until,
+            generation,
+            acks,
+            events,
+            initial,
+            rx,
+            close_rx,
+        })
+    }
+
+    fn start_delivery(&self, p: Pending, live: Live) {
+        let Live {
+            id,
+            conn_id,
+            lease_until,
+            generation,
+            acks,
+            events,
+            initial,
+            rx,
+            close_rx,
+        } = live;
         info!(topic = short(&p.topic), endpoint = short(&id), callback = %p.target.label(), subscriber = %p.name, events = %events, lease_secs = p.lease.as_secs(), "webhook subscribed");
         self.watch_lease(p.topic.clone(), id.clone(), lease_until, generation);
         let mut audit = AuditRecord::new(AuditAction::Connect, "webhook verified");
@@ -302,7 +344,6 @@ impl Hub {
             acks,
         };
         self.tasks().spawn(task::run(delivery));
-        Ok(())
     }
 
     /// Ends the webhook subscription with this callback, quietly: the app

@@ -1,7 +1,7 @@
 //! Where a webhook may point (hub-digest §10: the hub pushes PHI to
 //! endpoints that apps choose). By default only to this computer: the
 //! callback's host must RESOLVE to loopback addresses only, and the HTTP
-//! client is pinned to the address that was checked, so a DNS answer that
+//! client is pinned to the addresses that were checked, so a DNS answer that
 //! changes later (rebinding) cannot redirect deliveries. Redirects are
 //! never followed and proxies from the environment are ignored. Other
 //! hosts need `Config::webhook_allowed_hosts` (`--allow-webhook-host`).
@@ -18,7 +18,7 @@ use crate::error::ApiError;
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A checked callback: its URL (query string kept, checklist 118) and a
-/// client that only ever connects to the checked address.
+/// client that only ever connects to the checked addresses.
 #[derive(Clone)]
 pub(crate) struct Target {
     pub url: Url,
@@ -104,14 +104,16 @@ pub(crate) async fn check(
     };
     let ip = permitted(host, &addrs, allowed).map_err(refused)?;
     let addr = SocketAddr::new(ip, port);
+    let checked: Vec<SocketAddr> = addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .connect_timeout(per_request)
         .pool_max_idle_per_host(1);
     if let Some(name) = &name {
-        // Every request on this client goes to the address checked above.
-        builder = builder.resolve(name, addr);
+        // Every request on this client goes to the addresses checked above
+        // (all of them passed; `localhost` may be ::1 or 127.0.0.1).
+        builder = builder.resolve_to_addrs(name, &checked);
     }
     let client = builder.build().map_err(|e| {
         ApiError::new(
@@ -122,7 +124,7 @@ pub(crate) async fn check(
     Ok(Target { url, addr, client })
 }
 
-/// The address to connect to, if every address `host` resolved to may be
+/// The first address `host` resolved to, if every one of them may be
 /// called: loopback, or allowed by name or by address.
 pub(crate) fn permitted(
     host: &str,
