@@ -78,6 +78,10 @@ struct AppState {
 /// A legacy webhook app: a real HTTP server on 127.0.0.1.
 struct App {
     addr: SocketAddr,
+    stop: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
     /// The callback URL: an unguessable path, plus `query` if given.
     url: String,
     path: String,
@@ -99,8 +103,13 @@ impl App {
             addr,
         };
         let router = axum::Router::new().fallback(app_handler).with_state(state);
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
         });
         let path = format!("/callback/{}", uuid::Uuid::new_v4().simple());
         let url = match query {
@@ -109,6 +118,7 @@ impl App {
         };
         App {
             addr,
+            stop: Some((stop, server)),
             url,
             path,
             seen,
@@ -136,6 +146,16 @@ impl App {
 
     fn release(&self) {
         let _ = self.release.send(true);
+    }
+
+    /// Stops the server and waits until its port is closed: the app died.
+    async fn kill(&mut self) {
+        let (stop, server) = self.stop.take().expect("running");
+        let _ = stop.send(());
+        tokio::time::timeout(WAIT, server)
+            .await
+            .expect("app stops in time")
+            .unwrap();
     }
 }
 
@@ -838,4 +858,50 @@ async fn webhook_subscribe_is_authorized_and_renewable() {
             "18: new events granted"
         );
     }
+}
+
+/// Checklist 31, 32 (webhook form, hub-digest §3): when the lease runs out
+/// the hub unsubscribes the webhook and tells it with a denial GET.
+#[tokio::test]
+async fn lease_expiry_unsubscribes_with_denial() {
+    let hub = TestHub::start().await;
+    let topic = topic();
+    let mut app = App::start(Verify::Echo, Answer::Status(200), None).await;
+    let mut events = hub.hub.events();
+    let mut form = webhook_form(&topic, &app.url, "Patient-open", "k");
+    form.push(("hub.lease_seconds", "1"));
+    accepted_empty(hub.post_form_to(&stu2(&hub), &form).await).await;
+    let get = app.next().await;
+    assert_eq!(get.param("hub.lease_seconds").as_deref(), Some("1"));
+    hub_event(&mut events, connected(&topic)).await;
+    // The lease timer fires after a second; we wait for its effect.
+    let denial = app.next().await;
+    assert_eq!(denial.param("hub.mode").as_deref(), Some("denied"));
+    assert!(denial.param("hub.reason").unwrap().contains("lease"));
+    assert_eq!(hub.hub.counts().0, 0);
+}
+
+/// A callback that went away (connection refused, after bounded retries)
+/// is a failed delivery like any other: SyncError naming it, unsubscribed.
+#[tokio::test]
+async fn dead_callback_is_a_sync_error() {
+    let hub = TestHub::start().await;
+    let topic = topic();
+    let mut ws = hub.join(&topic, "Patient-open,SyncError", "Watcher").await;
+    let mut app = App::start(Verify::Echo, Answer::Status(200), None).await;
+    join_webhook(&hub, &mut app, &topic, "Patient-open", "k").await;
+    app.kill().await;
+
+    let open = patient_open(&topic, "p1");
+    hub.publish_ok(&open).await;
+    assert_eq!(ws.next_event().await["id"], open["id"]);
+    let sync = ws.next_json().await;
+    let issue = &sync["event"]["context"][0]["resource"]["issue"][0];
+    let diagnostics = issue["diagnostics"].as_str().unwrap();
+    assert!(
+        diagnostics.contains(&format!("webhook at {}", app.addr))
+            && diagnostics.contains("unreachable"),
+        "{diagnostics}"
+    );
+    assert_eq!(hub.hub.counts().0, 1, "only the WebSocket is left");
 }
