@@ -341,7 +341,12 @@ async fn session(hub: &RunningHub, client_id: &str, secret: &str) -> Traces {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 202);
+    assert_eq!(
+        res.status(),
+        202,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
     let (method, _) = called(&mut seen_rx).await;
     assert_eq!(method, axum::http::Method::GET, "intent verification");
     let (method, signature) = called(&mut seen_rx).await;

@@ -905,3 +905,47 @@ async fn dead_callback_is_a_sync_error() {
     );
     assert_eq!(hub.hub.counts().0, 1, "only the WebSocket is left");
 }
+
+/// Checklist 16-18 for webhooks: a verified re-subscribe while a
+/// notification is in flight keeps the subscription and its queue (nothing
+/// already queued is lost), and the new hub.secret signs what follows.
+#[tokio::test]
+async fn renewal_keeps_the_queue_and_takes_the_new_secret() {
+    let hub = TestHub::start().await;
+    let topic = topic();
+    let mut app = App::start(Verify::Echo, Answer::Hang, None).await;
+    join_webhook(&hub, &mut app, &topic, "Patient-open", "old-secret").await;
+    let p1 = patient_open(&topic, "p1");
+    hub.publish_ok(&p1).await;
+    let held = app.next().await;
+    assert_signed(&held, "old-secret");
+    let p2 = patient_open(&topic, "p2");
+    hub.publish_ok(&p2).await;
+
+    let get = join_webhook(
+        &hub,
+        &mut app,
+        &topic,
+        "Patient-open,Patient-close",
+        "new-secret",
+    )
+    .await;
+    assert_eq!(
+        get.param("hub.events").as_deref(),
+        Some("Patient-open,Patient-close")
+    );
+    assert_eq!(hub.hub.counts().0, 1, "renewed, not duplicated");
+    app.release();
+    let queued = app.next().await;
+    assert_eq!(
+        queued.json()["id"],
+        p2["id"],
+        "queued before the renewal, still delivered"
+    );
+    assert_signed(&queued, "new-secret");
+    let close = patient_close(&topic, "p2");
+    hub.publish_ok(&close).await;
+    let post = app.next().await;
+    assert_eq!(post.json()["id"], close["id"], "the newly granted event");
+    assert_signed(&post, "new-secret");
+}

@@ -15,6 +15,7 @@ mod target;
 mod task;
 
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use fhircast::{ChannelType, EventSet, Mode, SubscriptionRequest};
@@ -28,7 +29,8 @@ use crate::ids::{self, short};
 use crate::state::HubEvent;
 use crate::storage::{AuditAction, AuditRecord};
 use crate::subscriptions::{check_limits, remove};
-use crate::topic::{Connection, Subscription};
+use crate::sync_error::{Expect, Failure};
+use crate::topic::{Connection, Frame, Subscription};
 use crate::Hub;
 
 pub(crate) use target::Target;
@@ -53,22 +55,55 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// What a webhook subscription keeps: its callback (its identity, with the
+/// topic) and its secret, which a verified re-subscribe may change.
+pub(crate) struct Hook {
+    pub callback: String,
+    secret: Mutex<Option<Secret>>,
+}
+
+impl Hook {
+    pub fn secret(&self) -> Option<Secret> {
+        self.secret
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_secret(&self, secret: Option<Secret>) {
+        *self.secret.lock().unwrap_or_else(|e| e.into_inner()) = secret;
+    }
+}
+
+fn is_hook(sub: &Subscription, callback: &str) -> bool {
+    sub.webhook.as_ref().is_some_and(|h| h.callback == callback)
+}
+
 /// STU1: "random, less than 200 bytes".
 const MAX_SECRET: usize = 199;
 /// A challenge echo is short; anything longer is not one.
 const MAX_ECHO: usize = 1024;
 
-/// What `admit` set up for the delivery task.
-struct Live {
-    id: String,
-    conn_id: u64,
-    lease_until: Instant,
-    generation: u64,
-    acks: std::sync::Arc<crate::admin::AckStats>,
-    events: String,
-    initial: Vec<crate::topic::Frame>,
-    rx: mpsc::Receiver<crate::topic::Frame>,
-    close_rx: oneshot::Receiver<crate::topic::Close>,
+/// What `admit` did: a new subscription whose delivery task is to start,
+/// or a renewal of a live one (its task carries on).
+enum Admitted {
+    New {
+        id: String,
+        conn_id: u64,
+        lease_until: Instant,
+        hook: Arc<Hook>,
+        acks: Arc<crate::admin::AckStats>,
+        events: String,
+        initial: Vec<Frame>,
+        rx: mpsc::Receiver<Frame>,
+        close_rx: oneshot::Receiver<crate::topic::Close>,
+    },
+    Renewed {
+        id: String,
+        lease_until: Instant,
+        generation: u64,
+        failure: Option<Failure>,
+    },
 }
 
 /// A verified-pending subscribe.
@@ -184,7 +219,7 @@ impl Hub {
             .get(topic)?
             .subscriptions
             .values()
-            .find(|s| s.callback.as_deref() == Some(callback))
+            .find(|s| is_hook(s, callback))
             .map(|s| s.client_id.clone())
     }
 
@@ -200,7 +235,7 @@ impl Hub {
             Err(why) => Err(format!("intent verification failed: {why}")),
         };
         match outcome {
-            Ok(live) => self.start_delivery(p, live),
+            Ok(admitted) => self.admitted(p, admitted),
             Err(why) => self.not_admitted(p, why),
         }
     }
@@ -220,11 +255,12 @@ impl Hub {
         });
     }
 
-    /// Makes a verified webhook live: a new subscription, or a renewal of
-    /// the one with the same (topic, callback) (checklist 16-18), whose
-    /// delivery task is replaced. Then the current context it has not seen
-    /// (checklist 28, 29).
-    fn admit(&self, p: &Pending) -> Result<Live, String> {
+    /// Makes a verified webhook live: a new subscription with its delivery
+    /// task, or a renewal of the one with the same (topic, callback)
+    /// (checklist 16-18), which keeps its task and queue so nothing already
+    /// queued is lost. Either way, then the current context it has not
+    /// seen yet (checklist 28, 29).
+    fn admit(&self, p: &Pending) -> Result<Admitted, String> {
         let capacity = self.config().queue_capacity;
         let lease_until = Instant::now() + p.lease;
         let mut fresh = ids::endpoint_id();
@@ -238,67 +274,89 @@ impl Hub {
         let existing = topic
             .subscriptions
             .values()
-            .find(|s| s.callback.as_deref() == Some(p.callback.as_str()))
+            .find(|s| is_hook(s, &p.callback))
             .map(|s| s.endpoint_id.clone());
-        let (id, old_events) = match existing {
-            Some(id) => {
-                let Some(sub) = topic.subscriptions.get_mut(&id) else {
-                    return Err("subscription vanished".to_owned());
-                };
-                if sub.client_id.is_some() && sub.client_id != p.client_id {
-                    return Err("hub.callback is another app's subscription".to_owned());
+        if let Some(id) = existing {
+            let contexts = &topic.contexts;
+            let Some(sub) = topic.subscriptions.get_mut(&id) else {
+                return Err("subscription vanished".to_owned());
+            };
+            if sub.client_id.is_some() && sub.client_id != p.client_id {
+                return Err("hub.callback is another app's subscription".to_owned());
+            }
+            let old = std::mem::replace(&mut sub.events, p.events.clone());
+            sub.lease_until = lease_until;
+            sub.lease_generation += 1;
+            sub.name = Some(p.name.clone());
+            sub.label = Default::default();
+            if let Some(hook) = &sub.webhook {
+                hook.set_secret(p.secret.clone());
+            }
+            let replay =
+                crate::delivery::replay(contexts, &sub.events, |n| !old.contains_folded(n));
+            let mut failure = None;
+            if let Some(conn) = &sub.conn {
+                for frame in replay {
+                    if let Some(ack) = &frame.ack {
+                        sub.last_event = Some(ack.clone());
+                    }
+                    // A full queue is a failed delivery, never a silent drop.
+                    if conn.tx.try_send(frame).is_err() {
+                        failure = Some(Failure {
+                            topic: p.topic.clone(),
+                            endpoint_id: id.clone(),
+                            expect: Expect::Conn(conn.id),
+                            event_id: "unknown".to_owned(),
+                            event_name: "subscription renewal".to_owned(),
+                            diagnostics: "not keeping up: its queue was full when the subscription was renewed".to_owned(),
+                        });
+                        break;
+                    }
                 }
-                let old = std::mem::replace(&mut sub.events, p.events.clone());
-                sub.lease_until = lease_until;
-                sub.lease_generation += 1;
-                sub.name = Some(p.name.clone());
-                sub.label = Default::default();
-                (id, old)
             }
-            None => {
-                let mut sub = Subscription::new(
-                    fresh.clone(),
-                    p.topic.clone(),
-                    p.events.clone(),
-                    Some(p.name.clone()),
-                    p.client_id.clone(),
-                    lease_until,
-                );
-                sub.callback = Some(p.callback.clone());
-                topic.subscriptions.insert(fresh.clone(), sub);
-                (fresh, EventSet::default())
-            }
-        };
-        let contexts = &topic.contexts;
-        let Some(sub) = topic.subscriptions.get_mut(&id) else {
-            return Err("subscription vanished".to_owned());
-        };
-        let initial = crate::delivery::replay(contexts, &sub.events, |name| {
-            !old_events.contains_folded(name)
+            let generation = sub.lease_generation;
+            return Ok(Admitted::Renewed {
+                id,
+                lease_until,
+                generation,
+                failure,
+            });
+        }
+        let hook = Arc::new(Hook {
+            callback: p.callback.clone(),
+            secret: Mutex::new(p.secret.clone()),
         });
+        let mut sub = Subscription::new(
+            fresh.clone(),
+            p.topic.clone(),
+            p.events.clone(),
+            Some(p.name.clone()),
+            p.client_id.clone(),
+            lease_until,
+        );
+        sub.webhook = Some(hook.clone());
+        let initial = crate::delivery::replay(&topic.contexts, &sub.events, |_| true);
         if let Some(ack) = initial.iter().rev().find_map(|f| f.ack.clone()) {
             sub.last_event = Some(ack);
         }
         let (tx, rx) = mpsc::channel(capacity);
         let (close, close_rx) = oneshot::channel();
-        // Dropping the previous connection ends the previous delivery task.
         sub.conn = Some(Connection {
             id: conn_id,
             tx,
             close,
         });
         sub.ever_connected = true;
-        sub.lost = None;
         sub.since = Some(SystemTime::now());
-        let generation = sub.lease_generation;
         let acks = sub.acks.clone();
         let events = sub.events.to_string();
-        state.endpoints.insert(id.clone(), p.topic.clone());
-        Ok(Live {
-            id,
+        topic.subscriptions.insert(fresh.clone(), sub);
+        state.endpoints.insert(fresh.clone(), p.topic.clone());
+        Ok(Admitted::New {
+            id: fresh,
             conn_id,
             lease_until,
-            generation,
+            hook,
             acks,
             events,
             initial,
@@ -307,43 +365,66 @@ impl Hub {
         })
     }
 
-    fn start_delivery(&self, p: Pending, live: Live) {
-        let Live {
-            id,
-            conn_id,
-            lease_until,
-            generation,
-            acks,
-            events,
-            initial,
-            rx,
-            close_rx,
-        } = live;
-        info!(topic = short(&p.topic), endpoint = short(&id), callback = %p.target.label(), subscriber = %p.name, events = %events, lease_secs = p.lease.as_secs(), "webhook subscribed");
-        self.watch_lease(p.topic.clone(), id.clone(), lease_until, generation);
-        let mut audit = AuditRecord::new(AuditAction::Connect, "webhook verified");
+    fn admitted(&self, p: Pending, admitted: Admitted) {
+        let (id, renewed) = match &admitted {
+            Admitted::New { id, .. } => (id.clone(), false),
+            Admitted::Renewed { id, .. } => (id.clone(), true),
+        };
+        info!(topic = short(&p.topic), endpoint = short(&id), callback = %p.target.label(), subscriber = %p.name, events = %p.events, lease_secs = p.lease.as_secs(), renewed, "webhook subscribed");
+        let mut audit = AuditRecord::new(
+            AuditAction::Connect,
+            if renewed {
+                "webhook renewed"
+            } else {
+                "webhook verified"
+            },
+        );
         audit.topic = Some(p.topic.clone());
         audit.subscriber_name = Some(p.name.clone());
         audit.client_id = p.client_id.clone();
         self.audit(audit);
         self.emit(HubEvent::Connected {
             topic: p.topic.clone(),
-            subscriber: p.name,
+            subscriber: p.name.clone(),
         });
-        let delivery = task::Delivery {
-            hub: self.clone(),
-            topic: p.topic,
-            endpoint_id: id,
-            conn_id,
-            events,
-            target: p.target,
-            secret: p.secret,
-            initial,
-            rx,
-            close_rx,
-            acks,
-        };
-        self.tasks().spawn(task::run(delivery));
+        match admitted {
+            Admitted::Renewed {
+                id,
+                lease_until,
+                generation,
+                failure,
+            } => {
+                self.watch_lease(p.topic, id, lease_until, generation);
+                self.fail_all(failure.into_iter().collect());
+            }
+            Admitted::New {
+                id,
+                conn_id,
+                lease_until,
+                hook,
+                acks,
+                events,
+                initial,
+                rx,
+                close_rx,
+            } => {
+                self.watch_lease(p.topic.clone(), id.clone(), lease_until, 0);
+                let delivery = task::Delivery {
+                    hub: self.clone(),
+                    topic: p.topic,
+                    endpoint_id: id,
+                    conn_id,
+                    events,
+                    target: p.target,
+                    hook,
+                    initial,
+                    rx,
+                    close_rx,
+                    acks,
+                };
+                self.tasks().spawn(task::run(delivery));
+            }
+        }
     }
 
     /// Ends the webhook subscription with this callback, quietly: the app
@@ -353,7 +434,7 @@ impl Hub {
         let Some(id) = state.topics.get(topic).and_then(|t| {
             t.subscriptions
                 .values()
-                .find(|s| s.callback.as_deref() == Some(callback))
+                .find(|s| is_hook(s, callback))
                 .map(|s| s.endpoint_id.clone())
         }) else {
             return;

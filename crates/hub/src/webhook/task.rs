@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, timeout, Duration, Instant};
 use tracing::{debug, warn};
 
-use super::{deny, Secret, Target};
+use super::{deny, Hook, Secret, Target};
 use crate::admin::AckStats;
 use crate::ids::short;
 use crate::sync_error::{Expect, Failure};
@@ -38,10 +38,11 @@ pub(crate) struct Delivery {
     pub topic: String,
     pub endpoint_id: String,
     pub conn_id: u64,
-    /// The granted events, for the denial.
+    /// The granted events at the start, for the denial.
     pub events: String,
     pub target: Target,
-    pub secret: Option<Secret>,
+    /// The secret is read from here for each POST: a renewal may change it.
+    pub hook: Arc<Hook>,
     /// The context replay, sent before anything from the queue.
     pub initial: Vec<Frame>,
     pub rx: mpsc::Receiver<Frame>,
@@ -63,7 +64,7 @@ pub(crate) async fn run(d: Delivery) {
         conn_id,
         events,
         target,
-        secret,
+        hook,
         initial,
         mut rx,
         mut close_rx,
@@ -91,6 +92,7 @@ pub(crate) async fn run(d: Delivery) {
             continue;
         }
         let sent = Instant::now();
+        let secret = hook.secret();
         let outcome = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break None,
@@ -132,6 +134,13 @@ pub(crate) async fn run(d: Delivery) {
         initial.by_ref().for_each(drop);
     };
     if let Some(close) = ending {
+        // The events at removal time (a renewal may have changed them).
+        let events = close
+            .denial
+            .as_deref()
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+            .and_then(|d| d["hub.events"].as_str().map(str::to_owned))
+            .unwrap_or(events);
         deny(&target, &topic, &events, close.reason, DENIAL_TIMEOUT).await;
     }
     debug!(endpoint = short(&endpoint_id), "webhook delivery ended");
