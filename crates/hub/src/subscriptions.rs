@@ -199,6 +199,9 @@ impl Hub {
         let (close, close_rx) = oneshot::channel();
         let replay = {
             let sub = topic.subscriptions.get(endpoint_id)?;
+            if sub.webhook.is_some() {
+                return None; // A webhook's endpoint id is internal, never a socket.
+            }
             crate::delivery::replay(&topic.contexts, &sub.events, |_| true)
         };
         let sub = topic.subscriptions.get_mut(endpoint_id)?;
