@@ -136,8 +136,9 @@ impl Hub {
         let target =
             target::check(&callback, &config.webhook_allowed_hosts, config.ack_timeout).await?;
         let client_id = caller.map(|c| c.client_id.clone());
-        if let Some(owner) = self.webhook_owner(&req.topic, &callback) {
-            if owner.is_some() && owner != client_id {
+        let existing = self.webhook_owner(&req.topic, &callback);
+        if let Some(owner) = &existing {
+            if owner.is_some() && *owner != client_id {
                 return Err(ApiError::bad_request(
                     "hub.callback is another app's subscription on this topic",
                 ));
@@ -158,7 +159,9 @@ impl Hub {
                         )),
                         _ => None,
                     };
-                check_limits(&self.lock(), &config, &req.topic)?;
+                if existing.is_none() {
+                    check_limits(&self.lock(), &config, &req.topic)?;
+                }
                 let lease = self.granted_lease(&req, caller);
                 let name = req
                     .subscriber_name
@@ -181,7 +184,7 @@ impl Hub {
                 Ok(())
             }
             Mode::Unsubscribe => {
-                if self.webhook_owner(&req.topic, &callback).is_none() {
+                if existing.is_none() {
                     return Err(ApiError::bad_request(
                         "hub.callback does not name a live webhook subscription on this topic",
                     ));
