@@ -72,6 +72,9 @@ pub struct Config {
     pub external_issuers: Vec<Issuer>,
     /// How those JWKS are cached and re-fetched.
     pub jwks_policy: JwksPolicy,
+    /// Hosts (names or IP addresses) that legacy webhook callbacks may
+    /// point at besides loopback addresses; empty by default.
+    pub webhook_allowed_hosts: Vec<String>,
 }
 
 impl Config {
@@ -108,6 +111,7 @@ impl Config {
             settings_files: None,
             external_issuers: Vec::new(),
             jwks_policy: JwksPolicy::default(),
+            webhook_allowed_hosts: Vec::new(),
         }
     }
 

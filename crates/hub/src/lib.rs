@@ -33,6 +33,7 @@ mod sync_error;
 mod timers;
 pub mod tls;
 mod topic;
+mod webhook;
 
 pub use admin::ActionError;
 pub use config::Config;

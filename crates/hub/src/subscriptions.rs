@@ -51,20 +51,7 @@ impl Hub {
     ) -> Result<String, ApiError> {
         check_channel(&req)?;
         let config = self.config();
-        let mut lease = req
-            .lease_seconds
-            .map(Duration::from_secs)
-            .unwrap_or(config.lease_default)
-            .min(config.lease_max);
-        if let Some(caller) = caller {
-            // A lease never outlives the token that asked for it (checklist 14).
-            lease = lease.min(
-                caller
-                    .expires_at
-                    .duration_since(SystemTime::now())
-                    .unwrap_or_default(),
-            );
-        }
+        let lease = self.granted_lease(&req, caller);
         let lease_until = Instant::now() + lease;
         let client_id = caller.map(|c| c.client_id.clone());
         let mut state = self.lock();
@@ -83,27 +70,7 @@ impl Hub {
             self.fail_all(failure.into_iter().collect());
             return Ok(id);
         }
-        match state.topics.get(&req.topic) {
-            Some(t) if t.subscriptions.len() >= config.max_subscriptions_per_topic => {
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!(
-                        "this topic already has {} subscriptions, the hub's limit",
-                        t.subscriptions.len()
-                    ),
-                ));
-            }
-            None if state.topics.len() >= config.max_topics => {
-                return Err(ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    format!(
-                        "the hub already holds {} topics, its limit",
-                        state.topics.len()
-                    ),
-                ));
-            }
-            _ => {}
-        }
+        check_limits(&state, config, &req.topic)?;
         let mut id = ids::endpoint_id();
         while state.endpoints.contains_key(&id) {
             id = ids::endpoint_id();
@@ -143,6 +110,31 @@ impl Hub {
         self.watch_lease(req.topic.clone(), id.clone(), lease_until, 0);
         self.watch_unused(req.topic, id.clone());
         Ok(id)
+    }
+
+    /// The lease a subscribe gets: asked for, else the default; capped by
+    /// the hub's maximum and by the token's remaining life (checklist 14, 15).
+    pub(crate) fn granted_lease(
+        &self,
+        req: &SubscriptionRequest,
+        caller: Option<&Principal>,
+    ) -> Duration {
+        let config = self.config();
+        let mut lease = req
+            .lease_seconds
+            .map(Duration::from_secs)
+            .unwrap_or(config.lease_default)
+            .min(config.lease_max);
+        if let Some(caller) = caller {
+            // A lease never outlives the token that asked for it (checklist 14).
+            lease = lease.min(
+                caller
+                    .expires_at
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default(),
+            );
+        }
+        lease
     }
 
     /// Ends a subscription: 202, then a denial on its socket and a close
@@ -207,6 +199,9 @@ impl Hub {
         let (close, close_rx) = oneshot::channel();
         let replay = {
             let sub = topic.subscriptions.get(endpoint_id)?;
+            if sub.webhook.is_some() {
+                return None; // A webhook's endpoint id is internal, never a socket.
+            }
             crate::delivery::replay(&topic.contexts, &sub.events, |_| true)
         };
         let sub = topic.subscriptions.get_mut(endpoint_id)?;
@@ -342,13 +337,40 @@ impl Hub {
     }
 }
 
+/// Room for one more subscription on `topic` (429 when the hub is full).
+pub(crate) fn check_limits(
+    state: &State,
+    config: &crate::Config,
+    topic: &str,
+) -> Result<(), ApiError> {
+    match state.topics.get(topic) {
+        Some(t) if t.subscriptions.len() >= config.max_subscriptions_per_topic => {
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "this topic already has {} subscriptions, the hub's limit",
+                    t.subscriptions.len()
+                ),
+            ))
+        }
+        None if state.topics.len() >= config.max_topics => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "the hub already holds {} topics, its limit",
+                state.topics.len()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// STU3 hubs take WebSocket subscriptions only, and ask for the channel
 /// type explicitly (checklist 9, 10).
 fn check_channel(req: &SubscriptionRequest) -> Result<(), ApiError> {
     match req.channel {
         Some(ChannelType::WebSocket) => Ok(()),
         Some(ChannelType::Webhook) => Err(ApiError::bad_request(
-            "hub.channel.type=webhook is not supported here: FHIRcast STU3 removed webhooks; use hub.channel.type=websocket",
+            "hub.channel.type=webhook is not supported here: FHIRcast STU3 removed webhooks; use hub.channel.type=websocket (legacy webhook apps subscribe at /fhircast/STU2)",
         )),
         None => Err(ApiError::bad_request("missing required field: hub.channel.type (use websocket)")),
     }

@@ -45,6 +45,9 @@ pub struct Subscription {
     /// A frame to send right after the next confirmation (a SyncError
     /// telling a reconnecting app its context was discarded at restart).
     pub notice: Option<Frame>,
+    /// A legacy webhook subscription's callback and secret (identified by
+    /// topic + callback); `None` for WebSocket subscriptions.
+    pub webhook: Option<Arc<crate::webhook::Hook>>,
 }
 
 impl Subscription {
@@ -72,6 +75,7 @@ impl Subscription {
             acks: Default::default(),
             label: OnceLock::new(),
             notice: None,
+            webhook: None,
         }
     }
 

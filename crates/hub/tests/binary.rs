@@ -126,6 +126,7 @@ async fn help_lists_every_flag() {
         "--listen",
         "--data-dir",
         "--allow-remote",
+        "--allow-webhook-host",
         "--no-auth",
         "--ack-timeout-ms",
         "--grace-period-ms",

@@ -172,6 +172,16 @@ fn offending_line(text: &str, needle: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The next request the webhook app received: its method and signature.
+async fn called(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(axum::http::Method, Option<String>)>,
+) -> (axum::http::Method, Option<String>) {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("the webhook app is called in time")
+        .expect("the app is running")
+}
+
 /// What a session and the attacks on it left to look at.
 struct Traces {
     client_id: String,
@@ -181,6 +191,7 @@ struct Traces {
     second_token: String,
     forged: Vec<String>,
     endpoint_id: String,
+    webhook_secret: String,
 }
 
 async fn session(hub: &RunningHub, client_id: &str, secret: &str) -> Traces {
@@ -266,6 +277,71 @@ async fn session(hub: &RunningHub, client_id: &str, secret: &str) -> Traces {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+
+    // A legacy webhook app with a hub.secret (issue 10): verified, then
+    // replayed the open patient, signed.
+    let webhook_secret = format!("whsec-{}", uuid::Uuid::new_v4().simple());
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let callback = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(
+        move |method: axum::http::Method, uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let seen_tx = seen_tx.clone();
+            async move {
+                let query = uri.query().unwrap_or_default().to_owned();
+                let challenge = form_urlencoded::parse(query.as_bytes())
+                    .find(|(k, _)| k == "hub.challenge")
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                let signature = headers
+                    .get("x-hub-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let _ = seen_tx.send((method, signature));
+                challenge
+            }
+        },
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let stu2 = hub.hub_url.replace("/fhircast/STU3", "/fhircast/STU2");
+    let webhook = |mode: &'static str| {
+        vec![
+            ("hub.channel.type", "webhook".to_owned()),
+            ("hub.mode", mode.to_owned()),
+            ("hub.topic", topic.clone()),
+            ("hub.events", "Patient-open".to_owned()),
+            ("hub.callback", callback.clone()),
+            ("hub.secret", webhook_secret.clone()),
+        ]
+    };
+    let res = http
+        .post(&stu2)
+        .bearer_auth(&token)
+        .form(&webhook("subscribe"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        202,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    let (method, _) = called(&mut seen_rx).await;
+    assert_eq!(method, axum::http::Method::GET, "intent verification");
+    let (method, signature) = called(&mut seen_rx).await;
+    assert_eq!(method, axum::http::Method::POST, "the current context");
+    assert!(signature.is_some_and(|s| s.starts_with("sha256=")));
+    let res = http
+        .post(&stu2)
+        .bearer_auth(&token)
+        .form(&webhook("unsubscribe"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
     let res = http
         .post(&hub.hub_url)
         .bearer_auth(&token)
@@ -350,6 +426,7 @@ async fn session(hub: &RunningHub, client_id: &str, secret: &str) -> Traces {
         second_token,
         forged,
         endpoint_id,
+        webhook_secret,
     }
 }
 
@@ -393,6 +470,7 @@ fn no_secret_in_logs_or_data_files() {
     let basic = STANDARD.encode(format!("{}:{}", traces.client_id, traces.secret));
     let mut needles: Vec<(&str, &str)> = vec![
         ("the client secret", &traces.secret),
+        ("a webhook's hub.secret", &traces.webhook_secret),
         ("a wrong client secret", &traces.wrong_secret),
         ("the HTTP Basic credentials", &basic),
         ("the access token", &traces.token),

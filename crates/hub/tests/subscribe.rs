@@ -161,7 +161,10 @@ async fn discovery_on_every_hub_path() {
             "{path}"
         );
         if version == "STU2" {
-            assert_eq!(doc["webhookSupport"], false);
+            assert_eq!(
+                doc["webhookSupport"], true,
+                "legacy webhooks are served on STU2"
+            );
         }
     }
 }

@@ -124,6 +124,7 @@ fn subscription_json(hub: &Hub, sub: &Subscription) -> Value {
         "endpoint": short(&sub.endpoint_id),
         "name": sub.display_name(),
         "named": sub.name.is_some(),
+        "channel": if sub.webhook.is_some() { "webhook" } else { "websocket" },
         "events": sub.events.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
         "leaseLeftSecs": sub.lease_until.saturating_duration_since(now).as_secs(),
         "connected": sub.conn.is_some(),

@@ -37,6 +37,11 @@ struct Args {
     /// Allow listening on a non-loopback address (exposes the session to the network).
     #[arg(long)]
     allow_remote: bool,
+    /// A host (name or IP address) that legacy webhook callbacks may point
+    /// at besides this computer (repeatable). Notifications to it travel as
+    /// plain HTTP. None by default: webhooks go to loopback only.
+    #[arg(long = "allow-webhook-host", value_name = "HOST")]
+    allow_webhook_hosts: Vec<String>,
     /// Accept requests without a bearer token (development only: any local
     /// process or web page could then read and change the patient context).
     #[arg(long)]
@@ -283,6 +288,7 @@ fn main() -> ExitCode {
         .map(|o| o.trim_end_matches('/').to_owned())
         .collect();
     config.no_auth = args.no_auth;
+    config.webhook_allowed_hosts = args.allow_webhook_hosts.clone();
     config.secret_store = store;
     config.recovery_window = Duration::from_secs(args.recovery_window_secs);
     config.persist = !args.no_persist;

@@ -20,7 +20,8 @@ pub async fn configuration(State(api): State<Api>) -> Json<Value> {
         "fhirVersion": "R4",
     });
     if api.version == Version::Stu2 {
-        doc["webhookSupport"] = false.into();
+        // Legacy webhook subscribers are served on this path (hub-digest §3).
+        doc["webhookSupport"] = true.into();
     }
     Json(doc)
 }

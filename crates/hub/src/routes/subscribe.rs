@@ -2,7 +2,7 @@
 
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use fhircast::{Mode, SubscriptionRequest};
+use fhircast::{Mode, SubscriptionRequest, Version};
 use serde_json::{json, Value};
 
 use super::{public_host, Api};
@@ -49,6 +49,21 @@ async fn handle(
     audit.event_name = Some(req.events.to_string()).filter(|e| !e.is_empty());
     if let Some(name) = &req.subscriber_name {
         audit.subscriber_name = Some(name.clone());
+    }
+    // Legacy webhooks: only where the STU2 edition is spoken (hub-digest §3).
+    if api.version == Version::Stu2 && crate::webhook::wants(&req) {
+        let result = api.hub.webhook_request(req, caller.as_ref()).await;
+        audit.outcome = match &result {
+            Ok(()) => "202".to_owned(),
+            Err(e) => outcome(e),
+        };
+        audit.detail = Some("webhook; intent verification follows".to_owned());
+        api.hub.audit(audit);
+        return match result {
+            // 202 with no body; verification follows (STU1/STU2).
+            Ok(()) => StatusCode::ACCEPTED.into_response(),
+            Err(e) => e.negotiated(headers),
+        };
     }
     let result = match req.mode {
         Mode::Subscribe => api.hub.subscribe(req, caller.as_ref()),
