@@ -6,6 +6,7 @@
 //! - `model.rs`: `GET /admin/api/state`, the read model, and the NDJSON export.
 //! - `live.rs`: `GET /admin/api/live`, a WebSocket fed by `Hub::events()`.
 //! - `actions.rs`: close all contexts, drop a subscription, pause/resume.
+//! - `roster.rs`: the subscriptions as a plain list, for the tray's menu.
 //! - `ui.rs`: the bundled UI (`ui/dist`, embedded in the binary).
 //!
 //! This module only observes the protocol state and calls `Hub` methods;
@@ -18,6 +19,7 @@ mod audit;
 mod auth;
 mod live;
 mod model;
+mod roster;
 mod ui;
 
 use std::collections::VecDeque;
@@ -33,6 +35,7 @@ use fhircast::message::AckStatus;
 use fhircast::Event;
 
 pub use actions::ActionError;
+pub use roster::SubscriberInfo;
 
 use crate::state::HubEvent;
 use crate::topic::{Frame, Topic};
