@@ -91,9 +91,10 @@ fn linked_shows_patient_and_app_count() {
     };
     assert_eq!(
         labels(items),
-        ["Old — Disconnected", "PACS — Connected", "RIS — Connected"]
+        // The hub's order (Hub::subscribers sorts by name).
+        ["PACS — Connected", "RIS — Connected", "Old — Disconnected"]
     );
-    let Entry::Submenu { items: events, .. } = &items[1] else {
+    let Entry::Submenu { items: events, .. } = &items[0] else {
         panic!("app submenu")
     };
     assert_eq!(labels(events), ["Patient-open", "Patient-close"]);

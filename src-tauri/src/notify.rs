@@ -193,7 +193,7 @@ mod tests {
             shown += usize::from(limiter.admit(notice_for(&e).unwrap(), at).is_some());
         }
         assert_eq!(shown, 2);
-        // The next one says how many were skipped.
+        // The next one says how many were skipped since the last shown (at 60 s).
         let next = limiter
             .admit(
                 notice_for(&connected("PACS")).unwrap(),
@@ -202,7 +202,7 @@ mod tests {
             .unwrap();
         assert!(
             next.body
-                .contains("(118 more notifications were held back.)"),
+                .contains("(59 more notifications were held back.)"),
             "{}",
             next.body
         );
