@@ -36,6 +36,7 @@ mod topic;
 mod webhook;
 
 pub use admin::ActionError;
+pub use admin::SubscriberInfo;
 pub use config::Config;
 pub use context::MAX_OPEN_CONTEXTS;
 pub use state::{Hub, HubEvent};
