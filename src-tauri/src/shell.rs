@@ -175,6 +175,19 @@ impl Shell {
         Ok(())
     }
 
+    /// Re-reads the files, so a change saved in the dashboard (or by IT)
+    /// reaches the menu and the notifications within a [`TICK`]. A file
+    /// that became unreadable keeps what the tray has.
+    fn reload_settings(&self) {
+        let Some(layout) = self.lock().layout.clone() else {
+            return;
+        };
+        match Settings::load(&layout) {
+            Ok(s) => self.lock().settings = s,
+            Err(e) => tracing::debug!("settings not re-read: {e}"),
+        }
+    }
+
     fn toggle_notifications(&self) {
         let on = self.lock().settings.values.notifications;
         if let Err(e) = self.set_tray_key("notifications", !on) {
@@ -199,7 +212,7 @@ pub async fn follow<R: Runtime>(app: AppHandle<R>) {
                 Err(RecvError::Closed) => events = None,
             },
             _ = shell.nudge.notified() => {}
-            _ = tick.tick() => {}
+            _ = tick.tick() => shell.reload_settings(),
         }
         if let Some(rx) = events.as_mut() {
             // Take the rest of a burst now: one redraw for all of it.
