@@ -130,7 +130,9 @@ fn setup<R: Runtime>(app: &AppHandle<R>, paths: Option<Paths>) -> tauri::Result<
     app.manage(shell);
     let view = app.state::<Shell>().view();
     tray::create(app, &view)?;
-    tauri::async_runtime::spawn(shell::follow(app.clone()));
+    // The tray shows `view` already: a first redraw would only rebuild the
+    // menu under a user (or test) about to click it.
+    tauri::async_runtime::spawn(shell::follow(app.clone(), view));
     tauri::async_runtime::spawn(quit_on_signal(app.clone()));
     if std::env::args().any(|a| a == SHOW_DASHBOARD_FLAG) {
         window::show(app);

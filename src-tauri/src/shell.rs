@@ -198,11 +198,11 @@ impl Shell {
 
 /// Follows the hub until it stops: notifications, and a tray redraw after
 /// each burst of events, each nudge, and every [`TICK`].
-pub async fn follow<R: Runtime>(app: AppHandle<R>) {
+pub async fn follow<R: Runtime>(app: AppHandle<R>, drawn: View) {
     let shell = app.state::<Shell>();
     let mut events = shell.hub.as_ref().map(Hub::events);
     let mut tick = tokio::time::interval(TICK);
-    let mut shown: Option<View> = None;
+    let mut shown = drawn;
     loop {
         let mut batch = Vec::new();
         tokio::select! {
@@ -230,9 +230,9 @@ pub async fn follow<R: Runtime>(app: AppHandle<R>) {
             }
         }
         let view = shell.view();
-        if shown.as_ref() != Some(&view) {
-            crate::tray::apply(&app, &view, shown.as_ref());
-            shown = Some(view);
+        if shown != view {
+            crate::tray::apply(&app, &view, Some(&shown));
+            shown = view;
         }
     }
 }
