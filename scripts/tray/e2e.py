@@ -7,8 +7,9 @@ throw-away HOME/XDG folders; registers two apps with `lockstep-hub apps
 add` (auth stays on: the apps get real tokens from the hub's /oauth/token);
 connects them over WebSocket; publishes Patient-open; and checks what the
 tray exports over D-Bus (label, menu), the notifications sent, the
-discovery file, single instance, and that "Quit" from the menu stops the
-hub cleanly. Screenshots and logs go to artifacts/tray/.
+discovery file, single instance, Start at login saved to the settings
+file, that "Quit" from the menu stops the hub cleanly, and that a broken
+IT settings file keeps the hub stopped and names the file. Screenshots and logs go to artifacts/tray/.
 
 Every wait is on a condition with a deadline, never a fixed sleep.
 """
@@ -74,6 +75,8 @@ env.update({
     "XDG_STATE_HOME": f"{home}/state",
     "XDG_RUNTIME_DIR": f"{home}/run",
     "LOCKSTEP_LISTEN": f"127.0.0.1:{free_port()}",
+    # IT's settings file: none at first (a broken one at the end).
+    "LOCKSTEP_SYSTEM_CONFIG": f"{home}/etc/lockstep/lockstep.toml",
     # No keyring daemon here: client secrets in the data folder (0600).
     "LOCKSTEP_SECRET_STORE": "file",
     "RUST_LOG": "info",
@@ -254,11 +257,20 @@ async def main():
                                                       open(f"{ART}/app.log").read()), timeout=90)
     screenshot("dashboard")
 
-    step("Start at login from the menu writes the autostart entry")
+    step("Start at login: on by default, the menu switches it and saves the setting")
     # auto-launch writes under $HOME/.config, whatever XDG_CONFIG_HOME says.
     desktop = f"{home}/.config/autostart/Lockstep.desktop"
-    click(service, menu, "Start at login")
+    user_file = f"{env['XDG_CONFIG_HOME']}/lockstep/lockstep.toml"
+    # start_at_login defaults to true: the entry was made at start.
     wait_for("the autostart entry", lambda: os.path.exists(desktop))
+    click(service, menu, "Start at login")
+    wait_for("the autostart entry removed", lambda: not os.path.exists(desktop))
+    wait_for("start_at_login = false in the user file",
+             lambda: "start_at_login = false" in open(user_file).read())
+    click(service, menu, "Start at login")
+    wait_for("the autostart entry again", lambda: os.path.exists(desktop))
+    wait_for("start_at_login = true in the user file",
+             lambda: "start_at_login = true" in open(user_file).read())
     assert APP in open(desktop).read() or os.path.basename(APP) in open(desktop).read()
 
     step("Quit from the tray menu stops the hub: apps get a 1001 close")
@@ -294,6 +306,29 @@ async def main():
         icon_state("stopped")
         click(service2, menu2, "Quit")
         assert await asyncio.to_thread(app2.wait, DEADLINE) == 0
+    step("a broken system settings file: stopped, the file named, toggles managed")
+    system = env["LOCKSTEP_SYSTEM_CONFIG"]
+    os.makedirs(os.path.dirname(system), exist_ok=True)
+    with open(system, "w") as f:
+        f.write('port = "many"\n')
+    app3 = spawn([APP], "app-broken-system.log")
+    service3 = service
+    while service3 == service:
+        line = await asyncio.wait_for(asyncio.to_thread(watcher.stdout.readline), DEADLINE)
+        _, service3, obj3 = line.split()
+    wait_for("the stopped label", lambda: prop(service3, obj3, "XAyatanaLabel") == "Lockstep stopped")
+    menu3 = prop(service3, obj3, "Menu")
+    items3 = layout(service3, menu3)
+    first = items3[0][2]
+    assert first.startswith("Hub stopped: the system settings file is not valid") and system in first, first
+    for name in ("Notifications (managed by IT)", "Start at login (managed by IT)"):
+        assert any(l == name and not enabled for _, _, l, enabled in items3), items3
+    wait_for("a notification naming the file", lambda: system in notes())
+    with open(f"{ART}/menu-broken-system.txt", "w") as f:
+        for depth, ident, l, enabled in items3:
+            f.write(f"{'  ' * (depth - 1)}{l}{'' if enabled else '  (disabled)'}  [{ident}]\n")
+    click(service3, menu3, "Quit")
+    assert await asyncio.to_thread(app3.wait, DEADLINE) == 0
     step("all tray checks passed")
 
 

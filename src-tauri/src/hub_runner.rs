@@ -52,10 +52,11 @@ pub fn start(mut config: Config) -> Result<Running, String> {
 }
 
 impl Running {
-    /// `http://ADDR/fhircast/STU3`.
+    /// `http://ADDR/fhircast/STU3` (`https` when the settings turn TLS on).
     pub fn hub_url(&self) -> String {
         let addr = self.hub.local_addr().unwrap_or(self.hub.config().listen);
-        format!("http://{addr}{}", server::STU3_PATH)
+        let scheme = self.hub.config().http_scheme();
+        format!("{scheme}://{addr}{}", server::STU3_PATH)
     }
 
     /// Stops serving and waits (bounded) for `run` to return.

@@ -6,14 +6,17 @@
 //! - `notify.rs`: which events notify, and the rate limit.
 //! - `shell.rs`: managed state, the task following `Hub::events()`, and
 //!   the menu actions; `tray.rs` draws; `window.rs` is the dashboard.
-//! - `settings.rs`: OS folders, settings, logs, the discovery file.
+//! - `config.rs`: the hub's settings files (`lockstep.toml`, IT's and the
+//!   user's) and the environment overrides; `paths.rs`: OS folders, logs,
+//!   the discovery file.
 //!
 //! No protocol logic lives here: every action is a `Hub` method.
 
+pub mod config;
 mod hub_runner;
 pub mod model;
 pub mod notify;
-pub mod settings;
+pub mod paths;
 mod shell;
 pub mod summary;
 mod tray;
@@ -26,7 +29,8 @@ use lockstep_hub::auth::store::{open_store, StoreChoice};
 use lockstep_hub::Config;
 use tauri::{AppHandle, Builder, Manager, RunEvent, Runtime};
 
-use crate::settings::{Discovery, Paths, Settings};
+use crate::config::Overrides;
+use crate::paths::{Discovery, Paths};
 use crate::shell::Shell;
 
 /// Opens the dashboard as soon as the app starts (end-to-end tests,
@@ -35,7 +39,7 @@ pub const SHOW_DASHBOARD_FLAG: &str = "--show-dashboard";
 
 pub fn run() {
     let paths = Paths::from_os();
-    settings::init_logging(paths.as_ref().map(|p| p.logs.as_path()));
+    paths::init_logging(paths.as_ref().map(|p| p.logs.as_path()));
     let app = match build(tauri::Builder::default(), paths).build(tauri::generate_context!()) {
         Ok(app) => app,
         Err(e) => {
@@ -81,12 +85,23 @@ pub fn build<R: Runtime>(builder: Builder<R>, paths: Option<Paths>) -> Builder<R
 }
 
 fn setup<R: Runtime>(app: &AppHandle<R>, paths: Option<Paths>) -> tauri::Result<()> {
-    use tauri_plugin_autostart::ManagerExt;
-    let settings = paths
+    let overrides = Overrides::from_env();
+    let data = paths
         .as_ref()
-        .map(|p| Settings::load(&p.config.join("settings.json")))
-        .unwrap_or_default();
-    let started = start_hub(&settings, paths.as_ref());
+        .map(|p| p.data.clone())
+        .or_else(Config::default_data_dir);
+    let layout = config::layout(&overrides, data.as_deref());
+    let loaded = config::load(layout.as_ref());
+    for w in &loaded.settings.warnings {
+        tracing::warn!("{w}");
+    }
+    let started = match &loaded.broken {
+        Some(e) => Err(format!(
+            "the system settings file is not valid: {e} (managed by your IT department; \
+             the hub does not start without its managed settings)"
+        )),
+        None => start_hub(&loaded.settings, &overrides, layout.clone(), data),
+    };
     if let Err(why) = &started {
         tracing::error!("the hub did not start: {why}");
         notify::show(
@@ -98,15 +113,15 @@ fn setup<R: Runtime>(app: &AppHandle<R>, paths: Option<Paths>) -> tauri::Result<
             },
         );
     }
-    let autostart = app.autolaunch().is_enabled().unwrap_or(false);
-    let shell = Shell::new(started, settings, paths, autostart);
+    let autostart = sync_autostart(app, &loaded);
+    let shell = Shell::new(started, loaded.settings, layout, paths, autostart);
     if let (Some(hub), Some(url), Some(p)) = (&shell.hub, &shell.hub_url, &shell.paths) {
         let discovery = Discovery {
             hub_url: url.clone(),
             topic: hub.session_topic().to_owned(),
             pid: std::process::id(),
         };
-        match settings::write_discovery(&p.runtime, &discovery) {
+        match paths::write_discovery(&p.runtime, &discovery) {
             Ok(path) => shell.set_discovery(path),
             Err(e) => tracing::warn!("cannot write the discovery file: {e}"),
         }
@@ -115,7 +130,9 @@ fn setup<R: Runtime>(app: &AppHandle<R>, paths: Option<Paths>) -> tauri::Result<
     app.manage(shell);
     let view = app.state::<Shell>().view();
     tray::create(app, &view)?;
-    tauri::async_runtime::spawn(shell::follow(app.clone()));
+    // The tray shows `view` already: a first redraw would only rebuild the
+    // menu under a user (or test) about to click it.
+    tauri::async_runtime::spawn(shell::follow(app.clone(), view));
     tauri::async_runtime::spawn(quit_on_signal(app.clone()));
     if std::env::args().any(|a| a == SHOW_DASHBOARD_FLAG) {
         window::show(app);
@@ -149,27 +166,71 @@ async fn quit_on_signal<R: Runtime>(app: AppHandle<R>) {
     shell::quit(app);
 }
 
-/// The hub's settings from the tray's: loopback only, the OS data folder
-/// shared with `lockstep-hub`, the chosen secret store.
-fn start_hub(settings: &Settings, paths: Option<&Paths>) -> Result<hub_runner::Running, String> {
-    if !settings.listen.ip().is_loopback() {
-        return Err(format!(
-            "{} is not a loopback address; the tray app serves this workstation only",
-            settings.listen
-        ));
+/// Makes the OS's start-at-login entry follow `start_at_login`: the
+/// setting (IT's, or the user's from this menu or the dashboard) is the
+/// truth, the entry its effect. Left alone when the system file is broken
+/// (IT's choice is unknown). Returns whether the entry is there.
+fn sync_autostart<R: Runtime>(app: &AppHandle<R>, loaded: &config::Loaded) -> bool {
+    use tauri_plugin_autostart::ManagerExt;
+    let launcher = app.autolaunch();
+    let enabled = launcher.is_enabled().unwrap_or(false);
+    let want = loaded.settings.values.start_at_login;
+    if loaded.broken.is_some() || enabled == want {
+        return enabled;
     }
-    let data = paths
-        .map(|p| p.data.clone())
-        .or_else(Config::default_data_dir)
-        .ok_or("no data folder could be determined")?;
+    let result = if want {
+        launcher.enable()
+    } else {
+        launcher.disable()
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(
+                start_at_login = want,
+                "start at login set from the settings"
+            );
+            want
+        }
+        Err(e) => {
+            tracing::warn!("cannot change start at login: {e}");
+            enabled
+        }
+    }
+}
+
+/// Starts the hub with the settings files' values (and the environment's):
+/// loopback only, the OS data folder shared with `lockstep-hub`, the chosen
+/// secret store, then the apps IT pre-registers.
+fn start_hub(
+    settings: &lockstep_hub::settings::Settings,
+    overrides: &Overrides,
+    layout: Option<lockstep_hub::settings::Layout>,
+    data: Option<std::path::PathBuf>,
+) -> Result<hub_runner::Running, String> {
+    let data = data.ok_or("no data folder could be determined")?;
     std::fs::create_dir_all(&data)
         .map_err(|e| format!("cannot create data folder {}: {e}", data.display()))?;
-    let choice: StoreChoice = settings.secret_store.parse()?;
+    let mut config = config::hub_config(settings, overrides, layout, data.clone());
+    if !config.listen.ip().is_loopback() {
+        return Err(format!(
+            "{} is not a loopback address; the tray app serves this workstation only",
+            config.listen.ip()
+        ));
+    }
+    let choice: StoreChoice = overrides.secret_store().parse()?;
     let (store, warning) = open_store(choice, &data).map_err(|e| e.to_string())?;
     if let Some(w) = warning {
         tracing::warn!("{w}");
     }
-    let mut config = Config::new(settings.listen, data);
     config.secret_store = store;
-    hub_runner::start(config)
+    if config.tls {
+        // As `lockstep-hub`: the certificate exists before serving starts.
+        lockstep_hub::tls::load_or_create(config.secret_store.as_ref(), &config.data_dir)
+            .map_err(|e| e.to_string())?;
+    }
+    let running = hub_runner::start(config)?;
+    let (notes, warnings) = settings.provision_apps(running.hub.apps());
+    notes.iter().for_each(|n| tracing::info!("{n}"));
+    warnings.iter().for_each(|w| tracing::warn!("{w}"));
+    Ok(running)
 }

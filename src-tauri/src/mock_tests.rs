@@ -8,16 +8,23 @@ use tauri::test::{mock_builder, mock_context, noop_assets, MockRuntime};
 use tauri::Manager;
 
 use crate::model::{ids, Entry, TrayState};
-use crate::settings::Settings;
 use crate::shell::{on_menu, Shell};
+use lockstep_hub::settings::{Layout, Settings};
 
 fn app_with_hub() -> (tauri::App<MockRuntime>, Hub, tempfile::TempDir) {
+    app_with_settings(Settings::default(), None)
+}
+
+fn app_with_settings(
+    settings: Settings,
+    layout: Option<Layout>,
+) -> (tauri::App<MockRuntime>, Hub, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
     config.persist = false;
     let running = crate::hub_runner::start(config).expect("hub starts");
     let hub = running.hub.clone();
-    let shell = Shell::new(Ok(running), Settings::default(), None, false);
+    let shell = Shell::new(Ok(running), settings, layout, None, false);
     let app = mock_builder()
         .manage(shell)
         .build(mock_context(noop_assets()))
@@ -65,19 +72,31 @@ fn context_shows_then_close_all_clears_it() {
     assert_eq!(label(&app), "no context · 1 app");
 }
 
+fn checked(app: &tauri::App<MockRuntime>) -> Option<bool> {
+    app.state::<Shell>()
+        .view()
+        .menu
+        .iter()
+        .find_map(|e| match e {
+            Entry::Check { id, checked, .. } if *id == ids::NOTIFICATIONS => Some(*checked),
+            _ => None,
+        })
+}
+
+fn files(system: &str) -> (tempfile::TempDir, Layout) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout {
+        system: dir.path().join("etc/lockstep.toml"),
+        user: dir.path().join("home/lockstep.toml"),
+    };
+    std::fs::create_dir_all(layout.system.parent().unwrap()).unwrap();
+    std::fs::write(&layout.system, system).unwrap();
+    (dir, layout)
+}
+
 #[test]
 fn notifications_switch_off_and_on() {
     let (app, _hub, _dir) = app_with_hub();
-    let checked = |app: &tauri::App<MockRuntime>| {
-        app.state::<Shell>()
-            .view()
-            .menu
-            .iter()
-            .find_map(|e| match e {
-                Entry::Check { id, checked, .. } if *id == ids::NOTIFICATIONS => Some(*checked),
-                _ => None,
-            })
-    };
     assert_eq!(checked(&app), Some(true));
     on_menu(app.handle(), ids::NOTIFICATIONS);
     assert_eq!(checked(&app), Some(false));
@@ -91,7 +110,7 @@ fn a_stopped_hub_still_has_a_working_menu() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::new(taken.local_addr().unwrap(), dir.path().to_path_buf());
     let started = crate::hub_runner::start(config);
-    let shell = Shell::new(started, Settings::default(), None, false);
+    let shell = Shell::new(started, Settings::default(), None, None, false);
     let app = mock_builder()
         .manage(shell)
         .build(mock_context(noop_assets()))
@@ -102,4 +121,41 @@ fn a_stopped_hub_still_has_a_working_menu() {
     for id in [ids::OPEN, ids::PAUSE, ids::CLOSE_ALL, ids::COPY_URL] {
         on_menu(app.handle(), id);
     }
+}
+
+#[test]
+fn the_notifications_toggle_saves_the_user_file() {
+    let (_files, layout) = files("ack_timeout_ms = 2000\n");
+    let settings = Settings::load(&layout).unwrap();
+    let (app, _hub, _dir) = app_with_settings(settings, Some(layout.clone()));
+    on_menu(app.handle(), ids::NOTIFICATIONS);
+    assert_eq!(checked(&app), Some(false));
+    // What the next start (and the dashboard) reads.
+    let text = std::fs::read_to_string(&layout.user).unwrap();
+    assert!(text.contains("notifications = false"), "{text}");
+    assert!(!Settings::load(&layout).unwrap().values.notifications);
+    assert!(std::fs::read_to_string(&layout.system)
+        .unwrap()
+        .contains("ack_timeout_ms = 2000"));
+}
+
+#[test]
+fn an_it_locked_toggle_does_not_change() {
+    let (_files, layout) =
+        files("notifications = false\nlocked = [\"notifications\", \"start_at_login\"]\n");
+    let settings = Settings::load(&layout).unwrap();
+    let (app, _hub, _dir) = app_with_settings(settings, Some(layout.clone()));
+    assert_eq!(checked(&app), Some(false));
+    let view = app.state::<Shell>().view();
+    assert!(view.menu.contains(&Entry::Check {
+        id: ids::NOTIFICATIONS,
+        text: "Notifications (managed by IT)".into(),
+        checked: false,
+        enabled: false,
+    }));
+    // Even if a click got through, nothing changes and nothing is written.
+    on_menu(app.handle(), ids::NOTIFICATIONS);
+    on_menu(app.handle(), ids::AUTOSTART);
+    assert_eq!(checked(&app), Some(false));
+    assert!(!layout.user.exists());
 }

@@ -117,6 +117,10 @@ pub struct Snapshot {
     pub context: Value,
     pub notifications: bool,
     pub autostart: bool,
+    /// IT locked `notifications` in the system file: shown, not changeable.
+    pub notifications_managed: bool,
+    /// IT locked `start_at_login`.
+    pub autostart_managed: bool,
 }
 
 /// One menu entry; `tray.rs` builds the Tauri menu from these.
@@ -132,6 +136,8 @@ pub enum Entry {
         id: &'static str,
         text: String,
         checked: bool,
+        /// `false` for a setting IT manages.
+        enabled: bool,
     },
     Submenu {
         text: String,
@@ -146,6 +152,19 @@ impl Entry {
             id: Some(id),
             text: text.to_owned(),
             enabled,
+        }
+    }
+    /// A toggle for a setting; one IT locked is disabled and says so.
+    fn toggle(id: &'static str, text: &str, checked: bool, managed: bool) -> Entry {
+        Entry::Check {
+            id,
+            text: if managed {
+                format!("{text} (managed by IT)")
+            } else {
+                text.to_owned()
+            },
+            checked,
+            enabled: !managed,
         }
     }
     fn info(text: impl Into<String>) -> Entry {
@@ -241,16 +260,18 @@ fn menu(snap: &Snapshot, context: Option<&str>, connected: usize) -> Vec<Entry> 
             running && context.is_some(),
         ),
         Entry::Separator,
-        Entry::Check {
-            id: ids::NOTIFICATIONS,
-            text: "Notifications".into(),
-            checked: snap.notifications,
-        },
-        Entry::Check {
-            id: ids::AUTOSTART,
-            text: "Start at login".into(),
-            checked: snap.autostart,
-        },
+        Entry::toggle(
+            ids::NOTIFICATIONS,
+            "Notifications",
+            snap.notifications,
+            snap.notifications_managed,
+        ),
+        Entry::toggle(
+            ids::AUTOSTART,
+            "Start at login",
+            snap.autostart,
+            snap.autostart_managed,
+        ),
         Entry::Separator,
         Entry::action(ids::QUIT, "Quit", true),
     ]

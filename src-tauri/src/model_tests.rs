@@ -217,3 +217,42 @@ fn same_inputs_same_view() {
         view(&Tracker::default(), &snap, now)
     );
 }
+
+#[test]
+fn toggles_it_locked_are_disabled_and_say_managed() {
+    let mut snap = running(vec![]);
+    snap.autostart = true;
+    let v = view(&Tracker::default(), &snap, Instant::now());
+    for id in [ids::NOTIFICATIONS, ids::AUTOSTART] {
+        assert!(
+            matches!(item(&v.menu, id), Entry::Check { enabled: true, .. }),
+            "{id} is changeable when IT leaves it to the user"
+        );
+    }
+    snap.notifications_managed = true;
+    let v = view(&Tracker::default(), &snap, Instant::now());
+    assert_eq!(
+        item(&v.menu, ids::NOTIFICATIONS),
+        &Entry::Check {
+            id: ids::NOTIFICATIONS,
+            text: "Notifications (managed by IT)".into(),
+            checked: true,
+            enabled: false,
+        }
+    );
+    assert!(matches!(
+        item(&v.menu, ids::AUTOSTART),
+        Entry::Check { enabled: true, .. }
+    ));
+    snap.autostart_managed = true;
+    let v = view(&Tracker::default(), &snap, Instant::now());
+    assert_eq!(
+        item(&v.menu, ids::AUTOSTART),
+        &Entry::Check {
+            id: ids::AUTOSTART,
+            text: "Start at login (managed by IT)".into(),
+            checked: true,
+            enabled: false,
+        }
+    );
+}

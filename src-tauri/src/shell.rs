@@ -15,7 +15,8 @@ use tokio::sync::Notify;
 use crate::hub_runner::Running;
 use crate::model::{self, ids, Snapshot, Tracker, View};
 use crate::notify::{self, RateLimiter};
-use crate::settings::{Paths, Settings};
+use crate::paths::Paths;
+use lockstep_hub::settings::{update_user_file, Layout, Settings};
 
 /// How often the tray is redrawn without events (attention expires).
 const TICK: Duration = Duration::from_secs(15);
@@ -35,7 +36,13 @@ pub struct Shell {
 struct State {
     tracker: Tracker,
     limiter: RateLimiter,
+    /// The effective settings; the tray reads `notifications` and
+    /// `start_at_login` (and whether IT locked them).
     settings: Settings,
+    /// The settings files; `None` when no folder for them is known (the
+    /// toggles then last until Quit).
+    layout: Option<Layout>,
+    /// Whether the OS start-at-login entry is there.
     autostart: bool,
     discovery: Option<PathBuf>,
 }
@@ -44,6 +51,7 @@ impl Shell {
     pub fn new(
         started: Result<Running, String>,
         settings: Settings,
+        layout: Option<Layout>,
         paths: Option<Paths>,
         autostart: bool,
     ) -> Shell {
@@ -61,6 +69,7 @@ impl Shell {
                 tracker: Tracker::default(),
                 limiter: RateLimiter::default(),
                 settings,
+                layout,
                 autostart,
                 discovery: None,
             }),
@@ -120,8 +129,10 @@ impl Shell {
             paused,
             subscribers,
             context,
-            notifications: state.settings.notifications,
+            notifications: state.settings.values.notifications,
             autostart: state.autostart,
+            notifications_managed: state.settings.is_locked("notifications"),
+            autostart_managed: state.settings.is_locked("start_at_login"),
         };
         model::view(&state.tracker, &snap, Instant::now())
     }
@@ -132,29 +143,66 @@ impl Shell {
         let mut state = self.lock();
         state.tracker.observe(event, now);
         let notice = notify::notice_for(event)?;
-        if !state.settings.notifications {
+        if !state.settings.values.notifications {
             return None;
         }
         state.limiter.admit(notice, now)
     }
 
-    fn save_settings(&self) {
-        let settings = self.lock().settings.clone();
-        if let Some(p) = &self.paths {
-            if let Err(e) = settings.save(&p.config.join("settings.json")) {
-                tracing::warn!("cannot save settings: {e}");
+    /// Saves a tray key (`notifications`, `start_at_login`) to the user's
+    /// settings file, as the dashboard does. Refused when IT locked it.
+    fn set_tray_key(&self, key: &str, value: bool) -> Result<(), String> {
+        let layout = {
+            let state = self.lock();
+            if state.settings.is_locked(key) {
+                return Err(format!("{key} is managed by your IT"));
             }
+            state.layout.clone()
+        };
+        let Some(layout) = layout else {
+            // Nowhere to save: this run only.
+            let mut state = self.lock();
+            match key {
+                "notifications" => state.settings.values.notifications = value,
+                _ => state.settings.values.start_at_login = value,
+            }
+            return Ok(());
+        };
+        let changes = serde_json::Map::from_iter([(key.to_owned(), serde_json::json!(value))]);
+        // Outside the lock: file I/O.
+        let saved = update_user_file(&layout, &changes).map_err(|e| e.to_string())?;
+        self.lock().settings = saved;
+        Ok(())
+    }
+
+    /// Re-reads the files, so a change saved in the dashboard (or by IT)
+    /// reaches the menu and the notifications within a [`TICK`]. A file
+    /// that became unreadable keeps what the tray has.
+    fn reload_settings(&self) {
+        let Some(layout) = self.lock().layout.clone() else {
+            return;
+        };
+        match Settings::load(&layout) {
+            Ok(s) => self.lock().settings = s,
+            Err(e) => tracing::debug!("settings not re-read: {e}"),
+        }
+    }
+
+    fn toggle_notifications(&self) {
+        let on = self.lock().settings.values.notifications;
+        if let Err(e) = self.set_tray_key("notifications", !on) {
+            tracing::warn!("cannot change notifications: {e}");
         }
     }
 }
 
 /// Follows the hub until it stops: notifications, and a tray redraw after
 /// each burst of events, each nudge, and every [`TICK`].
-pub async fn follow<R: Runtime>(app: AppHandle<R>) {
+pub async fn follow<R: Runtime>(app: AppHandle<R>, drawn: View) {
     let shell = app.state::<Shell>();
     let mut events = shell.hub.as_ref().map(Hub::events);
     let mut tick = tokio::time::interval(TICK);
-    let mut shown: Option<View> = None;
+    let mut shown = drawn;
     loop {
         let mut batch = Vec::new();
         tokio::select! {
@@ -164,7 +212,7 @@ pub async fn follow<R: Runtime>(app: AppHandle<R>) {
                 Err(RecvError::Closed) => events = None,
             },
             _ = shell.nudge.notified() => {}
-            _ = tick.tick() => {}
+            _ = tick.tick() => shell.reload_settings(),
         }
         if let Some(rx) = events.as_mut() {
             // Take the rest of a burst now: one redraw for all of it.
@@ -182,9 +230,9 @@ pub async fn follow<R: Runtime>(app: AppHandle<R>) {
             }
         }
         let view = shell.view();
-        if shown.as_ref() != Some(&view) {
-            crate::tray::apply(&app, &view, shown.as_ref());
-            shown = Some(view);
+        if shown != view {
+            crate::tray::apply(&app, &view, Some(&shown));
+            shown = view;
         }
     }
 }
@@ -207,13 +255,7 @@ pub fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         (ids::PAUSE, Some(hub)) => hub.pause(),
         (ids::RESUME, Some(hub)) => hub.resume(),
         (ids::CLOSE_ALL, Some(hub)) => close_all(&hub),
-        (ids::NOTIFICATIONS, _) => {
-            {
-                let mut state = shell.lock();
-                state.settings.notifications = !state.settings.notifications;
-            }
-            shell.save_settings();
-        }
+        (ids::NOTIFICATIONS, _) => shell.toggle_notifications(),
         (ids::AUTOSTART, _) => toggle_autostart(app, &shell),
         (ids::QUIT, _) => quit(app.clone()),
         (other, _) => tracing::debug!(id = other, "menu item without action"),
@@ -239,8 +281,14 @@ fn copy<R: Runtime>(app: &AppHandle<R>, text: String) {
     }
 }
 
+/// Changes the OS entry, then saves `start_at_login` so the next start
+/// keeps the choice (see `sync_autostart` in lib.rs).
 fn toggle_autostart<R: Runtime>(app: &AppHandle<R>, shell: &Shell) {
     use tauri_plugin_autostart::ManagerExt;
+    if shell.lock().settings.is_locked("start_at_login") {
+        tracing::warn!("start at login is managed by your IT");
+        return;
+    }
     let launcher = app.autolaunch();
     let enable = !launcher.is_enabled().unwrap_or(false);
     let result = if enable {
@@ -248,9 +296,13 @@ fn toggle_autostart<R: Runtime>(app: &AppHandle<R>, shell: &Shell) {
     } else {
         launcher.disable()
     };
-    match result {
-        Ok(()) => shell.lock().autostart = enable,
-        Err(e) => tracing::warn!("cannot change start at login: {e}"),
+    if let Err(e) = result {
+        tracing::warn!("cannot change start at login: {e}");
+        return;
+    }
+    shell.lock().autostart = enable;
+    if let Err(e) = shell.set_tray_key("start_at_login", enable) {
+        tracing::warn!("cannot save start at login: {e}");
     }
 }
 

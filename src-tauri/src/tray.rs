@@ -94,11 +94,16 @@ fn items<R: Runtime>(
             Entry::Item { id: None, text, .. } => {
                 Box::new(MenuItem::new(app, text, false, None::<&str>)?)
             }
-            Entry::Check { id, text, checked } => Box::new(CheckMenuItem::with_id(
+            Entry::Check {
+                id,
+                text,
+                checked,
+                enabled,
+            } => Box::new(CheckMenuItem::with_id(
                 app,
                 *id,
                 text,
-                true,
+                *enabled,
                 *checked,
                 None::<&str>,
             )?),

@@ -1,9 +1,9 @@
-//! Where the tray keeps things and what it remembers: OS folders from
-//! `directories`, `settings.json`, the rotated log files, and the
-//! discovery file that tells local apps where the running hub is.
+//! Where the tray keeps things: OS folders from `directories`, the
+//! rotated log files, and the discovery file that tells local apps where
+//! the running hub is. Settings are the hub's `lockstep.toml` files (see
+//! `config.rs`).
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -35,62 +35,6 @@ impl Paths {
             logs,
             runtime: d.runtime_dir().unwrap_or(d.config_dir()).to_path_buf(),
         })
-    }
-}
-
-/// `settings.json` in the config folder; every field has a default, so an
-/// older or partial file still loads.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
-pub struct Settings {
-    pub listen: SocketAddr,
-    pub notifications: bool,
-    /// `auto`, `keyring`, `file` or `memory`, as `lockstep-hub --secret-store`.
-    pub secret_store: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            listen: lockstep_hub::Config::DEFAULT_LISTEN
-                .parse()
-                .expect("a valid default address"),
-            notifications: true,
-            secret_store: "auto".into(),
-        }
-    }
-}
-
-impl Settings {
-    /// Reads the file (defaults if it is missing or unreadable, with a
-    /// warning for the latter), then `LOCKSTEP_LISTEN` and
-    /// `LOCKSTEP_SECRET_STORE` from the environment, which win.
-    pub fn load(path: &Path) -> Settings {
-        let mut s = match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
-                tracing::warn!("ignoring {}: {e}", path.display());
-                Settings::default()
-            }),
-            Err(_) => Settings::default(),
-        };
-        if let Some(listen) = std::env::var("LOCKSTEP_LISTEN")
-            .ok()
-            .and_then(|v| v.parse().ok())
-        {
-            s.listen = listen;
-        }
-        if let Ok(store) = std::env::var("LOCKSTEP_SECRET_STORE") {
-            s.secret_store = store;
-        }
-        s
-    }
-
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(path, text)
     }
 }
 
@@ -169,23 +113,6 @@ pub fn init_logging(logs: Option<&Path>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn settings_round_trip_and_defaults() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/settings.json");
-        let s = Settings {
-            notifications: false,
-            ..Settings::default()
-        };
-        s.save(&path).unwrap();
-        assert!(!Settings::load(&path).notifications);
-        std::fs::write(&path, r#"{"notifications": false}"#).unwrap();
-        let partial = Settings::load(&path);
-        assert_eq!(partial.listen.to_string(), "127.0.0.1:4747");
-        std::fs::write(&path, "not json").unwrap();
-        assert!(Settings::load(&path).notifications);
-    }
 
     #[test]
     fn discovery_file_is_private_and_replaced() {
