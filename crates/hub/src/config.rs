@@ -52,6 +52,9 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Period of the legacy `heartbeat` event, for subscribers that ask for it.
     pub heartbeat_period: Duration,
+    /// The settings files this hub was started from, for the dashboard's
+    /// *Settings* view; `None` when built in code (tests, embedders).
+    pub settings_files: Option<crate::settings::SettingsFiles>,
 }
 
 impl Config {
@@ -81,6 +84,7 @@ impl Config {
             queue_capacity: 1024,
             ping_interval: Duration::from_secs(30),
             heartbeat_period: Duration::from_secs(10),
+            settings_files: None,
         }
     }
 

@@ -23,6 +23,7 @@ pub mod ids;
 mod persist;
 mod routes;
 pub mod server;
+pub mod settings;
 mod state;
 pub mod storage;
 mod subscriptions;

@@ -19,7 +19,7 @@ use base64::Engine;
 use rand::Rng;
 use tracing::{info, warn};
 
-pub use registry::{AppInfo, AppRegistry};
+pub use registry::{AppInfo, AppRegistry, Provisioned};
 pub use scopes::Scopes;
 pub use store::{FileStore, KeyringStore, MemoryStore, SecretStore};
 

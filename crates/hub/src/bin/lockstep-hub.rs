@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use lockstep_hub::auth::store::StoreChoice;
 use lockstep_hub::auth::SecretStore;
+use lockstep_hub::settings::{Layout, Settings, SettingsFiles};
 use lockstep_hub::storage::{ExportFormat, Storage};
 use lockstep_hub::{auth, server, Config, Hub};
-use tracing::warn;
+use tracing::{info, warn};
 
 /// Lockstep: a FHIRcast 3.0.0 hub for the clinician's workstation.
 ///
@@ -80,6 +82,14 @@ struct Args {
     /// Do not print the one-time dashboard link after the ready line.
     #[arg(long)]
     no_dashboard_link: bool,
+    /// Your settings file, instead of lockstep.toml in the OS config folder
+    /// (the dashboard saves there). Flags win over both settings files.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The system (IT-managed) settings file, instead of the OS one (e.g.
+    /// /etc/lockstep/lockstep.toml): to try a file before deploying it.
+    #[arg(long, value_name = "FILE")]
+    system_config: Option<PathBuf>,
     /// Log filter, e.g. `info` or `lockstep_hub=debug` (or set RUST_LOG).
     #[arg(long, default_value = "info")]
     log: String,
@@ -140,7 +150,9 @@ enum AppsAction {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    // The matches say which flags were typed: only those override the files.
+    let matches = Args::command().get_matches();
+    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
     tracing_subscriber::fmt()
@@ -212,6 +224,36 @@ fn main() -> ExitCode {
     config.max_body_bytes = args.max_body_bytes;
     config.queue_capacity = args.queue_capacity.max(1);
     config.ping_interval = Duration::from_millis(args.ping_interval_ms.max(100));
+
+    // Settings files: under the flags typed on the command line.
+    let layout = settings_layout(&args, &config.data_dir);
+    let settings = match Settings::load(&layout) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "error: the system settings file is not valid: {e}\n\
+                 It is managed by your IT department; the hub does not start without its managed settings."
+            );
+            return ExitCode::from(2);
+        }
+    };
+    for w in &settings.warnings {
+        warn!("{w}");
+    }
+    let from_flags: Vec<&'static str> = FLAG_KEYS
+        .iter()
+        .filter(|(flag, _)| matches.value_source(flag) == Some(ValueSource::CommandLine))
+        .map(|(_, key)| *key)
+        .collect();
+    settings.apply_except(&mut config, |key| from_flags.contains(&key));
+    config.settings_files = Some(SettingsFiles { layout, from_flags });
+    if !config.listen.ip().is_loopback() && !args.allow_remote {
+        eprintln!(
+            "error: the settings file sets address {}, which is not loopback; pass --allow-remote to expose the hub to the network.",
+            config.listen.ip()
+        );
+        return ExitCode::from(2);
+    }
     if args.no_auth {
         warn!(
             "--no-auth: requests need no token; any local process or web page can read and change the \
@@ -246,6 +288,9 @@ fn main() -> ExitCode {
             config.listen = bound; // port 0: the link needs the real port
         }
         let hub = Hub::new(config);
+        let (notes, warnings) = settings.provision_apps(hub.apps());
+        notes.iter().for_each(|n| info!("{n}"));
+        warnings.iter().for_each(|w| warn!("{w}"));
         println!("Lockstep hub ready at http://{addr}{}", server::STU3_PATH);
         if print_link {
             println!("Dashboard (one-time link): {}", hub.one_time_link());
@@ -258,6 +303,36 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Flags (clap ids) that set a settings-file key; typed on the command
+/// line, they win over both files.
+const FLAG_KEYS: &[(&str, &str)] = &[
+    ("listen", "port"),
+    ("listen", "address"),
+    ("allow_origins", "allowed_origins"),
+    ("token_lifetime_secs", "token_lifetime_secs"),
+    ("ack_timeout_ms", "ack_timeout_ms"),
+    ("grace_period_ms", "grace_period_ms"),
+    ("lease_default_secs", "lease_default_secs"),
+    ("lease_max_secs", "lease_max_secs"),
+];
+
+/// The OS's settings files, with `--config` / `--system-config` in their
+/// place. Without a config folder (no HOME), both sit in the data folder.
+fn settings_layout(args: &Args, data_dir: &std::path::Path) -> Layout {
+    let os = Layout::current();
+    let system = args
+        .system_config
+        .clone()
+        .or_else(|| os.as_ref().map(|l| l.system.clone()))
+        .unwrap_or_else(|| data_dir.join("system-lockstep.toml"));
+    let user = args
+        .config
+        .clone()
+        .or_else(|| os.map(|l| l.user))
+        .unwrap_or_else(|| data_dir.join(lockstep_hub::settings::FILE_NAME));
+    Layout { system, user }
 }
 
 /// Ctrl-C, or SIGTERM on Unix (what service managers and installers send).
