@@ -27,8 +27,9 @@ await mkdir(ARTIFACTS, { recursive: true });
 for (const f of await readdir(ARTIFACTS)) {
   if (f.startsWith('failure-')) await rm(path.join(ARTIFACTS, f)); // from an earlier run
 }
-// A short grace period, so that a killed app is reported within the test.
-const hub = await startHub(['--grace-period-ms', '3000']);
+// A short grace period, so that a killed app is reported within the test;
+// a system settings file in which IT manages the desktop notifications.
+const hub = await startHub(['--grace-period-ms', '3000'], 'notifications = false\nlocked = ["notifications"]\n');
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,

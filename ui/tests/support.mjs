@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,13 +25,19 @@ export function withTimeout(promise, ms, what) {
 
 /**
  * Starts `lockstep-hub --listen 127.0.0.1:0 --no-auth` on a fresh data
- * folder and reads the ready line and the one-time dashboard link.
+ * folder and reads the ready line and the one-time dashboard link. Its
+ * settings files are in that folder too (never the developer's own):
+ * `system.toml` holds `systemSettings`, `user.toml` what the dashboard saves.
  */
-export async function startHub(extraArgs = []) {
+export async function startHub(extraArgs = [], systemSettings = '') {
   const bin = process.env.LOCKSTEP_HUB_BIN || path.join(REPO_ROOT, 'target', 'debug', 'lockstep-hub');
   if (!existsSync(bin)) throw new Error(`${bin} not found: run cargo build -p lockstep-hub first`);
   const dataDir = await mkdtemp(path.join(tmpdir(), 'lockstep-ui-'));
-  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--data-dir', dataDir, '--no-auth', ...extraArgs], {
+  const systemFile = path.join(dataDir, 'system.toml');
+  const userFile = path.join(dataDir, 'user.toml');
+  if (systemSettings) await writeFile(systemFile, systemSettings);
+  const files = ['--system-config', systemFile, '--config', userFile];
+  const child = spawn(bin, ['--listen', '127.0.0.1:0', '--data-dir', dataDir, '--no-auth', ...files, ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -62,6 +68,7 @@ export async function startHub(extraArgs = []) {
     base,
     hubUrl,
     link,
+    userFile,
     stderr: () => stderr,
     async stop() {
       child.kill('SIGTERM');

@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { App, event, observation, patient, publish, reportUpdate, study, WAIT_MS } from './support.mjs';
 
 const EVENTS = 'Patient-open,Patient-close,DiagnosticReport-open,DiagnosticReport-update,DiagnosticReport-close,syncerror';
@@ -173,7 +174,7 @@ async function keyboardOnly(t) {
   await focusBy(page, 'Shift+Tab', '#nav-settings');
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => location.hash === '#settings');
-  assert.ok(await page.locator('#view-settings tr[data-setting="ackTimeoutMs"]').isVisible());
+  await page.locator('#view-settings tr[data-setting="ack_timeout_ms"]').waitFor({ timeout: WAIT_MS });
 }
 
 async function pauseAndResume(t) {
@@ -230,6 +231,44 @@ async function registrations(t) {
   await row.getByText('Revoked').waitFor({ timeout: WAIT_MS });
 }
 
+async function settings(t) {
+  const { page, hub } = t;
+  await page.goto(`${hub.base}/ui/#settings`);
+  const input = page.locator('#set-ack_timeout_ms');
+  await input.waitFor({ timeout: WAIT_MS });
+  assert.equal(await input.inputValue(), '10000');
+  // Labelled, and changed with the keyboard only: focus, type, Enter saves.
+  assert.equal(await page.getByLabel('ACK timeout (ms)').getAttribute('id'), 'set-ack_timeout_ms');
+  await focusBy(page, 'Tab', '#set-ack_timeout_ms', 60);
+  await page.keyboard.press('Control+A');
+  await page.keyboard.type('2500');
+  await page.keyboard.press('Enter');
+  await page.locator('p.saved').getByText('Applies after restart: ACK timeout.').waitFor({ timeout: WAIT_MS });
+  const file = await readFile(hub.userFile, 'utf8');
+  assert.match(file, /^ack_timeout_ms = 2500$/m, `the user file has the value: ${file}`);
+
+  // Reload: the value is the saved one, waiting for a restart.
+  await page.reload();
+  await input.waitFor({ timeout: WAIT_MS });
+  assert.equal(await input.inputValue(), '2500');
+  const row = page.locator('tr[data-setting="ack_timeout_ms"]');
+  assert.match(await row.innerText(), /You \(your settings file\)/);
+  assert.match(await row.innerText(), /Applies after restart/);
+
+  // IT's locked key: shown, read-only, labelled as managed; no input.
+  const locked = page.locator('tr[data-setting="notifications"]');
+  assert.equal(await locked.getAttribute('data-managed'), 'true');
+  assert.equal(await locked.locator('input').count(), 0, 'no input for a managed key');
+  assert.match(await locked.innerText(), /Managed by your IT/);
+  assert.match(await locked.innerText(), /off/);
+  // And the API refuses it (not through the page: a 403 there is expected).
+  const res = await t.context.request.put(`${hub.base}/admin/api/settings`, { data: { notifications: true } });
+  assert.equal(res.status(), 403);
+  assert.deepEqual((await res.json()).locked, ['notifications']);
+  // The flag the hub was started with is named as the source.
+  assert.match(await page.locator('tr[data-setting="grace_period_ms"]').innerText(), /Command-line flag/);
+}
+
 export const TESTS = [
   ['the one-time link signs in once, sets an HttpOnly SameSite=Strict cookie, and leaves the URL', signIn],
   ['Patient-open published by a script appears in Now within 500 ms', patientOpenWithin500ms],
@@ -238,4 +277,5 @@ export const TESTS = [
   ['keyboard only: between views, drop an app, filters', keyboardOnly],
   ['pause holds delivery; resume sends the current context', pauseAndResume],
   ['registrations: add (secret shown once), rotate, revoke', registrations],
+  ['settings: change the ACK timeout by keyboard, save, reload: persisted; an IT-locked key is read-only', settings],
 ];

@@ -1,47 +1,233 @@
-// *Settings*: what the hub runs with, read-only for now, and where each
-// value comes from (a lockstep-hub flag, or the tray app).
+// *Settings*: every setting, where its value comes from, and a form to
+// change the ones IT does not manage. Save writes the user's settings file
+// (PUT /admin/api/settings); the hub reads it when it next starts, so
+// changed values say "applies after restart". Keys IT locked are shown
+// read-only with "Managed by your IT".
 
+import { ApiError, call } from '../api';
 import { h, NONE, type Child } from '../dom';
 import { View } from './base';
+
+interface Item {
+  key: string;
+  label: string;
+  kind: 'number' | 'bool' | 'list' | 'text';
+  unit: string;
+  value: unknown;
+  source: 'default' | 'system' | 'user' | 'flag';
+  managed: boolean;
+  running: unknown;
+  pendingRestart: boolean;
+  readBy: 'hub' | 'tray';
+}
+
+interface SettingsAnswer {
+  files: { system: string; user: string } | null;
+  editable: boolean;
+  settings: Item[];
+  warnings: string[];
+  restartNeeded?: string[];
+  overriddenByFlag?: string[];
+}
+
+const SOURCE = {
+  default: 'Default',
+  system: 'Your IT (system file)',
+  user: 'You (your settings file)',
+  flag: 'Command-line flag',
+};
 
 function show(v: unknown): string {
   if (v === null || v === undefined) return NONE;
   if (typeof v === 'boolean') return v ? 'on' : 'off';
+  if (Array.isArray(v)) return v.length ? v.join(', ') : NONE;
   return String(v);
+}
+
+function same(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 export class SettingsView extends View {
   readonly label = 'Settings';
+  protected followsStore = false;
+  private answer: SettingsAnswer | null = null;
+  private unavailable = '';
+  /** What the last save did, read out by screen readers. */
+  private saved = '';
+  private loading = false;
+
+  show(focus: boolean): void {
+    void this.load();
+    super.show(focus);
+  }
+
+  private async load(): Promise<void> {
+    if (this.loading) return;
+    this.loading = true;
+    try {
+      this.answer = await call<SettingsAnswer>('GET', '/admin/api/settings');
+      this.unavailable = '';
+    } catch (e) {
+      this.unavailable =
+        e instanceof ApiError && e.status === 404
+          ? 'This hub cannot show its settings.'
+          : `Could not load the settings: ${e instanceof Error ? e.message : String(e)}`;
+    } finally {
+      this.loading = false;
+      this.update();
+    }
+  }
 
   protected content(): Child[] {
     const model = this.store.model;
-    if (!model) return [h('p', {}, 'Loading…')];
-    const rows = Object.entries(model.settings);
+    const a = this.answer;
+    return [
+      model && h('p', {}, `Hub ${model.hub.version} at `, h('code', {}, model.hub.url), '.'),
+      this.unavailable
+        ? h('p', { class: 'empty' }, this.unavailable)
+        : a === null
+          ? h('p', {}, 'Loading…')
+          : this.form(a),
+    ];
+  }
+
+  private intro(a: SettingsAnswer): Child[] {
+    if (!a.files) {
+      return [h('p', {}, 'This hub was started without settings files: the values below are read-only.')];
+    }
     return [
       h(
         'p',
         {},
-        'Read-only here. Values marked “flag” are set when the hub starts (',
-        h('code', {}, 'lockstep-hub --help'),
-        '); the others are set in the tray app. ',
-        `Hub ${model.hub.version} at `,
-        h('code', {}, model.hub.url),
-        '.',
+        'Changes are saved to your settings file ',
+        h('code', {}, a.files.user),
+        ' and apply when the hub restarts. Settings marked “Managed by your IT” come from ',
+        h('code', {}, a.files.system),
+        ' and cannot be changed here. A command-line flag wins over both files.',
       ),
+      a.warnings.length > 0 &&
+        h(
+          'ul',
+          { class: 'warnings', 'aria-label': 'Settings warnings' },
+          a.warnings.map((w) => h('li', {}, w)),
+        ),
+    ];
+  }
+
+  private input(item: Item, editable: boolean): HTMLElement {
+    const id = `set-${item.key}`;
+    const common = { id, name: item.key, 'data-key': id, 'aria-describedby': `${id}-note` };
+    if (!editable) {
+      return h('output', { id, 'data-key': id, 'aria-labelledby': `${id}-label`, 'aria-describedby': `${id}-note` }, show(item.value));
+    }
+    switch (item.kind) {
+      case 'bool':
+        return h('input', { ...common, type: 'checkbox', checked: item.value === true });
+      case 'number':
+        return h('input', { ...common, type: 'number', min: 0, step: 1, inputmode: 'numeric', value: String(item.value ?? ''), required: true });
+      case 'list':
+        return h('input', {
+          ...common,
+          type: 'text',
+          value: Array.isArray(item.value) ? item.value.join(', ') : '',
+          placeholder: 'https://viewer.hospital.org, …',
+          autocomplete: 'off',
+        });
+      default:
+        return h('input', { ...common, type: 'text', value: String(item.value ?? ''), autocomplete: 'off' });
+    }
+  }
+
+  /** The value an input holds now, in the API's type. */
+  private read(item: Item, el: HTMLInputElement): unknown {
+    switch (item.kind) {
+      case 'bool':
+        return el.checked;
+      case 'number':
+        return el.value.trim() === '' ? null : Number(el.value);
+      case 'list':
+        return el.value
+          .split(/[\s,]+/)
+          .map((s) => s.trim())
+          .filter(Boolean);
+      default:
+        return el.value.trim();
+    }
+  }
+
+  private form(a: SettingsAnswer): HTMLElement {
+    const rows = a.settings.map((item) => {
+      const editable = a.editable && !item.managed;
+      const id = `set-${item.key}`;
+      const label = item.unit ? `${item.label} (${item.unit})` : item.label;
+      const notes: Child[] = [
+        item.managed && h('span', { class: 'badge managed' }, 'Managed by your IT'),
+        item.pendingRestart && h('span', { class: 'badge restart' }, 'Applies after restart'),
+        item.source === 'flag' && h('span', { class: 'note' }, 'Set by a flag: the file value is ignored'),
+        item.readBy === 'tray' && h('span', { class: 'note' }, 'Read by the tray app'),
+      ];
+      return h(
+        'tr',
+        { 'data-setting': item.key, 'data-managed': item.managed ? 'true' : 'false' },
+        h('th', { scope: 'row' }, editable ? h('label', { for: id }, label) : h('span', { id: `${id}-label` }, label)),
+        h('td', {}, this.input(item, editable)),
+        h('td', {}, SOURCE[item.source] ?? item.source),
+        h('td', { id: `${id}-note` }, notes),
+      );
+    });
+    const status = h('p', { class: 'saved', role: 'status', tabindex: -1 }, this.saved);
+    const submit = async (e: Event) => {
+      e.preventDefault();
+      const changes: Record<string, unknown> = {};
+      for (const item of a.settings) {
+        if (item.managed || !a.editable) continue;
+        const el = this.querySelector<HTMLInputElement>(`#set-${CSS.escape(item.key)}`);
+        if (!el) continue;
+        const value = this.read(item, el);
+        if (!same(value, item.value)) changes[item.key] = value;
+      }
+      if (Object.keys(changes).length === 0) {
+        this.saved = 'Nothing changed.';
+        this.update();
+        return;
+      }
+      const answer = (await this.run('Saving the settings', () => call<SettingsAnswer>('PUT', '/admin/api/settings', changes))) as
+        | SettingsAnswer
+        | undefined;
+      if (!answer) return;
+      this.answer = answer;
+      const label = (k: string) => answer.settings.find((i) => i.key === k)?.label ?? k;
+      const restart = (answer.restartNeeded ?? []).map(label);
+      const flag = (answer.overriddenByFlag ?? []).map(label);
+      this.saved = [
+        'Saved.',
+        restart.length ? `Applies after restart: ${restart.join(', ')}.` : '',
+        flag.length ? `A command-line flag still wins for: ${flag.join(', ')}.` : '',
+      ]
+        .filter(Boolean)
+        .join(' ');
+      this.update();
+      this.querySelector<HTMLElement>('p.saved')?.focus();
+    };
+    return h(
+      'form',
+      { class: 'settings-form', 'aria-label': 'Hub settings', onsubmit: (e: Event) => void submit(e) },
+      this.intro(a),
       h(
         'table',
         { class: 'settings' },
         h('caption', { class: 'visually-hidden' }, 'Hub settings'),
-        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Setting'), h('th', { scope: 'col' }, 'Value'), h('th', { scope: 'col' }, 'Set by'))),
         h(
-          'tbody',
+          'thead',
           {},
-          rows.map(([id, s]) =>
-            h('tr', { 'data-setting': id }, h('th', { scope: 'row' }, s.label), h('td', {}, show(s.value)), h('td', {}, s.source)),
-          ),
+          h('tr', {}, h('th', { scope: 'col' }, 'Setting'), h('th', { scope: 'col' }, 'Value'), h('th', { scope: 'col' }, 'Set by'), h('th', { scope: 'col' }, 'Notes')),
         ),
+        h('tbody', {}, rows),
       ),
-    ];
+      a.editable && h('button', { type: 'submit', 'data-key': 'settings-save' }, 'Save'),
+      status,
+    );
   }
 }
 

@@ -6,6 +6,7 @@
 //! - `model.rs`: `GET /admin/api/state`, the read model, and the NDJSON export.
 //! - `live.rs`: `GET /admin/api/live`, a WebSocket fed by `Hub::events()`.
 //! - `actions.rs`: close all contexts, drop a subscription, pause/resume.
+//! - `settings.rs`: `GET`/`PUT /admin/api/settings`, the settings files.
 //! - `ui.rs`: the bundled UI (`ui/dist`, embedded in the binary).
 //!
 //! This module only observes the protocol state and calls `Hub` methods;
@@ -18,6 +19,7 @@ mod audit;
 mod auth;
 mod live;
 mod model;
+mod settings;
 mod ui;
 
 use std::collections::VecDeque;
@@ -255,6 +257,7 @@ pub fn router(hub: Hub) -> Router {
             post(actions::drop_subscription),
         )
         .merge(apps::routes())
+        .merge(settings::routes())
         .fallback(|| async {
             auth::json_error(axum::http::StatusCode::NOT_FOUND, "no such admin endpoint")
         })
