@@ -32,6 +32,7 @@ mod timers;
 mod topic;
 
 pub use admin::ActionError;
+pub use admin::SubscriberInfo;
 pub use config::Config;
 pub use context::MAX_OPEN_CONTEXTS;
 pub use state::{Hub, HubEvent};

@@ -173,3 +173,58 @@ async fn events_export_as_ndjson() {
     assert_eq!(ids, ["p1", "p2"]);
     assert!(lines[0]["seq"].as_u64() < lines[1]["seq"].as_u64());
 }
+
+/// `Hub::subscribers`, what the tray's "Connected apps" menu lists: names,
+/// events and connection state of real subscribers.
+#[tokio::test]
+async fn subscribers_lists_apps_with_events_and_state() {
+    let hub = TestHub::start().await;
+    let topic = topic();
+    assert!(hub.hub.subscribers().is_empty());
+    let _ris = hub.join(&topic, "Patient-open,Patient-close", "RIS").await;
+    let pacs = hub.join(&topic, "Patient-open", "PACS").await;
+    let waiting = hub
+        .subscribe_named(&topic, "Patient-open", Some("Later"))
+        .await;
+    let list = hub.hub.subscribers();
+    let summary: Vec<(&str, &str, Vec<&str>)> = list
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.state,
+                s.events.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("Later", "waiting", vec!["Patient-open"]),
+            ("PACS", "connected", vec!["Patient-open"]),
+            ("RIS", "connected", vec!["Patient-open", "Patient-close"]),
+        ]
+    );
+    assert!(list.iter().all(|s| s.topic == topic));
+    assert!(waiting.contains(&list[0].endpoint_id));
+    assert_eq!(list.iter().filter(|s| s.connected()).count(), 2);
+    let mut events = hub.hub.events();
+    pacs.close(1000).await;
+    // The state follows the socket: wait for the hub to see it go.
+    loop {
+        let e = tokio::time::timeout(WAIT, events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if matches!(e, lockstep_hub::HubEvent::Disconnected { .. }) {
+            break;
+        }
+    }
+    let pacs_now = hub
+        .hub
+        .subscribers()
+        .into_iter()
+        .find(|s| s.name == "PACS")
+        .unwrap();
+    assert_eq!(pacs_now.state, "disconnected");
+}

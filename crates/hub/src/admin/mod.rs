@@ -6,6 +6,7 @@
 //! - `model.rs`: `GET /admin/api/state`, the read model, and the NDJSON export.
 //! - `live.rs`: `GET /admin/api/live`, a WebSocket fed by `Hub::events()`.
 //! - `actions.rs`: close all contexts, drop a subscription, pause/resume.
+//! - `roster.rs`: the subscriptions as a plain list, for the tray's menu.
 //! - `settings.rs`: `GET`/`PUT /admin/api/settings`, the settings files.
 //! - `ui.rs`: the bundled UI (`ui/dist`, embedded in the binary).
 //!
@@ -19,6 +20,7 @@ mod audit;
 mod auth;
 mod live;
 mod model;
+mod roster;
 mod settings;
 mod ui;
 
@@ -35,6 +37,7 @@ use fhircast::message::AckStatus;
 use fhircast::Event;
 
 pub use actions::ActionError;
+pub use roster::SubscriberInfo;
 
 use crate::state::HubEvent;
 use crate::topic::{Frame, Topic};

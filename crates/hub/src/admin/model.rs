@@ -99,12 +99,7 @@ fn subscription_json(hub: &Hub, sub: &Subscription) -> Value {
     let now = Instant::now();
     let grace = hub.config().grace_period;
     let since = sub.since.map(crate::ids::format_time);
-    let (state, label) = match (&sub.conn, sub.lost) {
-        (Some(_), _) => ("connected", "Connected"),
-        (None, Some(_)) => ("grace", "Lost, waiting for reconnect"),
-        (None, None) if sub.ever_connected => ("disconnected", "Disconnected"),
-        (None, None) => ("waiting", "Not connected yet"),
-    };
+    let (state, label) = connection_state(sub);
     let grace_left = match (sub.lost, sub.since) {
         (Some(_), Some(t)) if sub.conn.is_none() => {
             let gone_for = t.elapsed().unwrap_or_default();
@@ -135,6 +130,17 @@ fn subscription_json(hub: &Hub, sub: &Subscription) -> Value {
         "queueDepth": queue_depth,
         "queueCapacity": hub.config().queue_capacity,
     })
+}
+
+/// A subscription's connection state: `(id, label)`, shared by the
+/// dashboard and [`Hub::subscribers`].
+pub(super) fn connection_state(sub: &Subscription) -> (&'static str, &'static str) {
+    match (&sub.conn, sub.lost) {
+        (Some(_), _) => ("connected", "Connected"),
+        (None, Some(_)) => ("grace", "Lost, waiting for reconnect"),
+        (None, None) if sub.ever_connected => ("disconnected", "Disconnected"),
+        (None, None) => ("waiting", "Not connected yet"),
+    }
 }
 
 fn event_json(r: &Recorded) -> Value {

@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""End-to-end test of the tray app (run by scripts/tray-test inside
+`xvfb-run -a dbus-run-session --`).
+
+Starts a StatusNotifierWatcher, dunst and the built `lockstep` app with
+throw-away HOME/XDG folders; registers two apps with `lockstep-hub apps
+add` (auth stays on: the apps get real tokens from the hub's /oauth/token);
+connects them over WebSocket; publishes Patient-open; and checks what the
+tray exports over D-Bus (label, menu), the notifications sent, the
+discovery file, single instance, and that "Quit" from the menu stops the
+hub cleanly. Screenshots and logs go to artifacts/tray/.
+
+Every wait is on a condition with a deadline, never a fixed sleep.
+"""
+import asyncio
+import json
+import os
+import re
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+import websockets
+from gi.repository import Gio, GLib
+
+APP, HUB_CLI = sys.argv[1], sys.argv[2]
+ART = os.path.abspath("artifacts/tray")
+os.makedirs(ART, exist_ok=True)
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEADLINE = 30.0
+
+
+def step(msg):
+    print(f"--- {msg}", flush=True)
+
+
+def wait_for(what, cond, timeout=DEADLINE, interval=0.1):
+    """Polls `cond` until it returns something truthy; fails after timeout."""
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        try:
+            last = cond()
+        except Exception as e:  # not there yet
+            last = e
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def screenshot(name):
+    subprocess.run(["import", "-window", "root", f"{ART}/{name}.png"], check=False)
+
+
+# --- a private environment -------------------------------------------------
+home = tempfile.mkdtemp(prefix="lockstep-tray-")
+env = dict(os.environ)
+env.update({
+    "HOME": home,
+    "XDG_CONFIG_HOME": f"{home}/config",
+    "XDG_DATA_HOME": f"{home}/data",
+    "XDG_STATE_HOME": f"{home}/state",
+    "XDG_RUNTIME_DIR": f"{home}/run",
+    "LOCKSTEP_LISTEN": f"127.0.0.1:{free_port()}",
+    # No keyring daemon here: client secrets in the data folder (0600).
+    "LOCKSTEP_SECRET_STORE": "file",
+    "RUST_LOG": "info",
+})
+os.makedirs(env["XDG_RUNTIME_DIR"], mode=0o700)
+data_dir = f"{home}/data/lockstep"
+procs = []
+
+
+def spawn(args, log, **kw):
+    p = subprocess.Popen(args, env=env, stdout=kw.pop("stdout", open(f"{ART}/{log}", "w")),
+                         stderr=subprocess.STDOUT, **kw)
+    procs.append(p)
+    return p
+
+
+def register(name):
+    out = subprocess.run([HUB_CLI, "apps", "add", name, "--data-dir", data_dir,
+                          "--secret-store", "file"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    fields = dict(re.findall(r"^(client_id|client_secret):\s+(\S+)$", out, re.M))
+    return fields["client_id"], fields["client_secret"]
+
+
+# --- D-Bus helpers ---------------------------------------------------------
+bus = Gio.bus_get_sync(Gio.BusType.SESSION, None)
+
+
+def dbus_call(service, path, iface, method, sig, args, reply):
+    v = bus.call_sync(service, path, iface, method,
+                      GLib.Variant(sig, args) if sig else None,
+                      GLib.VariantType(reply) if reply else None, Gio.DBusCallFlags.NONE, 5000, None)
+    return v.unpack()
+
+
+def prop(service, path, name):
+    (v,) = dbus_call(service, path, "org.freedesktop.DBus.Properties", "Get", "(ss)",
+                     ("org.kde.StatusNotifierItem", name), "(v)")
+    return v
+
+
+def layout(service, menu):
+    _rev, root = dbus_call(service, menu, "com.canonical.dbusmenu", "GetLayout", "(iias)",
+                           (0, -1, []), "(u(ia{sv}av))")
+
+    def walk(node, depth=0):
+        ident, props, children = node
+        out = []
+        if depth:
+            out.append((depth, ident, props.get("label", "---" if props.get("type") == "separator" else ""),
+                        props.get("enabled", True)))
+        for c in children:
+            out.extend(walk(c, depth + 1))
+        return out
+    return walk(root)
+
+
+def click(service, menu, label):
+    ident = next(i for _, i, l, _ in layout(service, menu) if l == label)
+    dbus_call(service, menu, "com.canonical.dbusmenu", "Event", "(isvu)",
+              (ident, "clicked", GLib.Variant("i", 0), 0), None)
+
+
+# --- FHIRcast clients ------------------------------------------------------
+def post(url, data, headers):
+    req = urllib.request.Request(url, data=data, headers=headers, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"null")
+
+
+async def connect_app(hub_url, base, name, client):
+    token = post(f"{base}/oauth/token", urllib.parse.urlencode({
+        "grant_type": "client_credentials", "client_id": client[0], "client_secret": client[1],
+    }).encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+    bearer = {"Authorization": f"Bearer {token['access_token']}"}
+    topic = token["hub.topic"]
+    sub = post(hub_url, urllib.parse.urlencode({
+        "hub.channel.type": "websocket", "hub.mode": "subscribe", "hub.topic": topic,
+        "hub.events": "Patient-open,Patient-close", "subscriber.name": name,
+    }).encode(), {**bearer, "Content-Type": "application/x-www-form-urlencoded"})
+    ws = await websockets.connect(sub["hub.channel.endpoint"])
+    confirmation = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert confirmation.get("hub.mode") == "subscribe", confirmation
+    return ws, topic, bearer
+
+
+async def main():
+    step("start the watcher, dunst, dbus-monitor and the app")
+    pacs, reporting = register("PACS viewer"), register("Reporting")
+    watcher = spawn([sys.executable, f"{HERE}/sni_watcher.py"], "watcher.log", stdout=subprocess.PIPE, text=True)
+    assert watcher.stdout.readline().strip() == "watcher ready"
+    spawn(["dunst"], "dunst.log")
+    monitor = spawn(["dbus-monitor", "--session",
+                     "interface='org.freedesktop.Notifications',member='Notify'"], "notifications.log")
+    app = spawn([APP, "--show-dashboard"], "app.log")
+    line = await asyncio.wait_for(asyncio.to_thread(watcher.stdout.readline), DEADLINE)
+    _, service, obj = line.split()
+    menu = prop(service, obj, "Menu")
+    print(f"tray item {service} {obj}")
+    label = lambda: prop(service, obj, "XAyatanaLabel")
+    wait_for("the idle label", lambda: label() == "no context · 0 apps")
+
+    def icon_state(want):
+        """The exported icon (a PNG path) matches icons/<want>.png: same
+        colour inside the ring; a copy is kept with the artifacts."""
+        src = f"{HERE}/../../src-tauri/icons/{want}.png"
+        colour = lambda path: subprocess.run(
+            ["convert", path, "-resize", "64x64!", "-format", "%[hex:p{12,32}]", "info:"],
+            capture_output=True, text=True).stdout.strip()
+        path = wait_for(f"the {want} icon", lambda: (lambda p: colour(p) == colour(src) and p)(
+            prop(service, obj, "IconName")))
+        subprocess.run(["cp", path, f"{ART}/tray-icon-{want}.png"], check=False)
+    icon_state("idle")
+
+    step("discovery file: private, names the hub")
+    disc_path = f"{env['XDG_RUNTIME_DIR']}/lockstep/hub.json"
+    disc = wait_for("the discovery file", lambda: json.load(open(disc_path)))
+    assert stat.S_IMODE(os.stat(disc_path).st_mode) == 0o600, oct(os.stat(disc_path).st_mode)
+    hub_url = disc["hubUrl"]
+    base = hub_url.rsplit("/fhircast/", 1)[0]
+    assert base == f"http://{env['LOCKSTEP_LISTEN']}", disc
+
+    step("a second launch exits at once and leaves the first running")
+    second = subprocess.run([APP], env=env, timeout=DEADLINE, capture_output=True)
+    assert second.returncode == 0, second
+    assert app.poll() is None
+
+    step("two apps connect")
+    ws_a, topic, bearer = await connect_app(hub_url, base, "PACS viewer", pacs)
+    assert topic == disc["topic"], (topic, disc)
+    ws_b, _, _ = await connect_app(hub_url, base, "Reporting", reporting)
+    wait_for("2 apps in the label", lambda: label() == "no context · 2 apps")
+    icon_state("linked")
+    items = layout(service, menu)
+    labels = [l for _, _, l, _ in items]
+    assert "Connected apps (2)" in labels, labels
+    assert "PACS viewer — Connected" in labels and "Reporting — Connected" in labels, labels
+    assert "Patient-open" in labels, labels
+
+    step("publish Patient-open; Reporting refuses it (ACK 500)")
+    event_id = "e2e-open-1"
+    post(hub_url, json.dumps({
+        "timestamp": "2026-11-22T10:00:00Z", "id": event_id,
+        "event": {"hub.topic": topic, "hub.event": "Patient-open", "context": [
+            {"key": "patient", "resource": {"resourceType": "Patient", "id": "p-12345",
+             "name": [{"family": "Doe", "given": ["John"]}],
+             "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": "12345"}]}}]},
+    }).encode(), {**bearer, "Content-Type": "application/json"})
+    for ws, status in ((ws_a, 200), (ws_b, 500)):
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert frame["event"]["hub.event"] == "Patient-open", frame
+        await ws.send(json.dumps({"id": frame["id"], "status": status}))
+    want = "DOE, John · MRN 12345 · 1 app"
+    wait_for(f"label {want!r}", lambda: label() == want)
+    items = layout(service, menu)
+    labels = [l for _, _, l, _ in items]
+    assert labels[0] == "Context: DOE, John · MRN 12345", labels
+    assert "Connected apps (1)" in labels, labels
+    # The icon the tray exported is the attention one (the SyncError).
+    icon_state("attention")
+    with open(f"{ART}/menu.txt", "w") as f:
+        for depth, ident, l, enabled in items:
+            f.write(f"{'  ' * (depth - 1)}{l}{'' if enabled else '  (disabled)'}  [{ident}]\n")
+
+    step("notifications: connected, and the SyncError naming app and event")
+    notes = lambda: open(f"{ART}/notifications.log").read()
+    wait_for("'PACS viewer connected'", lambda: "PACS viewer connected" in notes())
+    wait_for("'Reporting failed to follow'", lambda: "Reporting failed to follow" in notes())
+    assert "Patient-open: " in notes()
+    assert "12345" not in notes() and "Doe" not in notes(), "patient data in a notification"
+    dunst = subprocess.run(["dunstctl", "count", "displayed"], env=env, capture_output=True, text=True)
+    print(f"dunst displayed: {dunst.stdout.strip()}")
+
+    step("screenshots")
+    # The window logs when the hub's page has loaded (after the one-time
+    # login redirect); the live view then shows the context.
+    wait_for("the dashboard page", lambda: re.search(r"dashboard loaded.*path.*/ui/",
+                                                      open(f"{ART}/app.log").read()), timeout=90)
+    screenshot("dashboard")
+
+    step("Start at login from the menu writes the autostart entry")
+    # auto-launch writes under $HOME/.config, whatever XDG_CONFIG_HOME says.
+    desktop = f"{home}/.config/autostart/Lockstep.desktop"
+    click(service, menu, "Start at login")
+    wait_for("the autostart entry", lambda: os.path.exists(desktop))
+    assert APP in open(desktop).read() or os.path.basename(APP) in open(desktop).read()
+
+    step("Quit from the tray menu stops the hub: apps get a 1001 close")
+    click(service, menu, "Quit")
+    code = await asyncio.to_thread(app.wait, DEADLINE)
+    assert code == 0, code
+    try:
+        await asyncio.wait_for(ws_a.recv(), 10)
+        raise AssertionError("socket still open")
+    except websockets.ConnectionClosed as e:
+        assert e.code == 1001, e
+    assert not os.path.exists(disc_path), "discovery file left behind"
+    logs = os.listdir(f"{home}/state/lockstep/logs")
+    assert any(n.startswith("lockstep.") and n.endswith(".log") for n in logs), logs
+    step("all tray checks passed")
+
+
+try:
+    asyncio.run(main())
+finally:
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()

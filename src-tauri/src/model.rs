@@ -1,0 +1,273 @@
+//! What the tray shows, as a pure function of the hub's events and a
+//! snapshot of its subscriptions: the icon state, the label (tooltip on
+//! Windows/macOS, title on Linux) and the menu. No Tauri and no I/O, so it
+//! is unit-tested without a display; `tray.rs` turns a [`View`] into a tray.
+
+use std::time::{Duration, Instant};
+
+use lockstep_hub::{HubEvent, SubscriberInfo};
+use serde_json::Value;
+
+use crate::summary::context_summary;
+
+/// How long a failure keeps the icon in the attention state.
+pub const ATTENTION_FOR: Duration = Duration::from_secs(5 * 60);
+
+/// Menu item ids, matched in `tray.rs`.
+pub mod ids {
+    pub const OPEN: &str = "open";
+    pub const OPEN_BROWSER: &str = "open-browser";
+    pub const COPY_URL: &str = "copy-url";
+    pub const COPY_TOPIC: &str = "copy-topic";
+    pub const PAUSE: &str = "pause";
+    pub const RESUME: &str = "resume";
+    pub const CLOSE_ALL: &str = "close-all";
+    pub const NOTIFICATIONS: &str = "notifications";
+    pub const AUTOSTART: &str = "autostart";
+    pub const QUIT: &str = "quit";
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrayState {
+    /// Apps connected, nothing wrong lately.
+    Linked,
+    /// The hub runs, no app is connected.
+    Idle,
+    /// An app failed to follow (SyncError) or dropped, within [`ATTENTION_FOR`].
+    Attention,
+    /// The hub is not running (e.g. its port was taken).
+    Stopped,
+}
+
+impl TrayState {
+    /// The icon file in `icons/` for this state.
+    pub fn icon(self) -> &'static str {
+        match self {
+            TrayState::Linked => "linked",
+            TrayState::Idle => "idle",
+            TrayState::Attention => "attention",
+            TrayState::Stopped => "stopped",
+        }
+    }
+}
+
+/// What the events told us that a snapshot does not: recent trouble and
+/// the topic last published to.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    trouble: Option<(Instant, String)>,
+    last_topic: Option<String>,
+}
+
+impl Tracker {
+    pub fn observe(&mut self, event: &HubEvent, now: Instant) {
+        match event {
+            HubEvent::SyncError {
+                subscriber, event, ..
+            } => {
+                self.trouble = Some((now, format!("{subscriber} failed to follow {event}")));
+            }
+            HubEvent::Disconnected {
+                subscriber,
+                clean: false,
+                ..
+            } => {
+                self.trouble = Some((now, format!("{subscriber} dropped its connection")));
+            }
+            HubEvent::Published { topic, .. } => self.last_topic = Some(topic.clone()),
+            _ => {}
+        }
+    }
+
+    /// The last failure, if it is recent enough to show.
+    pub fn trouble(&self, now: Instant) -> Option<&str> {
+        self.trouble
+            .as_ref()
+            .filter(|(at, _)| now.saturating_duration_since(*at) < ATTENTION_FOR)
+            .map(|(_, what)| what.as_str())
+    }
+
+    /// The user looked (opened the dashboard): back to the calm icon.
+    pub fn acknowledge(&mut self) {
+        self.trouble = None;
+    }
+
+    /// The topic whose context the tray shows: the session topic unless it
+    /// is empty and another topic was published to.
+    pub fn shown_topic<'a>(
+        &'a self,
+        session: &'a str,
+        has_context: impl Fn(&str) -> bool,
+    ) -> &'a str {
+        match &self.last_topic {
+            Some(t) if !has_context(session) && has_context(t) => t,
+            _ => session,
+        }
+    }
+}
+
+/// The hub as the tray sees it at one moment.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// `None` while running; why it stopped otherwise.
+    pub stopped: Option<String>,
+    pub paused: bool,
+    pub subscribers: Vec<SubscriberInfo>,
+    /// Get Current Context of the shown topic.
+    pub context: Value,
+    pub notifications: bool,
+    pub autostart: bool,
+}
+
+/// One menu entry; `tray.rs` builds the Tauri menu from these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// An item; `id: None` for information lines (always disabled).
+    Item {
+        id: Option<&'static str>,
+        text: String,
+        enabled: bool,
+    },
+    Check {
+        id: &'static str,
+        text: String,
+        checked: bool,
+    },
+    Submenu {
+        text: String,
+        items: Vec<Entry>,
+    },
+    Separator,
+}
+
+impl Entry {
+    fn action(id: &'static str, text: &str, enabled: bool) -> Entry {
+        Entry::Item {
+            id: Some(id),
+            text: text.to_owned(),
+            enabled,
+        }
+    }
+    fn info(text: impl Into<String>) -> Entry {
+        Entry::Item {
+            id: None,
+            text: text.into(),
+            enabled: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct View {
+    pub state: TrayState,
+    /// Short: the panel label on Linux. "DOE, John · MRN 1 · 2 apps".
+    pub label: String,
+    /// Longer: the hover text where the platform has one.
+    pub tooltip: String,
+    pub menu: Vec<Entry>,
+}
+
+pub fn view(tracker: &Tracker, snap: &Snapshot, now: Instant) -> View {
+    let connected = snap.subscribers.iter().filter(|s| s.connected()).count();
+    let trouble = tracker.trouble(now);
+    let state = match (&snap.stopped, trouble, connected) {
+        (Some(_), _, _) => TrayState::Stopped,
+        (None, Some(_), _) => TrayState::Attention,
+        (None, None, 0) => TrayState::Idle,
+        (None, None, _) => TrayState::Linked,
+    };
+    let context = context_summary(&snap.context);
+    let apps = match connected {
+        1 => "1 app".to_owned(),
+        n => format!("{n} apps"),
+    };
+    let label = match &snap.stopped {
+        Some(_) => "Lockstep stopped".to_owned(),
+        None => {
+            let paused = if snap.paused { " · paused" } else { "" };
+            format!(
+                "{} · {apps}{paused}",
+                context.as_deref().unwrap_or("no context")
+            )
+        }
+    };
+    let mut tooltip = format!("Lockstep\n{label}");
+    if let Some(why) = &snap.stopped {
+        tooltip = format!("Lockstep stopped: {why}");
+    } else if let Some(t) = trouble {
+        tooltip.push_str(&format!("\n{t}"));
+    }
+    View {
+        state,
+        label,
+        tooltip,
+        menu: menu(snap, context.as_deref(), connected),
+    }
+}
+
+fn menu(snap: &Snapshot, context: Option<&str>, connected: usize) -> Vec<Entry> {
+    let running = snap.stopped.is_none();
+    let headline = match (&snap.stopped, context) {
+        (Some(why), _) => format!("Hub stopped: {why}"),
+        (None, Some(c)) => format!("Context: {c}"),
+        (None, None) => "No context".to_owned(),
+    };
+    let apps: Vec<Entry> = if snap.subscribers.is_empty() {
+        vec![Entry::info("No apps")]
+    } else {
+        snap.subscribers.iter().map(app_entry).collect()
+    };
+    let (sync_id, sync_text) = if snap.paused {
+        (ids::RESUME, "Resume sync")
+    } else {
+        (ids::PAUSE, "Pause sync")
+    };
+    vec![
+        Entry::info(headline),
+        Entry::Submenu {
+            text: format!("Connected apps ({connected})"),
+            items: apps,
+        },
+        Entry::Separator,
+        Entry::action(ids::OPEN, "Open dashboard", running),
+        Entry::action(ids::OPEN_BROWSER, "Open dashboard in browser", running),
+        Entry::action(ids::COPY_URL, "Copy hub URL", running),
+        Entry::action(ids::COPY_TOPIC, "Copy topic", running),
+        Entry::Separator,
+        Entry::action(sync_id, sync_text, running),
+        Entry::action(
+            ids::CLOSE_ALL,
+            "Close all contexts",
+            running && context.is_some(),
+        ),
+        Entry::Separator,
+        Entry::Check {
+            id: ids::NOTIFICATIONS,
+            text: "Notifications".into(),
+            checked: snap.notifications,
+        },
+        Entry::Check {
+            id: ids::AUTOSTART,
+            text: "Start at login".into(),
+            checked: snap.autostart,
+        },
+        Entry::Separator,
+        Entry::action(ids::QUIT, "Quit", true),
+    ]
+}
+
+/// "PowerScribe — Connected", opening onto the events it follows.
+fn app_entry(s: &SubscriberInfo) -> Entry {
+    let mut items: Vec<Entry> = s.events.iter().map(|e| Entry::info(e.as_str())).collect();
+    if items.is_empty() {
+        items.push(Entry::info("no events"));
+    }
+    Entry::Submenu {
+        text: format!("{} — {}", s.name, s.state_label),
+        items,
+    }
+}
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+mod tests;
