@@ -273,6 +273,27 @@ async def main():
     assert not os.path.exists(disc_path), "discovery file left behind"
     logs = os.listdir(f"{home}/state/lockstep/logs")
     assert any(n.startswith("lockstep.") and n.endswith(".log") for n in logs), logs
+
+    step("a taken port: stopped icon, label and a notification; Quit still works")
+    with socket.socket() as blocker:
+        host, port = env["LOCKSTEP_LISTEN"].rsplit(":", 1)
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+        blocker.bind((host, int(port)))
+        blocker.listen()
+        app2 = spawn([APP], "app-port-taken.log")
+        service2 = service
+        while service2 == service:  # the first app may have registered more than once
+            line = await asyncio.wait_for(asyncio.to_thread(watcher.stdout.readline), DEADLINE)
+            _, service2, obj2 = line.split()
+        wait_for("the stopped label", lambda: prop(service2, obj2, "XAyatanaLabel") == "Lockstep stopped")
+        menu2 = prop(service2, obj2, "Menu")
+        first = layout(service2, menu2)[0][2]
+        assert first.startswith("Hub stopped: port ") and "is in use" in first, first
+        wait_for("'Lockstep could not start'", lambda: "Lockstep could not start" in notes())
+        service, obj = service2, obj2
+        icon_state("stopped")
+        click(service2, menu2, "Quit")
+        assert await asyncio.to_thread(app2.wait, DEADLINE) == 0
     step("all tray checks passed")
 
 

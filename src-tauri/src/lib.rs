@@ -116,10 +116,37 @@ fn setup<R: Runtime>(app: &AppHandle<R>, paths: Option<Paths>) -> tauri::Result<
     let view = app.state::<Shell>().view();
     tray::create(app, &view)?;
     tauri::async_runtime::spawn(shell::follow(app.clone()));
+    tauri::async_runtime::spawn(quit_on_signal(app.clone()));
     if std::env::args().any(|a| a == SHOW_DASHBOARD_FLAG) {
         window::show(app);
     }
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM (logout, service managers) quit like the menu does:
+/// apps get their close frames and the discovery file goes.
+async fn quit_on_signal<R: Runtime>(app: AppHandle<R>) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("signal received");
+    shell::quit(app);
 }
 
 /// The hub's settings from the tray's: loopback only, the OS data folder

@@ -23,10 +23,14 @@ fn icon(state: TrayState) -> Image<'static> {
 /// Builds the tray showing `view`; menu clicks go to `shell::on_menu`, a
 /// left click (Windows, macOS) opens the dashboard.
 pub fn create<R: Runtime>(app: &AppHandle<R>, view: &View) -> tauri::Result<TrayIcon<R>> {
-    TrayIconBuilder::with_id(TRAY_ID)
+    let builder = TrayIconBuilder::with_id(TRAY_ID)
         .icon(icon(view.state))
-        .tooltip(&view.tooltip)
-        .title(&view.label)
+        .tooltip(&view.tooltip);
+    // Linux has no tooltips: the label next to the icon says it. Elsewhere
+    // the tooltip does, and the menu bar stays free of patient names.
+    #[cfg(target_os = "linux")]
+    let builder = builder.title(&view.label);
+    builder
         .menu(&menu(app, &view.menu)?)
         .show_menu_on_left_click(false)
         .on_menu_event(|app, event| crate::shell::on_menu(app, event.id().as_ref()))
@@ -55,9 +59,8 @@ pub fn apply<R: Runtime>(app: &AppHandle<R>, view: &View, before: Option<&View>)
         if before.map(|b| &b.tooltip) != Some(&view.tooltip) {
             tray.set_tooltip(Some(&view.tooltip))?;
         }
+        #[cfg(target_os = "linux")]
         if before.map(|b| &b.label) != Some(&view.label) {
-            // Linux has no tooltips: the label next to the icon says it.
-            #[cfg(target_os = "linux")]
             tray.set_title(Some(&view.label))?;
         }
         if before.map(|b| &b.menu) != Some(&view.menu) {

@@ -11,7 +11,10 @@ pub const LABEL: &str = "dashboard";
 
 /// Shows and focuses the dashboard, creating it on first use.
 pub fn show<R: Runtime>(app: &AppHandle<R>) {
-    let shell = app.state::<Shell>();
+    // A second launch can arrive before setup has finished.
+    let Some(shell) = app.try_state::<Shell>() else {
+        return;
+    };
     shell.acknowledge();
     if let Some(w) = app.get_webview_window(LABEL) {
         let _ = w.show();
