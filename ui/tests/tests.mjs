@@ -233,6 +233,7 @@ async function registrations(t) {
 
 async function settings(t) {
   const { page, hub } = t;
+  const running = async () => (await (await t.context.request.get(`${hub.base}/admin/api/state`)).json()).settings;
   await page.goto(`${hub.base}/ui/#settings`);
   const input = page.locator('#set-ack_timeout_ms');
   await input.waitFor({ timeout: WAIT_MS });
@@ -242,18 +243,24 @@ async function settings(t) {
   await focusBy(page, 'Tab', '#set-ack_timeout_ms', 60);
   await page.keyboard.press('Control+A');
   await page.keyboard.type('2500');
-  await page.keyboard.press('Enter');
-  await page.locator('p.saved').getByText('Applies after restart: ACK timeout.').waitFor({ timeout: WAIT_MS });
+  await page.locator('#set-lease_default_secs').fill('3600');
+  await page.locator('#set-ack_timeout_ms').press('Enter');
+  await page.locator('p.saved').getByText('Applied now: ACK timeout. Applies after restart: Default lease.').waitFor({ timeout: WAIT_MS });
   const file = await readFile(hub.userFile, 'utf8');
   assert.match(file, /^ack_timeout_ms = 2500$/m, `the user file has the value: ${file}`);
+  assert.match(file, /^lease_default_secs = 3600$/m, `the user file has the value: ${file}`);
+  assert.equal((await running()).ackTimeoutMs.value, 2500, 'the hub uses the new ACK timeout at once');
+  assert.equal((await running()).leaseDefaultSecs.value, 86400, 'the lease default waits for a restart');
 
-  // Reload: the value is the saved one, waiting for a restart.
+  // Reload: both values are the saved ones; the lease waits for a restart.
   await page.reload();
   await input.waitFor({ timeout: WAIT_MS });
   assert.equal(await input.inputValue(), '2500');
   const row = page.locator('tr[data-setting="ack_timeout_ms"]');
   assert.match(await row.innerText(), /You \(your settings file\)/);
-  assert.match(await row.innerText(), /Applies after restart/);
+  assert.doesNotMatch(await row.innerText(), /Applies after restart/);
+  assert.equal(await page.locator('#set-lease_default_secs').inputValue(), '3600');
+  assert.match(await page.locator('tr[data-setting="lease_default_secs"]').innerText(), /Applies after restart/);
 
   // IT's locked key: shown, read-only, labelled as managed; no input.
   const locked = page.locator('tr[data-setting="notifications"]');
@@ -277,5 +284,5 @@ export const TESTS = [
   ['keyboard only: between views, drop an app, filters', keyboardOnly],
   ['pause holds delivery; resume sends the current context', pauseAndResume],
   ['registrations: add (secret shown once), rotate, revoke', registrations],
-  ['settings: change the ACK timeout by keyboard, save, reload: persisted; an IT-locked key is read-only', settings],
+  ['settings: change the ACK timeout (live) and the lease (after restart), save, reload: persisted; an IT-locked key is read-only', settings],
 ];

@@ -104,7 +104,7 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
     }
 
     for frame in initial {
-        track(&mut pending, &frame, config.ack_timeout);
+        track(&mut pending, &frame, hub.ack_timeout());
         send!(Message::Text(frame.text));
     }
     rearm(&pending, ack_timer.as_mut());
@@ -140,7 +140,7 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
                 // Whatever else is already queued goes out with one flush.
                 let mut batch = Vec::with_capacity(1);
                 for frame in std::iter::once(frame).chain(std::iter::from_fn(|| rx.try_recv().ok()).take(MAX_BATCH - 1)) {
-                    track(&mut pending, &frame, config.ack_timeout);
+                    track(&mut pending, &frame, hub.ack_timeout());
                     batch.push(Message::Text(frame.text));
                 }
                 if was_empty {
@@ -161,7 +161,7 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
                         expect: Expect::Conn(conn_id),
                         event_id: late.id.to_string(),
                         event_name: late.name.to_string(),
-                        diagnostics: format!("no ACK within {} ms", config.ack_timeout.as_millis()),
+                        diagnostics: format!("no ACK within {} ms", (late.deadline - late.sent).as_millis()),
                     };
                     pending.clear();
                     hub.fail_all(vec![failure]);

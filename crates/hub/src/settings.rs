@@ -20,12 +20,17 @@
 //! a hub quietly running without its managed settings. A malformed user
 //! file is ignored with a warning (the user can still start the hub and
 //! fix it in the dashboard).
+//!
+//! The hub reads these when it starts; of the changes the dashboard saves,
+//! the ACK timeout and the grace period apply at once (`LiveTimeouts`),
+//! the rest on the next start.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -290,10 +295,30 @@ fn read(path: &Path, system: bool) -> Result<Option<Parsed>, FileError> {
     parse(path, &text, system).map(Some)
 }
 
+/// "line N, column M: what is wrong (the line)". toml's own Display quotes
+/// the line too, but a line holding a client secret must not reach a log.
+fn describe(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.chars().rev().take_while(|c| *c != '\n').count() + 1;
+    let source = text.lines().nth(line - 1).unwrap_or_default().trim();
+    if source.contains("secret") {
+        format!("line {line}, column {column}: this line is not valid (not shown: it may hold a secret)")
+    } else {
+        format!(
+            "line {line}, column {column}: {} (`{source}`)",
+            e.message().trim_end()
+        )
+    }
+}
+
 fn parse(path: &Path, text: &str, system: bool) -> Result<Parsed, FileError> {
-    // toml's messages carry "line N, column M" and quote the line.
-    let doc: FileDoc = toml::from_str(text).map_err(|e| file_error(path, e.to_string()))?;
-    let table: toml::Table = toml::from_str(text).map_err(|e| file_error(path, e.to_string()))?;
+    let doc: FileDoc = toml::from_str(text).map_err(|e| file_error(path, describe(text, &e)))?;
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| file_error(path, describe(text, &e)))?;
     if !system && !doc.locked.is_empty() {
         return Err(file_error(path, "`locked` belongs in the system file only"));
     }
@@ -307,6 +332,14 @@ fn parse(path: &Path, text: &str, system: bool) -> Result<Parsed, FileError> {
         }
     }
     check_table(&table).map_err(|m| file_error(path, m))?;
+    if !system && doc.apps.iter().any(|a| a.secret.is_some()) {
+        // The hub would have to keep it in a plain file it owns; the CLI
+        // makes secrets that go straight to the secret store instead.
+        return Err(file_error(
+            path,
+            "[[apps]]: a secret belongs in the system file only; use `lockstep-hub apps rotate-secret CLIENT_ID`",
+        ));
+    }
     let mut ids = BTreeSet::new();
     for app in &doc.apps {
         check_app(app).map_err(|m| file_error(path, m))?;
@@ -605,6 +638,52 @@ fn values_of(table: &toml::Table) -> impl Iterator<Item = (&'static str, &toml::
         .filter_map(move |k| table.get(*k).map(|v| (*k, v)))
 }
 
+/// The settings a running hub applies at once when the dashboard saves
+/// them: read per event (ACK timeout) or per lost connection (grace
+/// period), so an atomic each is enough. Everything else in `Config` is
+/// read once, at start.
+#[derive(Debug)]
+pub(crate) struct LiveTimeouts {
+    ack_timeout_us: AtomicU64,
+    grace_period_us: AtomicU64,
+}
+
+/// Keys `LiveTimeouts` applies without a restart.
+pub const LIVE_KEYS: &[&str] = &["ack_timeout_ms", "grace_period_ms"];
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl LiveTimeouts {
+    pub(crate) fn new(config: &Config) -> LiveTimeouts {
+        LiveTimeouts {
+            ack_timeout_us: AtomicU64::new(micros(config.ack_timeout)),
+            grace_period_us: AtomicU64::new(micros(config.grace_period)),
+        }
+    }
+
+    pub(crate) fn ack_timeout(&self) -> Duration {
+        Duration::from_micros(self.ack_timeout_us.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn grace_period(&self) -> Duration {
+        Duration::from_micros(self.grace_period_us.load(Ordering::Relaxed))
+    }
+
+    /// Applies the live keys of `values`, except those `skip` names.
+    pub(crate) fn apply(&self, values: &Values, skip: impl Fn(&str) -> bool) {
+        if !skip("ack_timeout_ms") {
+            let d = Duration::from_millis(values.ack_timeout_ms);
+            self.ack_timeout_us.store(micros(d), Ordering::Relaxed);
+        }
+        if !skip("grace_period_ms") {
+            let d = Duration::from_millis(values.grace_period_ms);
+            self.grace_period_us.store(micros(d), Ordering::Relaxed);
+        }
+    }
+}
+
 /// What the running hub needs to answer `/admin/api/settings`: the files,
 /// and which keys came from command-line flags.
 #[derive(Clone, Debug)]
@@ -900,6 +979,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("out of range"));
+        // A broken line with a secret is located, never quoted.
+        let f = files(
+            Some("[[apps]]\nclient_id = \"r\"\nsecret = \"hunter2-hunter2-hunter2-hunter2-xx\nname = \"R\"\n"),
+            None,
+        );
+        let text = Settings::load(&f.layout).unwrap_err().to_string();
+        assert!(text.contains("line 3"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
     }
 
     #[test]
@@ -922,6 +1009,22 @@ mod tests {
         let s = Settings::load(&f.layout).unwrap();
         assert!(s.locked.is_empty());
         assert_eq!(s.warnings.len(), 1);
+        // Nor hold a client secret.
+        let secret = "x".repeat(40);
+        let f = files(
+            None,
+            Some(&format!(
+                "[[apps]]\nclient_id = \"v\"\nname = \"V\"\nscopes = \"fhircast/*.read\"\nsecret = \"{secret}\"\n"
+            )),
+        );
+        let s = Settings::load(&f.layout).unwrap();
+        assert!(s.apps.is_empty());
+        assert!(
+            s.warnings[0].contains("system file only"),
+            "{:?}",
+            s.warnings
+        );
+        assert!(!s.warnings[0].contains(&secret), "no secret in the warning");
     }
 
     #[test]

@@ -37,6 +37,8 @@ struct Inner {
     storage: Option<crate::storage::Storage>,
     /// Subscriptions brought back at start, whose lease timers `run` starts.
     restored: Mutex<Vec<crate::persist::Restored>>,
+    /// The timeouts the dashboard may change while the hub runs.
+    live: crate::settings::LiveTimeouts,
 }
 
 #[derive(Default)]
@@ -117,6 +119,7 @@ impl Hub {
             });
             Inner {
                 auth,
+                live: crate::settings::LiveTimeouts::new(&config),
                 config,
                 state: Mutex::new(state),
                 storage,
@@ -162,6 +165,21 @@ impl Hub {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The ACK timeout now: `Config::ack_timeout` unless the dashboard
+    /// changed it since (it then applies to events sent afterwards).
+    pub fn ack_timeout(&self) -> std::time::Duration {
+        self.inner.live.ack_timeout()
+    }
+
+    /// The reconnect grace period now, for connections lost from now on.
+    pub fn grace_period(&self) -> std::time::Duration {
+        self.inner.live.grace_period()
+    }
+
+    pub(crate) fn live(&self) -> &crate::settings::LiveTimeouts {
+        &self.inner.live
     }
 
     /// Follow what happens on the hub. Slow readers skip ahead (lagged).

@@ -88,7 +88,7 @@ impl Hub {
 
     pub(crate) fn watch_grace(&self, topic: String, endpoint_id: String, conn_id: u64) {
         let hub = self.clone();
-        let grace = self.config().grace_period;
+        let grace = self.grace_period();
         tokio::spawn(async move {
             tokio::select! {
                 _ = sleep(grace) => {}

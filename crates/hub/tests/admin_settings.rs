@@ -126,7 +126,7 @@ async fn get_shows_each_value_with_its_source_and_what_it_manages() {
 }
 
 #[tokio::test]
-async fn put_writes_the_user_file_and_says_a_restart_is_needed() {
+async fn put_writes_the_user_file_applies_timeouts_now_and_says_what_needs_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (hub, layout) = hub_with_files(dir.path(), SYSTEM, USER, vec![]).await;
     let (status, answer) = put(
@@ -142,11 +142,8 @@ async fn put_writes_the_user_file_and_says_a_restart_is_needed() {
         .map(|k| k.as_str().unwrap())
         .collect();
     restart.sort();
-    assert_eq!(
-        restart,
-        ["ack_timeout_ms", "allowed_origins", "start_at_login"]
-    );
-    assert_eq!(answer["appliedNow"], json!([]));
+    assert_eq!(restart, ["allowed_origins", "start_at_login"]);
+    assert_eq!(answer["appliedNow"], json!(["ack_timeout_ms"]));
 
     let text = std::fs::read_to_string(&layout.user).unwrap();
     assert!(text.contains("ack_timeout_ms = 2500"), "{text}");
@@ -161,25 +158,73 @@ async fn put_writes_the_user_file_and_says_a_restart_is_needed() {
         assert_eq!(mode & 0o777, 0o600, "only the user reads the file");
     }
 
-    // Read back: saved, pending a restart; the running hub is unchanged.
+    // Read back: the ACK timeout is in use; the origins wait for a restart.
     let s = get(&hub).await;
     let ack = item(&s, "ack_timeout_ms");
     assert_eq!(
         (&ack["value"], &ack["running"]),
-        (&json!(2500), &json!(4000))
+        (&json!(2500), &json!(2500))
     );
-    assert_eq!(ack["pendingRestart"], true);
-    assert_eq!(hub.hub.config().ack_timeout.as_millis(), 4000);
+    assert_eq!(ack["pendingRestart"], false);
+    assert_eq!(hub.hub.ack_timeout().as_millis(), 2500);
+    let origins = item(&s, "allowed_origins");
+    assert_eq!(origins["running"], json!([]));
+    assert_eq!(origins["pendingRestart"], true);
+    assert!(hub.hub.config().allowed_origins.is_empty());
 
     // null removes the key from the user file: the system value applies again.
     let (status, answer) = put(&hub, r#"{"grace_period_ms": null, "ack_timeout_ms": 4000}"#).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(item(&answer, "grace_period_ms")["source"], "system");
-    assert_eq!(
-        answer["restartNeeded"],
-        json!([]),
-        "both now match what the hub runs with"
+    assert_eq!(answer["restartNeeded"], json!([]));
+    let mut live: Vec<&str> = answer["appliedNow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    live.sort();
+    assert_eq!(live, ["ack_timeout_ms", "grace_period_ms"]);
+    assert_eq!(hub.hub.grace_period().as_millis(), 20_000);
+    assert_eq!(hub.hub.ack_timeout().as_millis(), 4000);
+}
+
+/// 2-5: the ACK timeout saved from the dashboard is the one the next event
+/// is held to. The hub starts with 60 s; after the change, a silent app is
+/// reported within the test's 5 s wait, with the new timeout in the
+/// diagnostics.
+#[tokio::test]
+async fn a_saved_ack_timeout_applies_to_the_next_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, _) = hub_with_files(dir.path(), "", "ack_timeout_ms = 60000\n", vec![]).await;
+    let (status, answer) = put(&hub, r#"{"ack_timeout_ms": 300}"#).await;
+    assert_eq!(status, 200, "{answer}");
+    let topic = common::topic();
+    let mut silent = hub.join(&topic, "Patient-open", "Silent App").await;
+    let mut observer = hub.join(&topic, "SyncError", "Observer").await;
+    let open = common::patient_open(&topic, "p1");
+    hub.publish_ok(&open).await;
+    assert_eq!(silent.next_json().await["id"], open["id"]); // never ACKed
+    let sync = observer.next_json().await;
+    let diagnostics = &sync["event"]["context"][0]["resource"]["issue"][0]["diagnostics"];
+    assert!(
+        diagnostics
+            .as_str()
+            .is_some_and(|d| d.ends_with("no ACK within 300 ms")),
+        "{sync}"
     );
+}
+
+/// A flag typed at start keeps winning over a saved value, live too.
+#[tokio::test]
+async fn a_flag_set_timeout_is_not_changed_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, _) = hub_with_files(dir.path(), "", USER, vec!["ack_timeout_ms"]).await;
+    let (status, answer) = put(&hub, r#"{"ack_timeout_ms": 300}"#).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["overriddenByFlag"], json!(["ack_timeout_ms"]));
+    assert_eq!(answer["appliedNow"], json!([]));
+    assert_eq!(hub.hub.ack_timeout().as_millis(), 4000);
 }
 
 #[tokio::test]
@@ -378,4 +423,73 @@ async fn the_binary_listens_where_the_files_say_unless_a_flag_says_otherwise() {
     let (outcome, stderr) = run_binary(dir.path(), &[]).await;
     assert_eq!(outcome, Err(2), "{stderr}");
     assert!(stderr.contains("not loopback"), "{stderr}");
+}
+
+/// Issue 9: an app IT lists in the system file can get a token with the
+/// secret from the file, on a hub with authorization on; the secret never
+/// appears in the logs.
+#[tokio::test]
+async fn an_app_from_the_system_file_gets_a_token_with_its_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "it-deployed-secret-0123456789abcdefghijkl";
+    std::fs::write(
+        dir.path().join("system.toml"),
+        format!(
+            "[[apps]]\nclient_id = \"ris\"\nname = \"RIS\"\nscopes = \"fhircast/*.read\"\nsecret = \"{secret}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--secret-store", "memory"])
+        .args(["--no-dashboard-link", "--log", "debug"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--system-config")
+        .arg(dir.path().join("system.toml"))
+        .arg("--config")
+        .arg(dir.path().join("user.toml"))
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn lockstep-hub");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(WAIT, stdout.next_line())
+        .await
+        .expect("ready line in time")
+        .unwrap()
+        .expect("a ready line");
+    let hub_url = ready
+        .strip_prefix("Lockstep hub ready at ")
+        .expect("ready line");
+    let base = hub_url.trim_end_matches("/fhircast/STU3");
+    let http = reqwest::Client::new();
+    let token = |secret: &str| {
+        http.post(format!("{base}/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=client_credentials&client_id=ris&client_secret={secret}"
+            ))
+            .send()
+    };
+    let res = token(secret).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["access_token"].is_string(), "{body}");
+    assert_eq!(token("wrong-secret").await.unwrap().status(), 401);
+
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert!(stderr.contains("registered app ris"), "{stderr}");
+    assert!(!stderr.contains(secret), "the secret is never logged");
 }

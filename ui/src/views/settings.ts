@@ -1,8 +1,9 @@
 // *Settings*: every setting, where its value comes from, and a form to
 // change the ones IT does not manage. Save writes the user's settings file
-// (PUT /admin/api/settings); the hub reads it when it next starts, so
-// changed values say "applies after restart". Keys IT locked are shown
-// read-only with "Managed by your IT".
+// (PUT /admin/api/settings). The ACK timeout and the grace period apply at
+// once; the hub reads the others when it next starts, so those say
+// "applies after restart". Keys IT locked are shown read-only with
+// "Managed by your IT".
 
 import { ApiError, call } from '../api';
 import { h, NONE, type Child } from '../dom';
@@ -27,6 +28,7 @@ interface SettingsAnswer {
   settings: Item[];
   warnings: string[];
   restartNeeded?: string[];
+  appliedNow?: string[];
   overriddenByFlag?: string[];
 }
 
@@ -102,7 +104,7 @@ export class SettingsView extends View {
         {},
         'Changes are saved to your settings file ',
         h('code', {}, a.files.user),
-        ' and apply when the hub restarts. Settings marked “Managed by your IT” come from ',
+        '. The ACK timeout and the grace period apply at once, the others when the hub restarts. Settings marked “Managed by your IT” come from ',
         h('code', {}, a.files.system),
         ' and cannot be changed here. A command-line flag wins over both files.',
       ),
@@ -199,9 +201,11 @@ export class SettingsView extends View {
       this.answer = answer;
       const label = (k: string) => answer.settings.find((i) => i.key === k)?.label ?? k;
       const restart = (answer.restartNeeded ?? []).map(label);
+      const now = (answer.appliedNow ?? []).map(label);
       const flag = (answer.overriddenByFlag ?? []).map(label);
       this.saved = [
         'Saved.',
+        now.length ? `Applied now: ${now.join(', ')}.` : '',
         restart.length ? `Applies after restart: ${restart.join(', ')}.` : '',
         flag.length ? `A command-line flag still wins for: ${flag.join(', ')}.` : '',
       ]

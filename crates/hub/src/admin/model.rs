@@ -97,7 +97,7 @@ fn topic_json(hub: &Hub, id: &str, topic: &Topic) -> Value {
 
 fn subscription_json(hub: &Hub, sub: &Subscription) -> Value {
     let now = Instant::now();
-    let grace = hub.config().grace_period;
+    let grace = hub.grace_period();
     let since = sub.since.map(crate::ids::format_time);
     let (state, label) = connection_state(sub);
     let grace_left = match (sub.lost, sub.since) {
@@ -169,8 +169,8 @@ fn settings(hub: &Hub) -> Value {
         "remote": {"label": "Reachable from other machines", "value": c.allow_remote, "source": flag("--allow-remote")},
         "tls": {"label": "TLS", "value": false, "source": "not supported yet: loopback only"},
         "auth": {"label": "App authorization", "value": if c.no_auth { "off" } else { "on" }, "source": flag("--no-auth")},
-        "ackTimeoutMs": {"label": "ACK timeout (ms)", "value": c.ack_timeout.as_millis() as u64, "source": flag("--ack-timeout-ms")},
-        "gracePeriodMs": {"label": "Reconnect grace period (ms)", "value": c.grace_period.as_millis() as u64, "source": flag("--grace-period-ms")},
+        "ackTimeoutMs": {"label": "ACK timeout (ms)", "value": hub.ack_timeout().as_millis() as u64, "source": flag("--ack-timeout-ms")},
+        "gracePeriodMs": {"label": "Reconnect grace period (ms)", "value": hub.grace_period().as_millis() as u64, "source": flag("--grace-period-ms")},
         "leaseDefaultSecs": {"label": "Default lease (s)", "value": c.lease_default.as_secs(), "source": flag("--lease-default-secs")},
         "queueCapacity": {"label": "Queue per app (notifications)", "value": c.queue_capacity, "source": flag("--queue-capacity")},
         "notifications": {"label": "Desktop notifications", "value": Value::Null, "source": tray.clone()},

@@ -3,8 +3,9 @@
 //! `PUT /admin/api/settings`: changes to the user's file (never the system
 //! file); a key IT locked is refused with 403. Files are re-read on each
 //! call, so the answer shows what the next start will use beside what the
-//! hub runs with now. Every change applies when the hub (or, for the tray
-//! keys, the tray app) next starts: the running hub reads its `Config` once.
+//! hub runs with now. The ACK timeout and the grace period apply at once
+//! (`settings::LiveTimeouts`); every other change when the hub (or, for the
+//! tray keys, the tray app) next starts: the hub reads its `Config` once.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -46,8 +47,8 @@ fn running(hub: &Hub, key: &str) -> Option<Value> {
     Some(match key {
         "port" => json!(addr.port()),
         "address" => json!(addr.ip().to_string()),
-        "ack_timeout_ms" => json!(c.ack_timeout.as_millis() as u64),
-        "grace_period_ms" => json!(c.grace_period.as_millis() as u64),
+        "ack_timeout_ms" => json!(hub.ack_timeout().as_millis() as u64),
+        "grace_period_ms" => json!(hub.grace_period().as_millis() as u64),
         "allowed_origins" => json!(c.allowed_origins),
         "lease_default_secs" => json!(c.lease_default.as_secs()),
         "lease_max_secs" => json!(c.lease_max.as_secs()),
@@ -179,8 +180,11 @@ async fn write(State(hub): State<Hub>, body: axum::body::Bytes) -> Response {
         }
     };
     tracing::info!(keys = ?changes.keys().collect::<Vec<_>>(), "settings saved from the dashboard");
+    // A flag typed when the hub was started keeps winning, live too.
+    hub.live()
+        .apply(&saved.values, |k| files.from_flags.contains(&k));
     let mut answer = view(&hub, Some(&files), &saved);
-    let (mut restart, mut flag_wins) = (Vec::new(), Vec::new());
+    let (mut restart, mut live, mut flag_wins) = (Vec::new(), Vec::new(), Vec::new());
     if let Some(items) = answer["settings"].as_array() {
         for item in items
             .iter()
@@ -188,8 +192,9 @@ async fn write(State(hub): State<Hub>, body: axum::body::Bytes) -> Response {
         {
             let key = item["key"].clone();
             if item["source"] == "flag" {
-                // A flag typed when the hub was started keeps winning.
                 flag_wins.push(key);
+            } else if settings::LIVE_KEYS.contains(&item["key"].as_str().unwrap_or_default()) {
+                live.push(key);
             } else if item["running"].is_null() || item["pendingRestart"] == true {
                 // Not read by the running hub (tray keys, tls), or different.
                 restart.push(key);
@@ -198,7 +203,7 @@ async fn write(State(hub): State<Hub>, body: axum::body::Bytes) -> Response {
     }
     answer["saved"] = json!(changes.keys().collect::<Vec<_>>());
     answer["restartNeeded"] = json!(restart);
-    answer["appliedNow"] = json!([]);
+    answer["appliedNow"] = json!(live);
     answer["overriddenByFlag"] = json!(flag_wins);
     axum::Json(answer).into_response()
 }
