@@ -36,6 +36,9 @@ use crate::shell::Shell;
 /// Opens the dashboard as soon as the app starts (end-to-end tests,
 /// screenshots); normally the app starts quietly in the tray.
 pub const SHOW_DASHBOARD_FLAG: &str = "--show-dashboard";
+/// Passed by every start-at-login entry (the autostart plugin's, and the
+/// installers' HKLM Run / XDG autostart / LaunchAgent ones).
+pub const AUTOSTART_FLAG: &str = "--autostart";
 
 pub fn run() {
     let paths = Paths::from_os();
@@ -67,12 +70,16 @@ pub fn run() {
 pub fn build<R: Runtime>(builder: Builder<R>, paths: Option<Paths>) -> Builder<R> {
     builder
         // First, so that a second launch only focuses the first.
-        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
-            window::show(app)
+        .plugin(tauri_plugin_single_instance::init(|app, args, _cwd| {
+            // A login entry starting a second copy (the installer's and the
+            // user's can both exist) must not pop the dashboard up.
+            if !args.iter().any(|a| a == AUTOSTART_FLAG) {
+                window::show(app)
+            }
         }))
         .plugin(tauri_plugin_autostart::init(
             tauri_plugin_autostart::MacosLauncher::LaunchAgent,
-            None,
+            Some(vec![AUTOSTART_FLAG]),
         ))
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_opener::init())
@@ -94,6 +101,16 @@ fn setup<R: Runtime>(app: &AppHandle<R>, paths: Option<Paths>) -> tauri::Result<
     let loaded = config::load(layout.as_ref());
     for w in &loaded.settings.warnings {
         tracing::warn!("{w}");
+    }
+    // Installers add a login entry for every user; one whose (or whose
+    // IT's) start_at_login is off ends here, before any tray icon shows.
+    if std::env::args().any(|a| a == AUTOSTART_FLAG)
+        && loaded.broken.is_none()
+        && !loaded.settings.values.start_at_login
+    {
+        tracing::info!("started at login with start_at_login off: quitting");
+        app.exit(0);
+        return Ok(());
     }
     let started = match &loaded.broken {
         Some(e) => Err(format!(
