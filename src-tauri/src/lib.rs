@@ -160,25 +160,7 @@ fn setup<R: Runtime>(app: &AppHandle<R>, paths: Option<Paths>) -> tauri::Result<
 /// Ctrl-C or SIGTERM (logout, service managers) quit like the menu does:
 /// apps get their close frames and the discovery file goes.
 async fn quit_on_signal<R: Runtime>(app: AppHandle<R>) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
+    lockstep_hub::server::shutdown_signal().await;
     tracing::info!("signal received");
     shell::quit(app);
 }

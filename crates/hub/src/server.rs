@@ -108,3 +108,27 @@ pub async fn run(
     info!("stopped");
     Ok(())
 }
+
+/// Ctrl-C, or SIGTERM on Unix (what service managers, installers and a
+/// logout send): the shutdown future for [`run`], for the binary and the
+/// tray alike.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

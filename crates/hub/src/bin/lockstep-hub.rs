@@ -406,7 +406,7 @@ fn main() -> ExitCode {
         if print_link {
             println!("Dashboard (one-time link): {}", hub.one_time_link());
         }
-        match server::run(listener, hub, shutdown_signal()).await {
+        match server::run(listener, hub, server::shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -445,28 +445,6 @@ fn settings_layout(args: &Args, data_dir: &std::path::Path) -> Layout {
         .or_else(|| os.map(|l| l.user))
         .unwrap_or_else(|| data_dir.join(lockstep_hub::settings::FILE_NAME));
     Layout { system, user }
-}
-
-/// Ctrl-C, or SIGTERM on Unix (what service managers and installers send).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }
 
 /// `lockstep-hub apps …`: works on the registry file and the secret store
