@@ -118,6 +118,12 @@ def prop(service, path, name):
     return v
 
 
+def shown(label):
+    """A dbusmenu label as the user reads it: `_x` marks a mnemonic and
+    `__` is one underscore (a temp path with `_` in it failed before)."""
+    return re.sub(r"_(_?)", lambda m: m.group(1), label)
+
+
 def layout(service, menu):
     _rev, root = dbus_call(service, menu, "com.canonical.dbusmenu", "GetLayout", "(iias)",
                            (0, -1, []), "(u(ia{sv}av))")
@@ -126,7 +132,7 @@ def layout(service, menu):
         ident, props, children = node
         out = []
         if depth:
-            out.append((depth, ident, props.get("label", "---" if props.get("type") == "separator" else ""),
+            out.append((depth, ident, shown(props.get("label", "---" if props.get("type") == "separator" else "")),
                         props.get("enabled", True)))
         for c in children:
             out.extend(walk(c, depth + 1))
