@@ -9,7 +9,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use lockstep_hub::settings::{FileError, Layout, Settings, SettingsFiles, FILE_NAME, TRAY_KEYS};
+use std::sync::Arc;
+
+use lockstep_hub::auth::SecretStore;
+use lockstep_hub::settings::{FileError, Layout, Settings, SettingsFiles, StartError, TRAY_KEYS};
 use lockstep_hub::Config;
 
 pub const LISTEN_ENV: &str = "LOCKSTEP_LISTEN";
@@ -65,16 +68,7 @@ impl Overrides {
 /// system file. Without a config folder (no HOME) both sit in `data`, as
 /// `lockstep-hub` does.
 pub fn layout(overrides: &Overrides, data: Option<&Path>) -> Option<Layout> {
-    let os = Layout::current();
-    let system = overrides
-        .system_config
-        .clone()
-        .or_else(|| os.as_ref().map(|l| l.system.clone()))
-        .or_else(|| data.map(|d| d.join("system-lockstep.toml")))?;
-    let user = os
-        .map(|l| l.user)
-        .or_else(|| data.map(|d| d.join(FILE_NAME)))?;
-    Some(Layout { system, user })
+    Layout::resolve(overrides.system_config.clone(), None, data)
 }
 
 /// The settings the tray runs with, or why the hub must not start.
@@ -114,29 +108,37 @@ pub fn load(layout: Option<&Layout>) -> Loaded {
 }
 
 /// The hub's `Config`: the defaults, then the settings files, then the
-/// environment. The dashboard can edit the files when `layout` is known.
+/// environment (`Settings::prepare`, as `lockstep-hub` does). The dashboard
+/// can edit the files when `layout` is known.
 pub fn hub_config(
     settings: &Settings,
     overrides: &Overrides,
     layout: Option<Layout>,
     data: PathBuf,
-) -> Config {
-    let listen = Config::DEFAULT_LISTEN
-        .parse()
-        .expect("a valid default address");
+    store: Arc<dyn SecretStore>,
+) -> Result<Config, StartError> {
+    let listen = overrides.listen.unwrap_or_else(|| {
+        Config::DEFAULT_LISTEN
+            .parse()
+            .expect("a valid default address")
+    });
     let mut config = Config::new(listen, data);
-    let from_flags = overrides.keys();
-    settings.apply_except(&mut config, |key| from_flags.contains(&key));
-    if let Some(listen) = overrides.listen {
-        config.listen = listen;
-    }
-    config.settings_files = layout.map(|layout| SettingsFiles { layout, from_flags });
-    config
+    config.secret_store = store;
+    let files = layout.map(|layout| SettingsFiles {
+        layout,
+        from_flags: overrides.keys(),
+    });
+    settings.prepare(&mut config, files)?;
+    Ok(config)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn memory() -> Arc<dyn SecretStore> {
+        Arc::new(lockstep_hub::auth::store::MemoryStore::default())
+    }
 
     fn files(system: &str, user: &str) -> (tempfile::TempDir, Layout) {
         let dir = tempfile::tempdir().unwrap();
@@ -165,7 +167,14 @@ mod tests {
         let (_dir, layout) = files("port = 6000\nack_timeout_ms = 2000\n", "");
         let loaded = load(Some(&layout));
         assert!(loaded.broken.is_none());
-        let c = hub_config(&loaded.settings, &o, Some(layout.clone()), "/tmp/x".into());
+        let c = hub_config(
+            &loaded.settings,
+            &o,
+            Some(layout.clone()),
+            "/tmp/x".into(),
+            memory(),
+        )
+        .unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
         assert_eq!(c.ack_timeout.as_millis(), 2000);
         let f = c.settings_files.expect("editable in the dashboard");
@@ -179,10 +188,37 @@ mod tests {
         assert_eq!(o.secret_store(), "auto");
         let (_dir, layout) = files("port = 6000\n", "port = 6001\nnotifications = false\n");
         let loaded = load(Some(&layout));
-        let c = hub_config(&loaded.settings, &o, Some(layout), "/tmp/x".into());
+        let c = hub_config(
+            &loaded.settings,
+            &o,
+            Some(layout),
+            "/tmp/x".into(),
+            memory(),
+        )
+        .unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:6001");
         assert!(!loaded.settings.values.notifications);
         assert!(c.settings_files.unwrap().from_flags.is_empty());
+    }
+
+    #[test]
+    fn a_non_loopback_address_in_a_file_is_refused_and_tls_gets_its_certificate() {
+        let o = Overrides::from_lookup(&|_| None);
+        let (_dir, layout) = files("address = \"0.0.0.0\"\n", "");
+        let loaded = load(Some(&layout));
+        let e = hub_config(&loaded.settings, &o, None, "/tmp/x".into(), memory()).unwrap_err();
+        assert!(
+            matches!(e, StartError::NotLoopback(ip) if ip.is_unspecified()),
+            "{e}"
+        );
+
+        let data = tempfile::tempdir().unwrap();
+        let (_dir, layout) = files("", "tls = true\n");
+        let loaded = load(Some(&layout));
+        let c = hub_config(&loaded.settings, &o, None, data.path().into(), memory()).unwrap();
+        assert!(c.tls);
+        let pem = std::fs::read_to_string(data.path().join("lockstep-hub.crt")).unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
     }
 
     #[test]

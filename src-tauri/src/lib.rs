@@ -26,6 +26,7 @@ mod window;
 mod mock_tests;
 
 use lockstep_hub::auth::store::{open_store, StoreChoice};
+use lockstep_hub::settings::StartError;
 use lockstep_hub::Config;
 use tauri::{AppHandle, Builder, Manager, RunEvent, Runtime};
 
@@ -209,27 +210,19 @@ fn start_hub(
     let data = data.ok_or("no data folder could be determined")?;
     std::fs::create_dir_all(&data)
         .map_err(|e| format!("cannot create data folder {}: {e}", data.display()))?;
-    let mut config = config::hub_config(settings, overrides, layout, data.clone());
-    if !config.listen.ip().is_loopback() {
-        return Err(format!(
-            "{} is not a loopback address; the tray app serves this workstation only",
-            config.listen.ip()
-        ));
-    }
     let choice: StoreChoice = overrides.secret_store().parse()?;
     let (store, warning) = open_store(choice, &data).map_err(|e| e.to_string())?;
     if let Some(w) = warning {
         tracing::warn!("{w}");
     }
-    config.secret_store = store;
-    if config.tls {
-        // As `lockstep-hub`: the certificate exists before serving starts.
-        lockstep_hub::tls::load_or_create(config.secret_store.as_ref(), &config.data_dir)
-            .map_err(|e| e.to_string())?;
-    }
+    let config =
+        config::hub_config(settings, overrides, layout, data, store).map_err(|e| match e {
+            StartError::NotLoopback(ip) => {
+                format!("{ip} is not a loopback address; the tray app serves this workstation only")
+            }
+            StartError::Tls(e) => e.to_string(),
+        })?;
     let running = hub_runner::start(config)?;
-    let (notes, warnings) = settings.provision_apps(running.hub.apps());
-    notes.iter().for_each(|n| tracing::info!("{n}"));
-    warnings.iter().for_each(|w| tracing::warn!("{w}"));
+    settings.provision_into(&running.hub);
     Ok(running)
 }

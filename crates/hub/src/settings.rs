@@ -79,6 +79,24 @@ impl Layout {
         Some(Layout { system, user })
     }
 
+    /// The files a front end reads: paths it was given (flags, environment)
+    /// first, then the OS's places, then — where the OS has none (no home
+    /// folder) — beside the data in `data`. `None` only without all three.
+    pub fn resolve(
+        system: Option<PathBuf>,
+        user: Option<PathBuf>,
+        data: Option<&Path>,
+    ) -> Option<Layout> {
+        let os = Layout::current();
+        let system = system
+            .or_else(|| os.as_ref().map(|l| l.system.clone()))
+            .or_else(|| data.map(|d| d.join("system-lockstep.toml")))?;
+        let user = user
+            .or_else(|| os.map(|l| l.user))
+            .or_else(|| data.map(|d| d.join(FILE_NAME)))?;
+        Some(Layout { system, user })
+    }
+
     /// The layout `os` would use, from this process's environment (`HOME`,
     /// `XDG_CONFIG_HOME`, `APPDATA`, `ProgramData`). Mirrors the folders
     /// `directories` picks on each OS, so all three can be checked here.
@@ -580,6 +598,41 @@ impl Settings {
         // them from `Settings` itself).
     }
 
+    /// The settings' share of starting a hub, the same for `lockstep-hub`
+    /// and the tray app: every key the front end did not set itself
+    /// (`files.from_flags`) goes into `config`; the files are remembered for
+    /// the dashboard; a non-loopback address is refused unless
+    /// `config.allow_remote`; with TLS on, the certificate exists before
+    /// anything says "ready" (it needs `config.secret_store` set).
+    pub fn prepare(
+        &self,
+        config: &mut Config,
+        files: Option<SettingsFiles>,
+    ) -> Result<(), StartError> {
+        let skip = files
+            .as_ref()
+            .map(|f| f.from_flags.clone())
+            .unwrap_or_default();
+        self.apply_except(config, |key| skip.contains(&key));
+        config.settings_files = files;
+        if !config.listen.ip().is_loopback() && !config.allow_remote {
+            return Err(StartError::NotLoopback(config.listen.ip()));
+        }
+        if config.tls {
+            let identity =
+                crate::tls::load_or_create(config.secret_store.as_ref(), &config.data_dir)?;
+            tracing::info!(certificate = %identity.cert_path.display(), "TLS on");
+        }
+        Ok(())
+    }
+
+    /// `provision_apps` into a running hub, with what happened in the log.
+    pub fn provision_into(&self, hub: &crate::Hub) {
+        let (notes, warnings) = self.provision_apps(hub.apps());
+        notes.iter().for_each(|n| tracing::info!("{n}"));
+        warnings.iter().for_each(|w| tracing::warn!("{w}"));
+    }
+
     /// Registers the `[[apps]]` in `registry` (see `AppRegistry::provision`).
     /// Returns what to tell the admin: `(info, warnings)`. Secrets are never
     /// part of either.
@@ -693,6 +746,16 @@ impl LiveTimeouts {
 pub struct SettingsFiles {
     pub layout: Layout,
     pub from_flags: Vec<&'static str>,
+}
+
+/// Why `Settings::prepare` refused to start the hub.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The front end words the way out (a flag, or none in the tray).
+    #[error("{0} is not a loopback address")]
+    NotLoopback(IpAddr),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Why a change from the dashboard was not saved.

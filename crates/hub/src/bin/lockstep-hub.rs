@@ -9,10 +9,10 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use lockstep_hub::auth::store::StoreChoice;
 use lockstep_hub::auth::SecretStore;
-use lockstep_hub::settings::{Layout, Settings, SettingsFiles};
+use lockstep_hub::settings::{Layout, Settings, SettingsFiles, StartError};
 use lockstep_hub::storage::{ExportFormat, Storage};
 use lockstep_hub::{auth, server, Config, Hub};
-use tracing::{info, warn};
+use tracing::warn;
 
 /// Lockstep: a FHIRcast 3.0.0 hub for the clinician's workstation.
 ///
@@ -324,21 +324,15 @@ fn main() -> ExitCode {
         .filter(|(flag, _)| matches.value_source(flag) == Some(ValueSource::CommandLine))
         .map(|(_, key)| *key)
         .collect();
-    settings.apply_except(&mut config, |key| from_flags.contains(&key));
-    config.settings_files = Some(SettingsFiles { layout, from_flags });
-    if !config.listen.ip().is_loopback() && !args.allow_remote {
-        eprintln!(
-            "error: the settings file sets address {}, which is not loopback; pass --allow-remote to expose the hub to the network.",
-            config.listen.ip()
-        );
-        return ExitCode::from(2);
-    }
-    if config.tls {
-        // Here rather than only in `run`: a TLS hub that cannot have its
-        // certificate says so before printing that it is ready.
-        match lockstep_hub::tls::load_or_create(config.secret_store.as_ref(), &config.data_dir) {
-            Ok(identity) => tracing::info!(certificate = %identity.cert_path.display(), "TLS on"),
-            Err(e) => {
+    if let Err(e) = settings.prepare(&mut config, Some(SettingsFiles { layout, from_flags })) {
+        match e {
+            StartError::NotLoopback(ip) => {
+                eprintln!(
+                    "error: the settings file sets address {ip}, which is not loopback; pass --allow-remote to expose the hub to the network."
+                );
+                return ExitCode::from(2);
+            }
+            StartError::Tls(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
@@ -395,9 +389,7 @@ fn main() -> ExitCode {
             config.listen = bound; // port 0: the link needs the real port
         }
         let hub = Hub::new(config);
-        let (notes, warnings) = settings.provision_apps(hub.apps());
-        notes.iter().for_each(|n| info!("{n}"));
-        warnings.iter().for_each(|w| warn!("{w}"));
+        settings.provision_into(&hub);
         let scheme = hub.config().http_scheme();
         println!(
             "Lockstep hub ready at {scheme}://{addr}{}",
@@ -433,18 +425,12 @@ const FLAG_KEYS: &[(&str, &str)] = &[
 /// The OS's settings files, with `--config` / `--system-config` in their
 /// place. Without a config folder (no HOME), both sit in the data folder.
 fn settings_layout(args: &Args, data_dir: &std::path::Path) -> Layout {
-    let os = Layout::current();
-    let system = args
-        .system_config
-        .clone()
-        .or_else(|| os.as_ref().map(|l| l.system.clone()))
-        .unwrap_or_else(|| data_dir.join("system-lockstep.toml"));
-    let user = args
-        .config
-        .clone()
-        .or_else(|| os.map(|l| l.user))
-        .unwrap_or_else(|| data_dir.join(lockstep_hub::settings::FILE_NAME));
-    Layout { system, user }
+    Layout::resolve(
+        args.system_config.clone(),
+        args.config.clone(),
+        Some(data_dir),
+    )
+    .expect("a data folder is given")
 }
 
 /// `lockstep-hub apps …`: works on the registry file and the secret store
