@@ -2,7 +2,7 @@
 // shown, a body re-rendered when the store changes (only while visible),
 // and a place for action errors.
 
-import type { Store } from '../api';
+import { ApiError, call, type Store } from '../api';
 import { h, render, type Child } from '../dom';
 
 export abstract class View extends HTMLElement {
@@ -47,6 +47,50 @@ export abstract class View extends HTMLElement {
       this.note.hidden = false;
       return undefined;
     }
+  }
+}
+
+/**
+ * A view over one admin resource, fetched each time the view is shown
+ * (and after its own actions) rather than pushed live: it has forms, so it
+ * does not re-render on every store change.
+ */
+export abstract class FetchedView<T> extends View {
+  protected followsStore = false;
+  protected data: T | null = null;
+  private unavailable = '';
+  private loading = false;
+  /** `GET` path, and how to name the resource in "Could not load …". */
+  protected abstract readonly source: { path: string; what: string; missing: string };
+  /** The resource from the API's answer. */
+  protected abstract pick(answer: unknown): T;
+
+  show(focus: boolean): void {
+    void this.load();
+    super.show(focus);
+  }
+
+  protected async load(): Promise<void> {
+    if (this.loading) return;
+    this.loading = true;
+    try {
+      this.data = this.pick(await call<unknown>('GET', this.source.path));
+      this.unavailable = '';
+    } catch (e) {
+      this.unavailable =
+        e instanceof ApiError && e.status === 404
+          ? this.source.missing
+          : `Could not load ${this.source.what}: ${e instanceof Error ? e.message : String(e)}`;
+    } finally {
+      this.loading = false;
+      this.update();
+    }
+  }
+
+  /** `f(data)` once fetched; until then "Loading…", or why it failed. */
+  protected fetched(f: (data: T) => Child): Child {
+    if (this.unavailable) return h('p', { class: 'empty' }, this.unavailable);
+    return this.data === null ? h('p', {}, 'Loading…') : f(this.data);
   }
 }
 

@@ -1,9 +1,9 @@
 // *Registrations*: the apps allowed to ask the hub for a token. Add one
 // (its secret is shown once, here, with a copy button), revoke, rotate.
 
-import { ApiError, call } from '../api';
+import { call } from '../api';
 import { h, NONE, time, type Child } from '../dom';
-import { confirmButton, View } from './base';
+import { confirmButton, FetchedView } from './base';
 
 interface AppInfo {
   clientId: string;
@@ -14,35 +14,18 @@ interface AppInfo {
   revoked: boolean;
 }
 
-export class RegistrationsView extends View {
+export class RegistrationsView extends FetchedView<AppInfo[]> {
   readonly label = 'Registrations';
-  protected followsStore = false;
-  private apps: AppInfo[] | null = null;
-  private unavailable = '';
+  protected readonly source = {
+    path: '/admin/api/apps',
+    what: 'the registrations',
+    missing: 'This hub has no app registry.',
+  };
   /** The secret just made, shown once: cleared when the view re-fetches. */
   private secret: { name: string; clientId: string; value: string } | null = null;
-  private loading = false;
 
-  show(focus: boolean): void {
-    void this.load();
-    super.show(focus);
-  }
-
-  private async load(): Promise<void> {
-    if (this.loading) return;
-    this.loading = true;
-    try {
-      this.apps = (await call<{ apps: AppInfo[] }>('GET', '/admin/api/apps')).apps;
-      this.unavailable = '';
-    } catch (e) {
-      this.unavailable =
-        e instanceof ApiError && e.status === 404
-          ? 'This hub has no app registry.'
-          : `Could not load the registrations: ${e instanceof Error ? e.message : String(e)}`;
-    } finally {
-      this.loading = false;
-      this.update();
-    }
+  protected pick(answer: unknown): AppInfo[] {
+    return (answer as { apps: AppInfo[] }).apps;
   }
 
   protected content(): Child[] {
@@ -50,13 +33,11 @@ export class RegistrationsView extends View {
       this.form(),
       this.secret && this.secretBox(this.secret),
       h('h2', {}, 'Registered apps'),
-      this.unavailable
-        ? h('p', { class: 'empty' }, this.unavailable)
-        : this.apps === null
-          ? h('p', {}, 'Loading…')
-          : this.apps.length === 0
-            ? h('p', { class: 'empty' }, 'No app is registered.')
-            : h('ul', { class: 'app-list', 'aria-label': 'Registered apps' }, this.apps.map((a) => this.app(a))),
+      this.fetched((apps) =>
+        apps.length === 0
+          ? h('p', { class: 'empty' }, 'No app is registered.')
+          : h('ul', { class: 'app-list', 'aria-label': 'Registered apps' }, apps.map((a) => this.app(a))),
+      ),
     ];
   }
 

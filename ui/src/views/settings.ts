@@ -5,9 +5,9 @@
 // "applies after restart". Keys IT locked are shown read-only with
 // "Managed by your IT".
 
-import { ApiError, call } from '../api';
+import { call } from '../api';
 import { h, NONE, type Child } from '../dom';
-import { View } from './base';
+import { FetchedView } from './base';
 
 interface Item {
   key: string;
@@ -50,47 +50,25 @@ function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-export class SettingsView extends View {
+export class SettingsView extends FetchedView<SettingsAnswer> {
   readonly label = 'Settings';
-  protected followsStore = false;
-  private answer: SettingsAnswer | null = null;
-  private unavailable = '';
+  protected readonly source = {
+    path: '/admin/api/settings',
+    what: 'the settings',
+    missing: 'This hub cannot show its settings.',
+  };
   /** What the last save did, read out by screen readers. */
   private saved = '';
-  private loading = false;
 
-  show(focus: boolean): void {
-    void this.load();
-    super.show(focus);
-  }
-
-  private async load(): Promise<void> {
-    if (this.loading) return;
-    this.loading = true;
-    try {
-      this.answer = await call<SettingsAnswer>('GET', '/admin/api/settings');
-      this.unavailable = '';
-    } catch (e) {
-      this.unavailable =
-        e instanceof ApiError && e.status === 404
-          ? 'This hub cannot show its settings.'
-          : `Could not load the settings: ${e instanceof Error ? e.message : String(e)}`;
-    } finally {
-      this.loading = false;
-      this.update();
-    }
+  protected pick(answer: unknown): SettingsAnswer {
+    return answer as SettingsAnswer;
   }
 
   protected content(): Child[] {
     const model = this.store.model;
-    const a = this.answer;
     return [
       model && h('p', {}, `Hub ${model.hub.version} at `, h('code', {}, model.hub.url), '.'),
-      this.unavailable
-        ? h('p', { class: 'empty' }, this.unavailable)
-        : a === null
-          ? h('p', {}, 'Loading…')
-          : this.form(a),
+      this.fetched((a) => this.form(a)),
     ];
   }
 
@@ -198,7 +176,7 @@ export class SettingsView extends View {
         | SettingsAnswer
         | undefined;
       if (!answer) return;
-      this.answer = answer;
+      this.data = answer;
       const label = (k: string) => answer.settings.find((i) => i.key === k)?.label ?? k;
       const restart = (answer.restartNeeded ?? []).map(label);
       const now = (answer.appliedNow ?? []).map(label);
