@@ -52,6 +52,12 @@ pub struct Config {
     pub ping_interval: Duration,
     /// Period of the legacy `heartbeat` event, for subscribers that ask for it.
     pub heartbeat_period: Duration,
+    /// A connection on which no byte moved, either way, for this long is
+    /// closed: an idle keep-alive, or a client that connected and never
+    /// sent its request, gives back its place under `max_connections`.
+    /// WebSockets stay busy with the hub's pings; the hub uses at least
+    /// two ping intervals.
+    pub idle_timeout: Duration,
     /// Serve `https://`/`wss://` with this install's self-signed
     /// certificate (see `tls.rs`). Off by default: plain HTTP on loopback.
     pub tls: bool,
@@ -104,6 +110,7 @@ impl Config {
             queue_capacity: 1024,
             ping_interval: Duration::from_secs(30),
             heartbeat_period: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
             tls: false,
             max_connections: 4096,
             token_failures_per_client: 10,

@@ -1,13 +1,19 @@
 //! What `axum::serve` accepts connections from: the TCP listener with a cap
-//! on connections held at once (`max_connections`) and, with `--tls`, the
-//! TLS handshake.
+//! on connections held at once (`max_connections`), an idle timeout, and,
+//! with `--tls`, the TLS handshake.
 //!
 //! Every connection holds a permit for as long as it is open, WebSockets
 //! included (the permit travels with the socket through the upgrade). One
 //! over the cap is answered `503` with a sentence and closed, so a client
 //! learns why instead of hanging. TLS handshakes run in their own tasks
 //! with a deadline: a slow or silent client never holds up the others.
+//!
+//! axum's `serve` gives hyper no timer, so hyper's own header-read timeout
+//! never fires; `Idle` stands in for it: a connection on which nothing
+//! moved either way for `idle_timeout` fails its next read or write and is
+//! closed, giving its permit back.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -18,6 +24,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
@@ -35,6 +42,7 @@ pub struct HubListener {
     tls: Option<TlsAcceptor>,
     permits: Arc<Semaphore>,
     limit: usize,
+    idle_timeout: Duration,
     refusing: Arc<Semaphore>,
     /// When a refusal was last logged: one line per burst, not per socket.
     logged_refusal: Option<std::time::Instant>,
@@ -44,7 +52,12 @@ pub struct HubListener {
 }
 
 impl HubListener {
-    pub fn new(tcp: TcpListener, tls: Option<TlsAcceptor>, max_connections: usize) -> Self {
+    pub fn new(
+        tcp: TcpListener,
+        tls: Option<TlsAcceptor>,
+        max_connections: usize,
+        idle_timeout: Duration,
+    ) -> Self {
         let limit = max_connections.max(1);
         // Unbounded is bounded by the permits: each queued item holds one.
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
@@ -53,6 +66,7 @@ impl HubListener {
             tls,
             permits: Arc::new(Semaphore::new(limit)),
             limit,
+            idle_timeout,
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             logged_refusal: None,
             ready_tx,
@@ -84,12 +98,14 @@ impl HubListener {
             return Some((
                 Conn {
                     io: Io::Plain(stream),
+                    idle: Idle::new(self.idle_timeout),
                     _permit: permit,
                 },
                 peer,
             ));
         };
         let ready = self.ready_tx.clone();
+        let idle_timeout = self.idle_timeout;
         tokio::spawn(async move {
             let handshake = async {
                 if speaks_plain_http(&stream).await {
@@ -103,6 +119,7 @@ impl HubListener {
                 Ok(Ok(stream)) => {
                     let conn = Conn {
                         io: Io::Tls(Box::new(stream)),
+                        idle: Idle::new(idle_timeout),
                         _permit: permit,
                     };
                     // Fails only when the server has stopped accepting.
@@ -218,8 +235,11 @@ async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// One accepted connection, holding its place under the limit.
 pub struct Conn {
-    io: Io,
+    // First, so it drops first: once a client sees the socket close, its
+    // place is free again.
     _permit: OwnedSemaphorePermit,
+    io: Io,
+    idle: Idle,
 }
 
 enum Io {
@@ -228,16 +248,81 @@ enum Io {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+/// When a connection last moved a byte, and a timer that fires `limit`
+/// after that. The timer is moved lazily, when it fires early, so busy
+/// connections pay one `Instant::now()` per read or write, not a timer
+/// reset.
+struct Idle {
+    limit: Duration,
+    last: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
+impl Idle {
+    fn new(limit: Duration) -> Idle {
+        let last = Instant::now();
+        Idle {
+            limit,
+            last,
+            timer: Box::pin(tokio::time::sleep_until(last + limit)),
+        }
+    }
+
+    fn moved(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// For an operation that is waiting: has nothing moved for `limit`?
+    /// Registers the waker when not.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.last + self.limit;
+            if due <= Instant::now() {
+                return true;
+            }
+            self.timer.as_mut().reset(due);
+        }
+    }
+
+    /// `result` of an I/O operation, with the idle bookkeeping: progress
+    /// counts as activity, and a wait past the limit becomes an error.
+    fn track<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+        progressed: impl FnOnce(&T) -> bool,
+    ) -> Poll<io::Result<T>> {
+        match &result {
+            Poll::Ready(Ok(v)) if progressed(v) => self.moved(),
+            Poll::Pending if self.expired(cx) => {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle for too long",
+                )))
+            }
+            _ => {}
+        }
+        result
+    }
+}
+
 impl AsyncRead for Conn {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
+        };
+        let after = buf.filled().len();
+        this.idle.track(cx, result, |_| after > before)
     }
 }
 
@@ -247,17 +332,21 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        let result = match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
+        };
+        this.idle.track(cx, result, |n| *n > 0)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        let result = match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_flush(cx),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
+        };
+        this.idle.track(cx, result, |_| false)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -272,10 +361,12 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().io {
+        let this = self.get_mut();
+        let result = match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        };
+        this.idle.track(cx, result, |n| *n > 0)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -81,7 +81,9 @@ pub async fn run(
     };
     // `tap_io` with nothing to do: axum derives `ConnectInfo<SocketAddr>`
     // for a custom listener only through its `TapIo` wrapper.
-    let listener = HubListener::new(listener, tls, hub.config().max_connections).tap_io(|_| {});
+    let config = hub.config();
+    let idle = config.idle_timeout.max(config.ping_interval * 2);
+    let listener = HubListener::new(listener, tls, config.max_connections, idle).tap_io(|_| {});
     hub.set_local_addr(addr);
     let token = hub.shutdown_token().clone();
     hub.start_background();

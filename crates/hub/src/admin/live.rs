@@ -52,8 +52,18 @@ async fn run(mut socket: WebSocket, hub: Hub) {
     {
         return;
     }
+    // Pings keep a quiet feed from counting as an idle connection, and
+    // find dashboards that went away without a close.
+    let every = hub.config().ping_interval;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     loop {
         let text = tokio::select! {
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             _ = shutdown.cancelled() => {
                 let frame = CloseFrame { code: 1001, reason: "hub shutting down".into() };
                 let _ = socket.send(Message::Close(Some(frame))).await;
