@@ -9,11 +9,12 @@ mod common;
 use std::path::Path;
 use std::process::Stdio;
 
-use admin_support::bearer;
-use common::{TestHub, WAIT};
+use admin_support::{admin_get, bearer};
+use common::{post_token_form, TestHub, WAIT};
 use lockstep_hub::settings::{Layout, Settings, SettingsFiles};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::Child;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lockstep-hub");
 
@@ -52,15 +53,7 @@ async fn hub_with_files(
 }
 
 async fn get(hub: &TestHub) -> Value {
-    let res = hub
-        .http
-        .get(hub.url("/admin/api/settings"))
-        .header("authorization", bearer(hub))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.json().await.unwrap()
+    admin_get(hub, "/admin/api/settings").await
 }
 
 async fn put(hub: &TestHub, body: &str) -> (u16, Value) {
@@ -75,6 +68,25 @@ async fn put(hub: &TestHub, body: &str) -> (u16, Value) {
         .unwrap();
     let status = res.status().as_u16();
     (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// PUTs `body`, asserts 200; the answer.
+async fn put_ok(hub: &TestHub, body: &str) -> Value {
+    let (status, answer) = put(hub, body).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+/// The keys listed in `answer[field]`, sorted.
+fn sorted_keys<'a>(answer: &'a Value, field: &str) -> Vec<&'a str> {
+    let mut keys: Vec<&str> = answer[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {field} list in {answer}"))
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    keys.sort();
+    keys
 }
 
 fn item<'a>(answer: &'a Value, key: &str) -> &'a Value {
@@ -129,20 +141,14 @@ async fn get_shows_each_value_with_its_source_and_what_it_manages() {
 async fn put_writes_the_user_file_applies_timeouts_now_and_says_what_needs_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (hub, layout) = hub_with_files(dir.path(), SYSTEM, USER, vec![]).await;
-    let (status, answer) = put(
+    let answer = put_ok(
         &hub,
         r#"{"ack_timeout_ms": 2500, "allowed_origins": ["https://viewer.example.org"], "start_at_login": false}"#,
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
-    let mut restart: Vec<&str> = answer["restartNeeded"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap())
-        .collect();
-    restart.sort();
-    assert_eq!(restart, ["allowed_origins", "start_at_login"]);
+    ).await;
+    assert_eq!(
+        sorted_keys(&answer, "restartNeeded"),
+        ["allowed_origins", "start_at_login"]
+    );
     assert_eq!(answer["appliedNow"], json!(["ack_timeout_ms"]));
 
     let text = std::fs::read_to_string(&layout.user).unwrap();
@@ -173,18 +179,13 @@ async fn put_writes_the_user_file_applies_timeouts_now_and_says_what_needs_a_res
     assert!(hub.hub.config().allowed_origins.is_empty());
 
     // null removes the key from the user file: the system value applies again.
-    let (status, answer) = put(&hub, r#"{"grace_period_ms": null, "ack_timeout_ms": 4000}"#).await;
-    assert_eq!(status, 200, "{answer}");
+    let answer = put_ok(&hub, r#"{"grace_period_ms": null, "ack_timeout_ms": 4000}"#).await;
     assert_eq!(item(&answer, "grace_period_ms")["source"], "system");
     assert_eq!(answer["restartNeeded"], json!([]));
-    let mut live: Vec<&str> = answer["appliedNow"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap())
-        .collect();
-    live.sort();
-    assert_eq!(live, ["ack_timeout_ms", "grace_period_ms"]);
+    assert_eq!(
+        sorted_keys(&answer, "appliedNow"),
+        ["ack_timeout_ms", "grace_period_ms"]
+    );
     assert_eq!(hub.hub.grace_period().as_millis(), 20_000);
     assert_eq!(hub.hub.ack_timeout().as_millis(), 4000);
 }
@@ -197,8 +198,7 @@ async fn put_writes_the_user_file_applies_timeouts_now_and_says_what_needs_a_res
 async fn a_saved_ack_timeout_applies_to_the_next_event() {
     let dir = tempfile::tempdir().unwrap();
     let (hub, _) = hub_with_files(dir.path(), "", "ack_timeout_ms = 60000\n", vec![]).await;
-    let (status, answer) = put(&hub, r#"{"ack_timeout_ms": 300}"#).await;
-    assert_eq!(status, 200, "{answer}");
+    put_ok(&hub, r#"{"ack_timeout_ms": 300}"#).await;
     let topic = common::topic();
     let mut silent = hub.join(&topic, "Patient-open", "Silent App").await;
     let mut observer = hub.join(&topic, "SyncError", "Observer").await;
@@ -220,8 +220,7 @@ async fn a_saved_ack_timeout_applies_to_the_next_event() {
 async fn a_flag_set_timeout_is_not_changed_live() {
     let dir = tempfile::tempdir().unwrap();
     let (hub, _) = hub_with_files(dir.path(), "", USER, vec!["ack_timeout_ms"]).await;
-    let (status, answer) = put(&hub, r#"{"ack_timeout_ms": 300}"#).await;
-    assert_eq!(status, 200, "{answer}");
+    let answer = put_ok(&hub, r#"{"ack_timeout_ms": 300}"#).await;
     assert_eq!(answer["overriddenByFlag"], json!(["ack_timeout_ms"]));
     assert_eq!(answer["appliedNow"], json!([]));
     assert_eq!(hub.hub.ack_timeout().as_millis(), 4000);
@@ -237,14 +236,7 @@ async fn put_refuses_locked_keys_with_403_naming_them_and_writes_nothing() {
     )
     .await;
     assert_eq!(status, 403, "{answer}");
-    let mut locked: Vec<&str> = answer["locked"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap())
-        .collect();
-    locked.sort();
-    assert_eq!(locked, ["notifications", "port"]);
+    assert_eq!(sorted_keys(&answer, "locked"), ["notifications", "port"]);
     assert!(answer["error"]
         .as_str()
         .unwrap()
@@ -280,8 +272,7 @@ async fn a_flag_wins_over_the_files_and_the_answer_says_so() {
     let (hub, _) = hub_with_files(dir.path(), SYSTEM, USER, vec!["grace_period_ms"]).await;
     let s = get(&hub).await;
     assert_eq!(item(&s, "grace_period_ms")["source"], "flag");
-    let (status, answer) = put(&hub, r#"{"grace_period_ms": 1000}"#).await;
-    assert_eq!(status, 200, "{answer}");
+    let answer = put_ok(&hub, r#"{"grace_period_ms": 1000}"#).await;
     assert_eq!(answer["overriddenByFlag"], json!(["grace_period_ms"]));
     assert_eq!(answer["restartNeeded"], json!([]));
 }
@@ -320,10 +311,11 @@ async fn a_hub_without_settings_files_shows_its_values_read_only() {
     assert_eq!(status, 409);
 }
 
-/// Runs the binary to its ready line (or its exit); returns stdout's first
-/// line or the exit code, and stderr so far.
-async fn run_binary(dir: &Path, args: &[&str]) -> (Result<String, i32>, String) {
-    let mut child = tokio::process::Command::new(BIN)
+/// Starts the binary with `args`, its data folder and settings files
+/// (`system.toml`, `user.toml`) in `dir`, secrets in memory; stdout and
+/// stderr piped.
+fn spawn_binary(dir: &Path, args: &[&str]) -> Child {
+    tokio::process::Command::new(BIN)
         .args(args)
         .arg("--data-dir")
         .arg(dir.join("data"))
@@ -337,22 +329,14 @@ async fn run_binary(dir: &Path, args: &[&str]) -> (Result<String, i32>, String) 
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("spawn lockstep-hub");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(WAIT, stdout.next_line())
-        .await
-        .expect("ready line or exit in time")
-        .unwrap();
-    let outcome = match first {
-        Some(line) => {
-            child.start_kill().unwrap();
-            Ok(line)
-        }
-        None => Err(child.wait().await.unwrap().code().unwrap_or(-1)),
-    };
+        .expect("spawn lockstep-hub")
+}
+
+/// Stops the binary if it still runs; everything it wrote to stderr.
+async fn stop_and_read_stderr(child: &mut Child) -> String {
+    let _ = child.start_kill();
     let _ = child.wait().await;
     let mut stderr = String::new();
-    use tokio::io::AsyncReadExt;
     child
         .stderr
         .take()
@@ -360,7 +344,23 @@ async fn run_binary(dir: &Path, args: &[&str]) -> (Result<String, i32>, String) 
         .read_to_string(&mut stderr)
         .await
         .unwrap();
-    (outcome, stderr)
+    stderr
+}
+
+/// Runs the binary to its ready line (or its exit); returns stdout's first
+/// line or the exit code, and stderr so far.
+async fn run_binary(dir: &Path, args: &[&str]) -> (Result<String, i32>, String) {
+    let mut child = spawn_binary(dir, args);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(WAIT, stdout.next_line())
+        .await
+        .expect("ready line or exit in time")
+        .unwrap();
+    let outcome = match first {
+        Some(line) => Ok(line),
+        None => Err(child.wait().await.unwrap().code().unwrap_or(-1)),
+    };
+    (outcome, stop_and_read_stderr(&mut child).await)
 }
 
 #[tokio::test]
@@ -439,21 +439,7 @@ async fn an_app_from_the_system_file_gets_a_token_with_its_secret() {
         ),
     )
     .unwrap();
-    let mut child = tokio::process::Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--secret-store", "memory"])
-        .args(["--no-dashboard-link", "--log", "debug"])
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .arg("--system-config")
-        .arg(dir.path().join("system.toml"))
-        .arg("--config")
-        .arg(dir.path().join("user.toml"))
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn lockstep-hub");
+    let mut child = spawn_binary(dir.path(), &["--listen", "127.0.0.1:0", "--log", "debug"]);
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let ready = tokio::time::timeout(WAIT, stdout.next_line())
         .await
@@ -464,32 +450,22 @@ async fn an_app_from_the_system_file_gets_a_token_with_its_secret() {
         .strip_prefix("Lockstep hub ready at ")
         .expect("ready line");
     let base = hub_url.trim_end_matches("/fhircast/STU3");
-    let http = reqwest::Client::new();
-    let token = |secret: &str| {
-        http.post(format!("{base}/oauth/token"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "grant_type=client_credentials&client_id=ris&client_secret={secret}"
-            ))
-            .send()
+    let (http, token_url) = (reqwest::Client::new(), format!("{base}/oauth/token"));
+    let form = |secret| {
+        [
+            ("grant_type", "client_credentials"),
+            ("client_id", "ris"),
+            ("client_secret", secret),
+        ]
     };
-    let res = token(secret).await.unwrap();
+    let res = post_token_form(&http, &token_url, &form(secret)).await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert!(body["access_token"].is_string(), "{body}");
-    assert_eq!(token("wrong-secret").await.unwrap().status(), 401);
+    let wrong = post_token_form(&http, &token_url, &form("wrong-secret")).await;
+    assert_eq!(wrong.status(), 401);
 
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
-    let mut stderr = String::new();
-    use tokio::io::AsyncReadExt;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .await
-        .unwrap();
+    let stderr = stop_and_read_stderr(&mut child).await;
     assert!(stderr.contains("registered app ris"), "{stderr}");
     assert!(!stderr.contains(secret), "the secret is never logged");
 }

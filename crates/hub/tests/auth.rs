@@ -9,10 +9,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-async fn secure_hub() -> TestHub {
-    TestHub::start_with(|c| c.no_auth = false).await
-}
-
 /// Registers an app and gets a token; returns (client_id, secret, token response).
 async fn app_token(
     hub: &TestHub,
@@ -21,68 +17,23 @@ async fn app_token(
     topics: Vec<String>,
 ) -> (String, String, Value) {
     let (app, secret) = hub.hub.apps().register(name, scopes, topics).unwrap();
-    let res = hub
-        .http
-        .post(hub.url("/oauth/token"))
-        .basic_auth(&app.client_id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let res = hub.token_with_secret(&app.client_id, &secret).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-control"], "no-store");
     (app.client_id, secret, res.json().await.unwrap())
 }
 
-async fn subscribe_with(
-    hub: &TestHub,
-    token: &str,
-    topic: &str,
-    events: &str,
-) -> reqwest::Response {
-    hub.http
-        .post(hub.hub_url())
-        .bearer_auth(token)
-        .form(&[
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "subscribe"),
-            ("hub.topic", topic),
-            ("hub.events", events),
-        ])
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn publish_with(hub: &TestHub, token: &str, message: &Value) -> reqwest::Response {
-    hub.http
-        .post(hub.hub_url())
-        .bearer_auth(token)
-        .json(message)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// Checklist 114: the token response carries hub.url and hub.topic (the session).
 #[tokio::test]
 async fn token_response_has_launch_context() {
-    let hub = secure_hub().await;
+    let hub = TestHub::start_with_auth().await;
     let (_, _, token) = app_token(&hub, "RIS", "fhircast/*.read", vec![]).await;
     assert_eq!(token["token_type"], "Bearer");
     assert!(token["expires_in"].as_u64().unwrap() > 0);
     assert_eq!(token["scope"], "fhircast/*.read");
     assert_eq!(token["hub.url"], hub.hub_url());
     assert_eq!(token["hub.topic"], hub.hub.session_topic());
-    let smart: Value = hub
-        .http
-        .get(hub.url("/.well-known/smart-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let smart = hub.smart_configuration().await;
     assert!(smart["token_endpoint"]
         .as_str()
         .unwrap()
@@ -99,50 +50,36 @@ async fn token_response_has_launch_context() {
 /// Wrong secret, unknown client and unsupported grants are refused without saying which.
 #[tokio::test]
 async fn token_endpoint_refuses_bad_clients() {
-    let hub = secure_hub().await;
+    let hub = TestHub::start_with_auth().await;
     let (client_id, _, _) = app_token(&hub, "PACS", "fhircast/*.read", vec![]).await;
-    let post = |form: Vec<(&'static str, String)>| {
-        let http = hub.http.clone();
-        let url = hub.url("/oauth/token");
-        async move { http.post(url).form(&form).send().await.unwrap() }
-    };
-    let wrong = post(vec![
-        ("grant_type", "client_credentials".into()),
-        ("client_id", client_id.clone()),
-        ("client_secret", "nope".into()),
-    ])
-    .await;
-    assert_eq!(wrong.status(), 401);
-    let body: Value = wrong.json().await.unwrap();
+    let (status, body) = hub
+        .token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &client_id),
+            ("client_secret", "nope"),
+        ])
+        .await;
+    assert_eq!(status, 401);
     assert_eq!(body["error"], "invalid_client");
-    let unknown = post(vec![
-        ("grant_type", "client_credentials".into()),
-        ("client_id", "ghost".into()),
-        ("client_secret", "x".into()),
-    ])
-    .await;
-    assert_eq!(unknown.status(), 401);
-    let grant = post(vec![("grant_type", "password".into())]).await;
-    assert_eq!(grant.status(), 400);
-    assert_eq!(
-        grant.json::<Value>().await.unwrap()["error"],
-        "unsupported_grant_type"
-    );
+    let (status, _) = hub
+        .token_request(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "ghost"),
+            ("client_secret", "x"),
+        ])
+        .await;
+    assert_eq!(status, 401);
+    let (status, body) = hub.token_request(&[("grant_type", "password")]).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "unsupported_grant_type");
 }
 
 /// Checklist 13: no token → 401 with a Bearer challenge, on subscribe, publish and get-context.
 #[tokio::test]
 async fn no_token_is_401() {
-    let hub = secure_hub().await;
+    let hub = TestHub::start_with_auth().await;
     let topic = hub.hub.session_topic().to_owned();
-    let res = hub
-        .post_form(&[
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "subscribe"),
-            ("hub.topic", &topic),
-            ("hub.events", "Patient-open"),
-        ])
-        .await;
+    let res = hub.post_form(&subscribe_form(&topic, "Patient-open")).await;
     assert_eq!(res.status(), 401);
     assert!(res.headers()["www-authenticate"]
         .to_str()
@@ -156,14 +93,16 @@ async fn no_token_is_401() {
         .await
         .unwrap();
     assert_eq!(ctx.status(), 401);
-    let bad = subscribe_with(&hub, "not.a.jwt", &topic, "Patient-open").await;
+    let bad = hub
+        .subscribe_with_token("not.a.jwt", &topic, "Patient-open")
+        .await;
     assert_eq!(bad.status(), 401);
 }
 
 /// Checklist 47, 66: subscribe needs read for every event, publish needs write; 403 names the scope.
 #[tokio::test]
 async fn missing_scope_is_403_naming_it() {
-    let hub = secure_hub().await;
+    let hub = TestHub::start_with_auth().await;
     let topic = hub.hub.session_topic().to_owned();
     let (_, _, token) = app_token(
         &hub,
@@ -173,7 +112,9 @@ async fn missing_scope_is_403_naming_it() {
     )
     .await;
     let token = token["access_token"].as_str().unwrap();
-    let res = subscribe_with(&hub, token, &topic, "patient-open,DiagnosticReport-open").await;
+    let res = hub
+        .subscribe_with_token(token, &topic, "patient-open,DiagnosticReport-open")
+        .await;
     assert_eq!(res.status(), 403);
     assert!(res
         .text()
@@ -181,12 +122,14 @@ async fn missing_scope_is_403_naming_it() {
         .unwrap()
         .contains("fhircast/DiagnosticReport-open.read"));
     assert_eq!(
-        subscribe_with(&hub, token, &topic, "Patient-open,Patient-close")
+        hub.subscribe_with_token(token, &topic, "Patient-open,Patient-close")
             .await
             .status(),
         202
     );
-    let res = publish_with(&hub, token, &patient_open(&topic, "p1")).await;
+    let res = hub
+        .publish_with_token(token, &patient_open(&topic, "p1"))
+        .await;
     assert_eq!(res.status(), 403);
     let body: Value = res.json().await.unwrap();
     assert!(body["issue"][0]["details"]["text"]
@@ -198,44 +141,30 @@ async fn missing_scope_is_403_naming_it() {
 /// A token for topic A cannot touch topic B.
 #[tokio::test]
 async fn token_is_bound_to_its_topics() {
-    let hub = secure_hub().await;
+    let hub = TestHub::start_with_auth().await;
     let (a, b) = (topic(), topic());
     let (_, _, token) = app_token(&hub, "RIS", "fhircast/*.*", vec![a.clone()]).await;
     let token = token["access_token"].as_str().unwrap();
     assert_eq!(
-        subscribe_with(&hub, token, &a, "Patient-open")
+        hub.subscribe_with_token(token, &a, "Patient-open")
             .await
             .status(),
         202
     );
     assert_eq!(
-        subscribe_with(&hub, token, &b, "Patient-open")
+        hub.subscribe_with_token(token, &b, "Patient-open")
             .await
             .status(),
         403
     );
     assert_eq!(
-        publish_with(&hub, token, &patient_open(&b, "p1"))
+        hub.publish_with_token(token, &patient_open(&b, "p1"))
             .await
             .status(),
         403
     );
-    let ctx = hub
-        .http
-        .get(format!("{}/{}", hub.hub_url(), b))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ctx.status(), 403);
-    let ctx = hub
-        .http
-        .get(format!("{}/{}", hub.hub_url(), a))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ctx.status(), 200);
+    assert_eq!(hub.context_with_token(token, &b).await.status(), 403);
+    assert_eq!(hub.context_with_token(token, &a).await.status(), 200);
 }
 
 /// Checklist 14: the granted lease never outlives the token; the end of the lease ends the socket.
@@ -249,11 +178,10 @@ async fn lease_is_capped_by_token_lifetime() {
     let topic = hub.hub.session_topic().to_owned();
     let (_, _, token) = app_token(&hub, "RIS", "fhircast/*.*", vec![]).await;
     let token = token["access_token"].as_str().unwrap();
-    let res = subscribe_with(&hub, token, &topic, "Patient-open").await;
-    let endpoint = res.json::<Value>().await.unwrap()["hub.channel.endpoint"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let res = hub
+        .subscribe_with_token(token, &topic, "Patient-open")
+        .await;
+    let endpoint = endpoint_of(res).await;
     let mut ws = Ws::connect(&endpoint).await;
     let confirmation = ws.next_json().await;
     assert!(
@@ -268,15 +196,14 @@ async fn lease_is_capped_by_token_lifetime() {
 /// Revoking an app cuts it off at once: its socket gets a denial, its token stops working.
 #[tokio::test]
 async fn revoked_app_is_cut_off() {
-    let hub = secure_hub().await;
+    let hub = TestHub::start_with_auth().await;
     let topic = hub.hub.session_topic().to_owned();
     let (client_id, _, token) = app_token(&hub, "Dictation", "fhircast/*.*", vec![]).await;
     let token = token["access_token"].as_str().unwrap().to_owned();
-    let res = subscribe_with(&hub, &token, &topic, "Patient-open").await;
-    let endpoint = res.json::<Value>().await.unwrap()["hub.channel.endpoint"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let res = hub
+        .subscribe_with_token(&token, &topic, "Patient-open")
+        .await;
+    let endpoint = endpoint_of(res).await;
     let mut ws = Ws::connect(&endpoint).await;
     ws.next_json().await;
     hub.hub.apps().revoke(&client_id).unwrap();
@@ -285,7 +212,7 @@ async fn revoked_app_is_cut_off() {
     assert_eq!(texts[0]["hub.reason"], "access revoked");
     assert_eq!(close.map(|c| u16::from(c.code)), Some(1008));
     assert_eq!(
-        publish_with(&hub, &token, &patient_open(&topic, "p1"))
+        hub.publish_with_token(&token, &patient_open(&topic, "p1"))
             .await
             .status(),
         401
@@ -295,32 +222,26 @@ async fn revoked_app_is_cut_off() {
 /// Rotating the secret invalidates tokens issued with the old one.
 #[tokio::test]
 async fn rotation_invalidates_old_tokens() {
-    let hub = secure_hub().await;
+    let hub = TestHub::start_with_auth().await;
     let topic = hub.hub.session_topic().to_owned();
     let (client_id, _, token) = app_token(&hub, "PACS", "fhircast/*.*", vec![]).await;
     let old = token["access_token"].as_str().unwrap().to_owned();
     let secret = hub.hub.apps().rotate_secret(&client_id).unwrap();
     assert_eq!(
-        subscribe_with(&hub, &old, &topic, "Patient-open")
+        hub.subscribe_with_token(&old, &topic, "Patient-open")
             .await
             .status(),
         401
     );
-    let res = hub
-        .http
-        .post(hub.url("/oauth/token"))
-        .form(&[
+    let (_, fresh) = hub
+        .token_request(&[
             ("grant_type", "client_credentials"),
             ("client_id", &client_id),
             ("client_secret", &secret),
         ])
-        .send()
-        .await
-        .unwrap();
-    let fresh: Value = res.json().await.unwrap();
+        .await;
     assert_eq!(
-        subscribe_with(
-            &hub,
+        hub.subscribe_with_token(
             fresh["access_token"].as_str().unwrap(),
             &topic,
             "Patient-open"
@@ -334,13 +255,12 @@ async fn rotation_invalidates_old_tokens() {
 /// A forged token (signed with another key) and a token with a tampered payload are refused.
 #[tokio::test]
 async fn forged_tokens_are_refused() {
-    let hub = secure_hub().await;
-    let other = secure_hub().await;
+    let hub = TestHub::start_with_auth().await;
+    let other = TestHub::start_with_auth().await;
     let topic = hub.hub.session_topic().to_owned();
     let (_, _, foreign) = app_token(&other, "Evil", "fhircast/*.*", vec![topic.clone()]).await;
     assert_eq!(
-        subscribe_with(
-            &hub,
+        hub.subscribe_with_token(
             foreign["access_token"].as_str().unwrap(),
             &topic,
             "Patient-open"
@@ -353,7 +273,7 @@ async fn forged_tokens_are_refused() {
     let parts: Vec<&str> = mine["access_token"].as_str().unwrap().split('.').collect();
     let tampered = format!("{}.{}x.{}", parts[0], parts[1], parts[2]);
     assert_eq!(
-        subscribe_with(&hub, &tampered, &topic, "Patient-open")
+        hub.subscribe_with_token(&tampered, &topic, "Patient-open")
             .await
             .status(),
         401
@@ -363,31 +283,19 @@ async fn forged_tokens_are_refused() {
 /// Unsubscribing another app's endpoint is refused.
 #[tokio::test]
 async fn apps_cannot_unsubscribe_each_other() {
-    let hub = secure_hub().await;
+    let hub = TestHub::start_with_auth().await;
     let topic = hub.hub.session_topic().to_owned();
     let (_, _, a) = app_token(&hub, "A", "fhircast/*.*", vec![]).await;
     let (_, _, b) = app_token(&hub, "B", "fhircast/*.*", vec![]).await;
-    let res = subscribe_with(
-        &hub,
-        a["access_token"].as_str().unwrap(),
-        &topic,
-        "Patient-open",
-    )
-    .await;
-    let endpoint = res.json::<Value>().await.unwrap()["hub.channel.endpoint"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let res = hub
+        .subscribe_with_token(a["access_token"].as_str().unwrap(), &topic, "Patient-open")
+        .await;
+    let endpoint = endpoint_of(res).await;
     let res = hub
         .http
         .post(hub.hub_url())
         .bearer_auth(b["access_token"].as_str().unwrap())
-        .form(&[
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "unsubscribe"),
-            ("hub.topic", &topic),
-            ("hub.channel.endpoint", &endpoint),
-        ])
+        .form(&unsubscribe_form(&topic, &endpoint))
         .send()
         .await
         .unwrap();

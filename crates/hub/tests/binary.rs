@@ -5,8 +5,7 @@ mod common;
 
 use std::process::{ExitStatus, Stdio};
 
-use common::{patient_open, topic, Ws, WAIT};
-use serde_json::Value;
+use common::{endpoint_of, patient_open, run_to_exit, subscribe_form, topic, Ws, WAIT};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -100,26 +99,10 @@ impl Proc {
     }
 }
 
-/// Runs the binary to completion (bounded) and returns its output.
-async fn run(args: &[&str]) -> std::process::Output {
-    let child = Command::new(BIN)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .expect("exits in time")
-        .unwrap()
-}
-
 /// No checklist id (command-line surface): every setting is a flag.
 #[tokio::test]
 async fn help_lists_every_flag() {
-    let out = run(&["--help"]).await;
+    let out = run_to_exit(&["--help"]).await;
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
     for flag in [
@@ -146,7 +129,7 @@ async fn help_lists_every_flag() {
 /// No checklist id (command-line surface).
 #[tokio::test]
 async fn version_prints_the_version() {
-    let out = run(&["--version"]).await;
+    let out = run_to_exit(&["--version"]).await;
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains(env!("CARGO_PKG_VERSION")), "{text}");
@@ -158,7 +141,7 @@ async fn version_prints_the_version() {
 async fn non_loopback_listen_is_refused_without_allow_remote() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let out = run(&["--listen", "0.0.0.0:0", "--no-auth", "--data-dir", data]).await;
+    let out = run_to_exit(&["--listen", "0.0.0.0:0", "--no-auth", "--data-dir", data]).await;
     assert!(!out.status.success(), "{:?}", out.status);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("loopback"), "{stderr}");
@@ -180,25 +163,11 @@ async fn allow_remote_starts_and_warns() {
 }
 
 async fn subscribe(http: &reqwest::Client, url: &str, topic: &str, name: &str) -> String {
-    let body: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "subscribe"),
-            ("hub.topic", topic),
-            ("hub.events", "Patient-open"),
-            ("subscriber.name", name),
-        ])
-        .finish();
-    let res = http
-        .post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let mut form = subscribe_form(topic, "Patient-open");
+    form.push(("subscriber.name", name));
+    let res = http.post(url).form(&form).send().await.unwrap();
     assert_eq!(res.status(), 202);
-    let v: Value = res.json().await.unwrap();
-    v["hub.channel.endpoint"].as_str().unwrap().to_owned()
+    endpoint_of(res).await
 }
 
 /// Checklist 8, 22, 26, 41, 60; shutdown: SIGTERM closes every socket with

@@ -356,16 +356,7 @@ async fn select_is_forwarded_with_202_or_206() {
 async fn update_of_a_suspended_report_keeps_the_current_context() {
     let mut s = Session::start().await;
     let config_url = format!("{}/.well-known/fhircast-configuration", s.hub.hub_url());
-    let config: Value = s
-        .hub
-        .http
-        .get(config_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let config = get_json(&s.hub.http, &config_url).await;
     assert_eq!(
         config["capabilities"]["supportsNonCurrentContextUpdates"],
         true

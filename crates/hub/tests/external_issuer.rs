@@ -40,20 +40,9 @@ fn claims(scope: &str) -> Value {
     })
 }
 
+/// Subscribes with `token`: the status and the body (a refusal's reason).
 async fn subscribe_with(hub: &TestHub, token: &str, topic: &str, events: &str) -> (u16, String) {
-    let res = hub
-        .http
-        .post(hub.hub_url())
-        .bearer_auth(token)
-        .form(&[
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "subscribe"),
-            ("hub.topic", topic),
-            ("hub.events", events),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = hub.subscribe_with_token(token, topic, events).await;
     (res.status().as_u16(), res.text().await.unwrap())
 }
 
@@ -78,24 +67,12 @@ async fn valid_external_token_subscribes() {
     let mut ws = Ws::connect(&endpoint).await;
     assert_eq!(ws.next_json().await["hub.mode"], "subscribe");
     let res = hub
-        .http
-        .post(hub.hub_url())
-        .bearer_auth(&token)
-        .json(&patient_open(&topic, "p1"))
-        .send()
-        .await
-        .unwrap();
+        .publish_with_token(&token, &patient_open(&topic, "p1"))
+        .await;
     assert!(res.status().is_success(), "{}", res.status());
     let event = ws.next_json().await;
     assert_eq!(event["event"]["hub.event"], "Patient-open", "{event}");
-    let ctx = hub
-        .http
-        .get(format!("{}/{}", hub.hub_url(), topic))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ctx.status(), 200);
+    assert_eq!(hub.context_with_token(&token, &topic).await.status(), 200);
     // Only the session topic without a hub.topic claim.
     assert_eq!(
         subscribe_with(&hub, &token, &common::topic(), "Patient-open")
@@ -328,20 +305,7 @@ async fn audience_is_checked_when_configured() {
 #[tokio::test]
 async fn trust_issuer_flags_are_checked() {
     let run = |args: &'static [&'static str]| async move {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
-            .args(args)
-            .arg("--no-persist")
-            .arg("--secret-store")
-            .arg("memory")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        tokio::time::timeout(WAIT, child.wait_with_output())
-            .await
-            .expect("exits in time")
-            .unwrap()
+        run_to_exit(&[args, &["--no-persist", "--secret-store", "memory"]].concat()).await
     };
     let out = run(&[
         "--trust-issuer",

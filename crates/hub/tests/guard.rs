@@ -125,24 +125,10 @@ async fn subscription_and_topic_limits() {
     let (a, b, c) = (topic(), topic(), topic());
     hub.subscribe(&a, "Patient-open").await;
     hub.subscribe(&a, "Patient-open").await;
-    let full = hub
-        .post_form(&[
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "subscribe"),
-            ("hub.topic", &a),
-            ("hub.events", "Patient-open"),
-        ])
-        .await;
+    let full = hub.post_form(&subscribe_form(&a, "Patient-open")).await;
     assert_eq!(full.status(), 429);
     assert!(full.text().await.unwrap().contains("limit"));
     hub.subscribe(&b, "Patient-open").await;
-    let too_many = hub
-        .post_form(&[
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "subscribe"),
-            ("hub.topic", &c),
-            ("hub.events", "Patient-open"),
-        ])
-        .await;
+    let too_many = hub.post_form(&subscribe_form(&c, "Patient-open")).await;
     assert_eq!(too_many.status(), 429);
 }

@@ -102,25 +102,6 @@ fn keyring_store_round_trips() {
     store.delete("gamma").unwrap();
 }
 
-async fn token_request(hub: &TestHub, client_id: &str, secret: &str) -> reqwest::Response {
-    hub.http
-        .post(hub.url("/oauth/token"))
-        .basic_auth(client_id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .expect("POST /oauth/token")
-}
-
-async fn context_with(hub: &TestHub, token: &str, topic: &str) -> reqwest::Response {
-    hub.http
-        .get(format!("{}/{topic}", hub.hub_url()))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("GET context")
-}
-
 /// The hub's signing key and an app's secret hash live in the keyring and
 /// nowhere on disk; after a restart (a new hub, a new keyring handle, the
 /// same data folder) the app gets a token with the same secret, and a token
@@ -162,12 +143,15 @@ async fn hub_keeps_its_secrets_in_the_keyring_across_a_restart() {
         "a 256-bit key, base64: {signing_key:?}"
     );
 
-    let res = token_request(&hub, &app.client_id, &secret).await;
+    let res = hub.token_with_secret(&app.client_id, &secret).await;
     assert_eq!(res.status(), 200);
     let first: Value = res.json().await.unwrap();
     let first_token = first["access_token"].as_str().unwrap().to_owned();
     let topic = first["hub.topic"].as_str().unwrap().to_owned();
-    assert_eq!(context_with(&hub, &first_token, &topic).await.status(), 200);
+    assert_eq!(
+        hub.context_with_token(&first_token, &topic).await.status(),
+        200
+    );
     hub.stop().await;
 
     assert_no_secret_on_disk(data.path(), &[&secret, &stored_hash, &signing_key]);
@@ -178,7 +162,7 @@ async fn hub_keeps_its_secrets_in_the_keyring_across_a_restart() {
         c.secret_store = open(&service);
     })
     .await;
-    let res = token_request(&hub, &app.client_id, &secret).await;
+    let res = hub.token_with_secret(&app.client_id, &secret).await;
     assert_eq!(
         res.status(),
         200,
@@ -188,13 +172,18 @@ async fn hub_keeps_its_secrets_in_the_keyring_across_a_restart() {
     let second: Value = res.json().await.unwrap();
     assert_eq!(second["hub.topic"], topic.as_str(), "same session topic");
     let second_token = second["access_token"].as_str().unwrap();
-    assert_eq!(context_with(&hub, second_token, &topic).await.status(), 200);
     assert_eq!(
-        context_with(&hub, &first_token, &topic).await.status(),
+        hub.context_with_token(second_token, &topic).await.status(),
+        200
+    );
+    assert_eq!(
+        hub.context_with_token(&first_token, &topic).await.status(),
         200,
         "the signing key survived the restart, so earlier tokens still verify"
     );
-    let wrong = token_request(&hub, &app.client_id, &format!("{secret}x")).await;
+    let wrong = hub
+        .token_with_secret(&app.client_id, &format!("{secret}x"))
+        .await;
     assert_eq!(wrong.status(), 401);
     assert_eq!(
         secret_tool_lookup(&service, "token-signing-key").as_deref(),
@@ -209,7 +198,9 @@ async fn hub_keeps_its_secrets_in_the_keyring_across_a_restart() {
         None
     );
     assert_eq!(
-        token_request(&hub, &app.client_id, &secret).await.status(),
+        hub.token_with_secret(&app.client_id, &secret)
+            .await
+            .status(),
         401
     );
     hub.stop().await;
@@ -231,30 +222,6 @@ fn assert_no_secret_on_disk(dir: &Path, needles: &[&str]) {
             );
         }
     }
-}
-
-/// `lockstep-hub apps add` with `--secret-store file`: prints the secret.
-fn apps_add(data_dir: &Path, name: &str) -> (String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
-        .args(["apps", "add", name, "--secret-store", "file", "--data-dir"])
-        .arg(data_dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run lockstep-hub apps add");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "apps add failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let field = |name: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
-    };
-    (field("client_id:"), field("client_secret:"))
 }
 
 #[cfg(unix)]

@@ -58,22 +58,12 @@ async fn connections_over_the_limit_get_503() {
     hub.stop().await;
 }
 
-async fn token_attempt(hub: &TestHub, client_id: &str, secret: &str) -> reqwest::Response {
-    hub.http
-        .post(hub.url("/oauth/token"))
-        .basic_auth(client_id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-}
-
 /// Ten failed authentications for one client id within a minute, and the
 /// eleventh attempt is refused with 429 and Retry-After, even with the
 /// right secret; other clients are unaffected.
 #[tokio::test]
 async fn failed_token_requests_are_limited_per_client() {
-    let hub = TestHub::start_with(|c| c.no_auth = false).await;
+    let hub = TestHub::start_with_auth().await;
     let (app, secret) = hub
         .hub
         .apps()
@@ -85,10 +75,12 @@ async fn failed_token_requests_are_limited_per_client() {
         .register("Bystander", "fhircast/*.read", vec![])
         .unwrap();
     for i in 0..10 {
-        let res = token_attempt(&hub, &app.client_id, &format!("guess-{i}")).await;
+        let res = hub
+            .token_with_secret(&app.client_id, &format!("guess-{i}"))
+            .await;
         assert_eq!(res.status(), 401, "attempt {i}");
     }
-    let res = token_attempt(&hub, &app.client_id, &secret).await;
+    let res = hub.token_with_secret(&app.client_id, &secret).await;
     assert_eq!(res.status(), 429);
     let retry: u64 = res.headers()["retry-after"]
         .to_str()
@@ -106,7 +98,7 @@ async fn failed_token_requests_are_limited_per_client() {
         "{body}"
     );
 
-    let res = token_attempt(&hub, &other.client_id, &other_secret).await;
+    let res = hub.token_with_secret(&other.client_id, &other_secret).await;
     assert_eq!(res.status(), 200, "another client still gets tokens");
     hub.stop().await;
 }
@@ -127,17 +119,19 @@ async fn failed_token_requests_are_limited_in_all() {
         .unwrap();
     for _ in 0..20 {
         assert_eq!(
-            token_attempt(&hub, &app.client_id, &secret).await.status(),
+            hub.token_with_secret(&app.client_id, &secret)
+                .await
+                .status(),
             200
         );
     }
     for i in 0..5 {
-        let res = token_attempt(&hub, &format!("sprayed-{i}"), "x").await;
+        let res = hub.token_with_secret(&format!("sprayed-{i}"), "x").await;
         assert_eq!(res.status(), 401);
     }
-    let res = token_attempt(&hub, "sprayed-next", "x").await;
+    let res = hub.token_with_secret("sprayed-next", "x").await;
     assert_eq!(res.status(), 429);
-    let res = token_attempt(&hub, &app.client_id, &secret).await;
+    let res = hub.token_with_secret(&app.client_id, &secret).await;
     assert_eq!(res.status(), 429, "the hub-wide limit holds for everyone");
     hub.stop().await;
 }

@@ -17,32 +17,14 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use common::{patient_open, Ws, WAIT};
+use common::{
+    endpoint_of, patient_open, post_token_form, subscribe_form, token_by_basic, unsubscribe_form,
+    Ws, WAIT,
+};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lockstep-hub");
-
-/// `lockstep-hub apps add` with the file store: (client_id, client_secret).
-fn apps_add(data_dir: &Path) -> (String, String) {
-    let out = Command::new(BIN)
-        .args(["apps", "add", "Log Audit RIS", "--secret-store", "file"])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run lockstep-hub apps add");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "apps add failed: {stdout}");
-    let field = |name: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
-    };
-    (field("client_id:"), field("client_secret:"))
-}
 
 /// The running binary, its output collected as it comes.
 struct RunningHub {
@@ -199,49 +181,38 @@ async fn session(hub: &RunningHub, client_id: &str, secret: &str) -> Traces {
     let token_url = format!("{}/oauth/token", hub.base());
 
     // A token by client_secret_basic, and one by client_secret_post.
-    let res = http
-        .post(&token_url)
-        .basic_auth(client_id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let res = token_by_basic(&http, &token_url, client_id, secret).await;
     assert_eq!(res.status(), 200);
     let issued: Value = res.json().await.unwrap();
     let token = issued["access_token"].as_str().unwrap().to_owned();
     let topic = issued["hub.topic"].as_str().unwrap().to_owned();
-    let res = http
-        .post(&token_url)
-        .form(&[
+    let res = post_token_form(
+        &http,
+        &token_url,
+        &[
             ("grant_type", "client_credentials"),
             ("client_id", client_id),
             ("client_secret", secret),
             ("scope", "fhircast/Patient-open.read"),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let second: Value = res.json().await.unwrap();
     let second_token = second["access_token"].as_str().unwrap().to_owned();
 
     // Subscribe, connect, publish, read the context, unsubscribe.
+    let mut form = subscribe_form(&topic, "Patient-open,Patient-close");
+    form.push(("subscriber.name", "Log Audit RIS"));
     let res = http
         .post(&hub.hub_url)
         .bearer_auth(&token)
-        .form(&[
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "subscribe"),
-            ("hub.topic", topic.as_str()),
-            ("hub.events", "Patient-open,Patient-close"),
-            ("subscriber.name", "Log Audit RIS"),
-        ])
+        .form(&form)
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 202);
-    let body: Value = res.json().await.unwrap();
-    let endpoint = body["hub.channel.endpoint"].as_str().unwrap().to_owned();
+    let endpoint = endpoint_of(res).await;
     let endpoint_id = endpoint.rsplit('/').next().unwrap().to_owned();
     assert!(
         endpoint_id.len() >= 40,
@@ -345,12 +316,7 @@ async fn session(hub: &RunningHub, client_id: &str, secret: &str) -> Traces {
     let res = http
         .post(&hub.hub_url)
         .bearer_auth(&token)
-        .form(&[
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "unsubscribe"),
-            ("hub.topic", topic.as_str()),
-            ("hub.channel.endpoint", endpoint.as_str()),
-        ])
+        .form(&unsubscribe_form(&topic, &endpoint))
         .send()
         .await
         .unwrap();
@@ -361,24 +327,18 @@ async fn session(hub: &RunningHub, client_id: &str, secret: &str) -> Traces {
     let mut wrong_secret = secret.to_owned();
     let last = wrong_secret.pop().unwrap();
     wrong_secret.push(if last == 'A' { 'B' } else { 'A' });
-    let res = http
-        .post(&token_url)
-        .basic_auth(client_id, Some(&wrong_secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let res = token_by_basic(&http, &token_url, client_id, &wrong_secret).await;
     assert_eq!(res.status(), 401);
-    let res = http
-        .post(&token_url)
-        .form(&[
+    let res = post_token_form(
+        &http,
+        &token_url,
+        &[
             ("grant_type", "client_credentials"),
             ("client_id", client_id),
-            ("client_secret", wrong_secret.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+            ("client_secret", &wrong_secret),
+        ],
+    )
+    .await;
     assert_eq!(res.status(), 401);
 
     // Forged tokens, on each kind of request.
@@ -391,12 +351,7 @@ async fn session(hub: &RunningHub, client_id: &str, secret: &str) -> Traces {
         let res = http
             .post(&hub.hub_url)
             .bearer_auth(bad)
-            .form(&[
-                ("hub.channel.type", "websocket"),
-                ("hub.mode", "subscribe"),
-                ("hub.topic", topic.as_str()),
-                ("hub.events", "Patient-open"),
-            ])
+            .form(&subscribe_form(&topic, "Patient-open"))
             .send()
             .await
             .unwrap();
@@ -433,7 +388,7 @@ async fn session(hub: &RunningHub, client_id: &str, secret: &str) -> Traces {
 #[test]
 fn no_secret_in_logs_or_data_files() {
     let data = tempfile::tempdir().unwrap();
-    let (client_id, secret) = apps_add(data.path());
+    let (client_id, secret) = common::apps_add(data.path(), "Log Audit RIS");
     let hub = RunningHub::start(data.path());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

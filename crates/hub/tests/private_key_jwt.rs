@@ -15,61 +15,25 @@ use serde_json::{json, Value};
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-async fn secure_hub() -> TestHub {
-    TestHub::start_with(|c| c.no_auth = false).await
-}
-
 /// Claims of a good assertion for `client_id` at `hub`.
 fn claims(hub: &TestHub, client_id: &str) -> Value {
     json!({
         "iss": client_id,
         "sub": client_id,
-        "aud": hub.url("/oauth/token"),
+        "aud": hub.token_url(),
         "exp": now() + 240,
         "jti": uuid::Uuid::new_v4().to_string(),
     })
 }
 
-async fn token_request(hub: &TestHub, form: &[(&str, &str)]) -> (u16, Value) {
-    let res = hub
-        .http
-        .post(hub.url("/oauth/token"))
-        .form(form)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap_or(Value::Null))
-}
-
 async fn with_assertion(hub: &TestHub, assertion: &str) -> (u16, Value) {
-    token_request(
-        hub,
-        &[
-            ("grant_type", "client_credentials"),
-            ("client_assertion_type", ASSERTION_TYPE),
-            ("client_assertion", assertion),
-            ("scope", "fhircast/*.read"),
-        ],
-    )
+    hub.token_request(&[
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", ASSERTION_TYPE),
+        ("client_assertion", assertion),
+        ("scope", "fhircast/*.read"),
+    ])
     .await
-}
-
-async fn subscribe_with(hub: &TestHub, token: &str, topic: &str) -> u16 {
-    hub.http
-        .post(hub.hub_url())
-        .bearer_auth(token)
-        .form(&[
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "subscribe"),
-            ("hub.topic", topic),
-            ("hub.events", "Patient-open"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 /// Registers a key-only app with `keys`; returns its client id.
@@ -94,7 +58,7 @@ fn register(hub: &TestHub, keys: &[&TestKey]) -> String {
 /// token with the launch context (checklist 114), and the token works (13).
 #[tokio::test]
 async fn signed_assertions_get_working_tokens() {
-    let hub = secure_hub().await;
+    let hub = TestHub::start_with_auth().await;
     let rs384 = TestKey::rsa("rsa-1", Algorithm::RS384);
     let es384 = TestKey::ec384("ec-1");
     let rs256 = TestKey::rsa("rsa-2", Algorithm::RS256);
@@ -108,36 +72,31 @@ async fn signed_assertions_get_working_tokens() {
         assert_eq!(body["hub.topic"], topic.as_str());
         assert_eq!(body["hub.url"], hub.hub_url());
         let token = body["access_token"].as_str().unwrap();
-        assert_eq!(subscribe_with(&hub, token, &topic).await, 202);
+        assert_eq!(
+            hub.subscribe_with_token(token, &topic, "Patient-open")
+                .await
+                .status(),
+            202
+        );
     }
     // client_id in the form is allowed when it matches.
     let assertion = es384.sign(&claims(&hub, &client_id));
-    let (status, _) = token_request(
-        &hub,
-        &[
+    let (status, _) = hub
+        .token_request(&[
             ("grant_type", "client_credentials"),
             ("client_id", &client_id),
             ("client_assertion_type", ASSERTION_TYPE),
             ("client_assertion", &assertion),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(status, 200);
 }
 
 /// Discovery advertises the method and the algorithms.
 #[tokio::test]
 async fn smart_configuration_advertises_private_key_jwt() {
-    let hub = secure_hub().await;
-    let smart: Value = hub
-        .http
-        .get(hub.url("/.well-known/smart-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let hub = TestHub::start_with_auth().await;
+    let smart = hub.smart_configuration().await;
     let methods = smart["token_endpoint_auth_methods_supported"].to_string();
     assert!(methods.contains("private_key_jwt"), "{smart}");
     assert!(methods.contains("client_secret_basic"), "{smart}");
@@ -150,7 +109,7 @@ async fn smart_configuration_advertises_private_key_jwt() {
 /// an OAuth error naming it; the refusals are in the audit trail.
 #[tokio::test]
 async fn bad_assertions_are_refused_with_the_reason() {
-    let hub = secure_hub().await;
+    let hub = TestHub::start_with_auth().await;
     let key = TestKey::ec384("ec-1");
     let stranger = TestKey::ec384("ec-1"); // same kid, other key
     let client_id = register(&hub, &[&key]);
@@ -212,27 +171,23 @@ async fn bad_assertions_are_refused_with_the_reason() {
         .contains("HS256"));
 
     // A form client_id that is not the assertion's issuer.
-    let (status, _) = token_request(
-        &hub,
-        &[
+    let (status, _) = hub
+        .token_request(&[
             ("grant_type", "client_credentials"),
             ("client_id", "another-app"),
             ("client_assertion_type", ASSERTION_TYPE),
             ("client_assertion", &key.sign(&good())),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(status, 401);
     // The wrong assertion type.
-    let (status, body) = token_request(
-        &hub,
-        &[
+    let (status, body) = hub
+        .token_request(&[
             ("grant_type", "client_credentials"),
             ("client_assertion_type", "urn:something-else"),
             ("client_assertion", &key.sign(&good())),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_request"))
@@ -260,7 +215,7 @@ async fn bad_assertions_are_refused_with_the_reason() {
 /// An assertion is good once: the same jti again is refused (RFC 7523 §3).
 #[tokio::test]
 async fn replayed_assertion_is_refused() {
-    let hub = secure_hub().await;
+    let hub = TestHub::start_with_auth().await;
     let key = TestKey::rsa("rsa-1", Algorithm::RS384);
     let client_id = register(&hub, &[&key]);
     let assertion = key.sign(&claims(&hub, &client_id));
@@ -277,7 +232,7 @@ async fn replayed_assertion_is_refused() {
 /// ends the tokens issued under the old ones.
 #[tokio::test]
 async fn keys_and_secrets_are_separate_and_keys_rotate() {
-    let hub = secure_hub().await;
+    let hub = TestHub::start_with_auth().await;
     let topic = hub.hub.session_topic().to_owned();
     // A secret-only app cannot use an assertion.
     let (secret_app, secret) = hub
@@ -295,26 +250,22 @@ async fn keys_and_secrets_are_separate_and_keys_rotate() {
         .contains("no registered public keys"));
     // A key-only app cannot use a secret, nor both methods at once.
     let client_id = register(&hub, &[&key]);
-    let (status, _) = token_request(
-        &hub,
-        &[
+    let (status, _) = hub
+        .token_request(&[
             ("grant_type", "client_credentials"),
             ("client_id", &client_id),
             ("client_secret", &secret),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(status, 401);
-    let (status, _) = token_request(
-        &hub,
-        &[
+    let (status, _) = hub
+        .token_request(&[
             ("grant_type", "client_credentials"),
             ("client_secret", &secret),
             ("client_assertion_type", ASSERTION_TYPE),
             ("client_assertion", &key.sign(&claims(&hub, &client_id))),
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(status, 400);
 
     let (status, body) = with_assertion(&hub, &key.sign(&claims(&hub, &client_id))).await;
@@ -325,7 +276,12 @@ async fn keys_and_secrets_are_separate_and_keys_rotate() {
         .apps()
         .set_keys(&client_id, PublicKeys::Set(&jwks(&[&new_key]).to_string()))
         .unwrap();
-    assert_eq!(subscribe_with(&hub, &old_token, &topic).await, 401);
+    assert_eq!(
+        hub.subscribe_with_token(&old_token, &topic, "Patient-open")
+            .await
+            .status(),
+        401
+    );
     assert_eq!(
         with_assertion(&hub, &key.sign(&claims(&hub, &client_id)))
             .await
@@ -335,7 +291,13 @@ async fn keys_and_secrets_are_separate_and_keys_rotate() {
     let (status, body) = with_assertion(&hub, &new_key.sign(&claims(&hub, &client_id))).await;
     assert_eq!(status, 200);
     assert_eq!(
-        subscribe_with(&hub, body["access_token"].as_str().unwrap(), &topic).await,
+        hub.subscribe_with_token(
+            body["access_token"].as_str().unwrap(),
+            &topic,
+            "Patient-open"
+        )
+        .await
+        .status(),
         202
     );
 }
@@ -343,7 +305,7 @@ async fn keys_and_secrets_are_separate_and_keys_rotate() {
 /// A private key in the registered file is refused, not stored.
 #[tokio::test]
 async fn registering_a_private_key_is_refused() {
-    let hub = secure_hub().await;
+    let hub = TestHub::start_with_auth().await;
     let key = TestKey::ec384("ec-1");
     let mut private = key.jwk.clone();
     private["d"] = "AAAA".into();
@@ -362,22 +324,6 @@ async fn registering_a_private_key_is_refused() {
     assert!(hub.hub.apps().list().is_empty());
 }
 
-/// Runs the real binary to completion (bounded).
-async fn run_cli(args: &[&str]) -> std::process::Output {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .expect("exits in time")
-        .unwrap()
-}
-
 /// `lockstep-hub apps add --jwks FILE` registers a key-only app (no
 /// secret printed) in the database; a hub on that data folder then gives
 /// it a token for a signed assertion.
@@ -388,7 +334,7 @@ async fn cli_registers_an_app_with_its_public_keys() {
     let file = data.path().join("backend.jwks.json");
     std::fs::write(&file, jwks(&[&key]).to_string()).unwrap();
     let dir = data.path().to_str().unwrap();
-    let out = run_cli(&[
+    let out = run_to_exit(&[
         "--data-dir",
         dir,
         "--secret-store",
@@ -410,18 +356,13 @@ async fn cli_registers_an_app_with_its_public_keys() {
     );
     assert!(!stdout.contains("client_secret"), "{stdout}");
     assert!(stdout.contains("private_key_jwt"), "{stdout}");
-    let client_id = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("client_id:"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let client_id = printed_field(&stdout, "client_id:");
 
     // A private key file is refused with exit 2 and nothing registered.
     let mut private = key.jwk.clone();
     private["d"] = "AAAA".into();
     std::fs::write(&file, json!({"keys": [private]}).to_string()).unwrap();
-    let out = run_cli(&[
+    let out = run_to_exit(&[
         "--data-dir",
         dir,
         "--secret-store",

@@ -92,13 +92,7 @@ async fn publish(http: &reqwest::Client, hub_url: &str, event: &Value) -> Value 
 }
 
 async fn context(http: &reqwest::Client, hub_url: &str, topic: &str) -> Value {
-    http.get(format!("{hub_url}/{topic}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(http, &format!("{hub_url}/{topic}")).await
 }
 
 async fn subscribe(http: &reqwest::Client, hub_url: &str, topic: &str, events: &str) -> String {
@@ -116,22 +110,11 @@ async fn subscribe_as(
     if let Some(token) = token {
         req = req.bearer_auth(token);
     }
-    let res = req
-        .form(&[
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "subscribe"),
-            ("hub.topic", topic),
-            ("hub.events", events),
-            ("subscriber.name", "PACS"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let mut form = subscribe_form(topic, events);
+    form.push(("subscriber.name", "PACS"));
+    let res = req.form(&form).send().await.unwrap();
     assert_eq!(res.status(), 202);
-    res.json::<Value>().await.unwrap()["hub.channel.endpoint"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    endpoint_of(res).await
 }
 
 /// Every event that got a 2xx is in the journal after `kill -9`; the
@@ -317,12 +300,7 @@ async fn audit_export_lists_the_session() {
         .unwrap();
     let res = http
         .post(&hub.hub_url)
-        .form(&[
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "unsubscribe"),
-            ("hub.topic", &topic),
-            ("hub.channel.endpoint", &endpoint),
-        ])
+        .form(&unsubscribe_form(&topic, &endpoint))
         .send()
         .await
         .unwrap();
@@ -433,41 +411,12 @@ async fn data_folder_is_private() {
 #[tokio::test]
 async fn cli_revocation_reaches_the_running_hub() {
     let dir = tempfile::tempdir().unwrap();
-    let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--secret-store", "file"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let added = cli(&["apps", "add", "Dictation"]);
-    let field = |name: &str| {
-        added
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    let (client_id, secret) = (field("client_id:"), field("client_secret:"));
+    let (client_id, secret) = apps_add(dir.path(), "Dictation");
     let hub = start_with(dir.path(), free_port(), &["--secret-store", "file"], &[]);
     let http = client();
     let base = hub.hub_url.trim_end_matches("/fhircast/STU3").to_owned();
-    let token: Value = http
-        .post(format!("{base}/oauth/token"))
-        .basic_auth(&client_id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
+    let token: Value = token_by_basic(&http, &format!("{base}/oauth/token"), &client_id, &secret)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -478,7 +427,17 @@ async fn cli_revocation_reaches_the_running_hub() {
     let endpoint = subscribe_as(&http, &hub.hub_url, Some(access), topic, "Patient-open").await;
     let mut ws = Ws::connect(&endpoint).await;
     ws.next_json().await;
-    cli(&["apps", "remove", &client_id]);
+    let removed = Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
+        .args(["apps", "remove", &client_id, "--secret-store", "file"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
     let (texts, _) = ws.closed().await;
     assert_eq!(texts[0]["hub.reason"], "access revoked");
 }

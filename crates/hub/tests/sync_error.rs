@@ -136,6 +136,59 @@ async fn assert_unsubscribed(endpoint: &str) {
     assert_denied(&mut Ws::connect(endpoint).await).await;
 }
 
+/// Publishes a marker event and asserts it is the next event on each of
+/// `sockets` (with its message): nothing else came first.
+async fn marker_comes_next<const N: usize>(
+    hub: &TestHub,
+    topic: &str,
+    sockets: [(&mut Ws, &str); N],
+) {
+    let marker = patient_open(topic, "p-marker");
+    hub.publish_ok(&marker).await;
+    for (ws, why) in sockets {
+        assert_eq!(ws.next_event().await["id"], marker["id"], "{why}");
+    }
+}
+
+/// The clock app vanishes; its SyncError (about `open`) reaches
+/// `observer` one grace period later, after any SyncError about an app
+/// that went before it would have.
+async fn clock_ticks(clock: Ws, observer: &mut Ws, topic: &str, open: &Value) {
+    vanish(clock);
+    let sync = observer.next_json().await;
+    assert_sync_error(
+        &sync,
+        topic,
+        open["id"].as_str().unwrap(),
+        "Patient-open",
+        "Clock",
+    );
+}
+
+/// Connects to `endpoint` again: the subscription is confirmed and the
+/// current context (`open`, accepted with `answer`) replayed as it was.
+async fn back_with_replay(
+    endpoint: &str,
+    topic: &str,
+    open: &Value,
+    answer: &Value,
+    why: &str,
+) -> Ws {
+    let mut back = Ws::connect(endpoint).await;
+    let confirmation = back.next_json().await;
+    assert_eq!(confirmation["hub.mode"], "subscribe", "{confirmation}");
+    assert_eq!(confirmation["hub.topic"], topic);
+    let replay = back.next_event().await;
+    assert_eq!(replay["id"], open["id"], "{why}");
+    assert_eq!(replay["timestamp"], open["timestamp"]);
+    assert_eq!(replay["event"]["context"], open["event"]["context"]);
+    assert_eq!(
+        replay["event"]["context.versionId"],
+        answer["event"]["event"]["context.versionId"]
+    );
+    back
+}
+
 /// One error ACK: SyncError to the other syncerror subscribers only, the
 /// failing app is denied, closed and unsubscribed, the context stays.
 async fn error_ack(status: Value) {
@@ -163,18 +216,15 @@ async fn error_ack(status: Value) {
 
     assert_context_unchanged(&hub, &topic, &answer).await;
 
-    let marker = patient_open(&topic, "p2");
-    hub.publish_ok(&marker).await;
-    assert_eq!(
-        bystander.next_event().await["id"],
-        marker["id"],
-        "no SyncError to non-subscribers (69)"
-    );
-    assert_eq!(
-        observer.next_event().await["id"],
-        marker["id"],
-        "exactly one SyncError"
-    );
+    marker_comes_next(
+        &hub,
+        &topic,
+        [
+            (&mut bystander, "no SyncError to non-subscribers (69)"),
+            (&mut observer, "exactly one SyncError"),
+        ],
+    )
+    .await;
 }
 
 /// Checklist 49, 56, 68-74.
@@ -220,18 +270,15 @@ async fn success_ack(ack: impl FnOnce(&str) -> String) {
         "nothing but the pong"
     );
 
-    let marker = patient_open(&topic, "p2");
-    hub.publish_ok(&marker).await;
-    assert_eq!(
-        observer.next_event().await["id"],
-        marker["id"],
-        "no SyncError"
-    );
-    assert_eq!(
-        app.next_event().await["id"],
-        marker["id"],
-        "still subscribed"
-    );
+    marker_comes_next(
+        &hub,
+        &topic,
+        [
+            (&mut observer, "no SyncError"),
+            (&mut app, "still subscribed"),
+        ],
+    )
+    .await;
 }
 
 /// Checklist 48 (status "200" as a string, as in the spec example).
@@ -291,31 +338,17 @@ async fn clean_close(code: u16) {
         disconnected(&mut events, "Clean App").await,
         "{code} is a clean close"
     );
-    vanish(clock);
-    let sync = observer.next_json().await;
-    assert_sync_error(
-        &sync,
+    clock_ticks(clock, &mut observer, &topic, &open).await;
+
+    let mut back = back_with_replay(
+        &endpoint,
         &topic,
-        open["id"].as_str().unwrap(),
-        "Patient-open",
-        "Clock",
-    );
-
-    let mut back = Ws::connect(&endpoint).await;
-    let confirmation = back.next_json().await;
-    assert_eq!(confirmation["hub.mode"], "subscribe", "{confirmation}");
-    assert_eq!(confirmation["hub.topic"], topic.as_str());
-    let replay = back.next_event().await;
-    assert_eq!(replay["id"], open["id"], "current context replayed (28)");
-    assert_eq!(replay["event"]["context"], open["event"]["context"]);
-    assert_eq!(
-        replay["event"]["context.versionId"],
-        answer["event"]["event"]["context.versionId"]
-    );
-
-    let marker = patient_open(&topic, "p2");
-    hub.publish_ok(&marker).await;
-    assert_eq!(back.next_event().await["id"], marker["id"]);
+        &open,
+        &answer,
+        "current context replayed (28)",
+    )
+    .await;
+    marker_comes_next(&hub, &topic, [(&mut back, "still subscribed")]).await;
 }
 
 /// Checklist 55, 26, 28.
@@ -410,36 +443,17 @@ async fn reconnect_within_grace(how: Gone) {
         !disconnected(&mut events, "Roaming App").await,
         "{how:?} is abnormal"
     );
-    let mut back = Ws::connect(&endpoint).await;
-    assert_eq!(back.next_json().await["hub.mode"], "subscribe");
-    let replay = back.next_event().await;
-    assert_eq!(
-        replay["id"], open["id"],
-        "current context replayed (28, 29)"
-    );
-    assert_eq!(replay["timestamp"], open["timestamp"]);
-    assert_eq!(replay["event"]["context"], open["event"]["context"]);
-    assert_eq!(
-        replay["event"]["context.versionId"],
-        answer["event"]["event"]["context.versionId"]
-    );
-
-    vanish(clock);
-    let sync = observer.next_json().await;
-    assert_sync_error(
-        &sync,
+    let mut back = back_with_replay(
+        &endpoint,
         &topic,
-        open["id"].as_str().unwrap(),
-        "Patient-open",
-        "Clock",
-    );
-    let marker = patient_open(&topic, "p2");
-    hub.publish_ok(&marker).await;
-    assert_eq!(
-        back.next_event().await["id"],
-        marker["id"],
-        "still subscribed"
-    );
+        &open,
+        &answer,
+        "current context replayed (28, 29)",
+    )
+    .await;
+
+    clock_ticks(clock, &mut observer, &topic, &open).await;
+    marker_comes_next(&hub, &topic, [(&mut back, "still subscribed")]).await;
 }
 
 /// Checklist 54, 28, 29; hub-digest 2.8 (reconnects are not SyncErrors).
@@ -476,14 +490,12 @@ async fn relay(with_id: bool) {
         assert!(name.eq_ignore_ascii_case("syncerror"), "{got}");
         assert_eq!(got["event"]["context"], posted["event"]["context"]);
     }
-    let marker = patient_open(&topic, "p1");
-    hub.publish_ok(&marker).await;
-    assert_eq!(bystander.next_event().await["id"], marker["id"], "69");
-    assert_eq!(
-        second.next_event().await["id"],
-        marker["id"],
-        "relayed once"
-    );
+    marker_comes_next(
+        &hub,
+        &topic,
+        [(&mut bystander, "69"), (&mut second, "relayed once")],
+    )
+    .await;
 }
 
 /// Checklist 68, 69 (IHE RAD-156): the spec's own example, whose

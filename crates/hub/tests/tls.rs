@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::{patient_open, topic, WAIT};
+use common::{endpoint_of, get_json, patient_open, subscribe_form, topic, WAIT};
 use futures_util::{SinkExt, StreamExt};
 use lockstep_hub::auth::{MemoryStore, SecretStore};
 use lockstep_hub::{server, tls, Config, Hub};
@@ -178,18 +178,12 @@ async fn discovery_subscribe_and_events_over_tls() {
     let res = hub
         .http
         .post(hub.hub_url())
-        .form(&[
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "subscribe"),
-            ("hub.topic", t.as_str()),
-            ("hub.events", "Patient-open"),
-        ])
+        .form(&subscribe_form(&t, "Patient-open"))
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 202);
-    let body: Value = res.json().await.unwrap();
-    let endpoint = body["hub.channel.endpoint"].as_str().unwrap().to_owned();
+    let endpoint = endpoint_of(res).await;
     let expected = format!("wss://localhost:{}/fhircast/STU3/ws/", hub.port);
     assert!(endpoint.starts_with(&expected), "{endpoint}");
 
@@ -235,15 +229,7 @@ async fn discovery_subscribe_and_events_over_tls() {
 async fn handed_out_urls_use_https() {
     let dir = tempfile::tempdir().unwrap();
     let hub = TlsHub::start(dir.path(), Arc::new(MemoryStore::default())).await;
-    let smart: Value = hub
-        .http
-        .get(hub.url("/.well-known/smart-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let smart = get_json(&hub.http, &hub.url("/.well-known/smart-configuration")).await;
     assert_eq!(smart["token_endpoint"], hub.url("/oauth/token"));
     assert_eq!(smart["hub.url"], hub.hub_url());
     let link = hub.hub.one_time_link();

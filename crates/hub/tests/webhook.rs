@@ -279,6 +279,22 @@ async fn join_webhook(
     get
 }
 
+/// A hub with, on one topic, a WebSocket subscriber `ws_name` to
+/// `ws_events` beside a verified webhook app to Patient-open that answers
+/// notifications with `answer`.
+async fn websocket_and_webhook(
+    ws_events: &str,
+    ws_name: &str,
+    answer: Answer,
+) -> (TestHub, String, Ws, App) {
+    let hub = TestHub::start().await;
+    let topic = topic();
+    let ws = hub.join(&topic, ws_events, ws_name).await;
+    let mut app = App::start(Verify::Echo, answer, None).await;
+    join_webhook(&hub, &mut app, &topic, "Patient-open", "k").await;
+    (hub, topic, ws, app)
+}
+
 fn hmac_hex(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(body);
@@ -429,11 +445,8 @@ async fn websocket_and_webhook_see_the_same_events() {
 /// notification is still unanswered.
 #[tokio::test]
 async fn hanging_callback_does_not_delay_websocket() {
-    let hub = TestHub::start().await;
-    let topic = topic();
-    let mut ws = hub.join(&topic, "Patient-open", "Viewer").await;
-    let mut app = App::start(Verify::Echo, Answer::Hang, None).await;
-    join_webhook(&hub, &mut app, &topic, "Patient-open", "k").await;
+    let (hub, topic, mut ws, mut app) =
+        websocket_and_webhook("Patient-open", "Viewer", Answer::Hang).await;
 
     let p1 = patient_open(&topic, "p1");
     hub.publish_ok(&p1).await;
@@ -462,11 +475,8 @@ async fn hanging_callback_does_not_delay_websocket() {
 /// told so with a denial GET (hub-digest §3).
 #[tokio::test]
 async fn callback_500_is_a_sync_error_naming_it() {
-    let hub = TestHub::start().await;
-    let topic = topic();
-    let mut ws = hub.join(&topic, "Patient-open,SyncError", "Watcher").await;
-    let mut app = App::start(Verify::Echo, Answer::Status(500), None).await;
-    join_webhook(&hub, &mut app, &topic, "Patient-open", "k").await;
+    let (hub, topic, mut ws, mut app) =
+        websocket_and_webhook("Patient-open,SyncError", "Watcher", Answer::Status(500)).await;
     let name = format!("webhook at {}", app.addr);
 
     let open = patient_open(&topic, "p1");
@@ -759,13 +769,8 @@ async fn webhook_subscribe_is_authorized_and_renewable() {
         )
         .unwrap();
     let token: Value = hub
-        .http
-        .post(hub.url("/oauth/token"))
-        .basic_auth(&app_info.client_id, Some(&secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
+        .token_with_secret(&app_info.client_id, &secret)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -830,13 +835,8 @@ async fn webhook_subscribe_is_authorized_and_renewable() {
         .register("EHR", "fhircast/*.write", vec![topic.clone()])
         .unwrap();
     let t: Value = hub
-        .http
-        .post(hub.url("/oauth/token"))
-        .basic_auth(&publisher.0.client_id, Some(&publisher.1))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
+        .token_with_secret(&publisher.0.client_id, &publisher.1)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -844,13 +844,8 @@ async fn webhook_subscribe_is_authorized_and_renewable() {
     let open = patient_open(&topic, "p1");
     for message in [&open, &close] {
         let res = hub
-            .http
-            .post(hub.hub_url())
-            .bearer_auth(t["access_token"].as_str().unwrap())
-            .json(message)
-            .send()
-            .await
-            .unwrap();
+            .publish_with_token(t["access_token"].as_str().unwrap(), message)
+            .await;
         assert!(res.status().is_success());
         assert_eq!(
             app.next().await.json()["id"],
@@ -885,11 +880,8 @@ async fn lease_expiry_unsubscribes_with_denial() {
 /// is a failed delivery like any other: SyncError naming it, unsubscribed.
 #[tokio::test]
 async fn dead_callback_is_a_sync_error() {
-    let hub = TestHub::start().await;
-    let topic = topic();
-    let mut ws = hub.join(&topic, "Patient-open,SyncError", "Watcher").await;
-    let mut app = App::start(Verify::Echo, Answer::Status(200), None).await;
-    join_webhook(&hub, &mut app, &topic, "Patient-open", "k").await;
+    let (hub, topic, mut ws, mut app) =
+        websocket_and_webhook("Patient-open,SyncError", "Watcher", Answer::Status(200)).await;
     app.kill().await;
 
     let open = patient_open(&topic, "p1");

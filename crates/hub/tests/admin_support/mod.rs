@@ -13,14 +13,20 @@ pub fn bearer(hub: &TestHub) -> String {
 }
 
 pub async fn get_state(hub: &TestHub) -> Value {
+    admin_get(hub, "/admin/api/state").await
+}
+
+/// GETs an admin API `path` with the admin credential; asserts 200 and
+/// returns the JSON answer.
+pub async fn admin_get(hub: &TestHub, path: &str) -> Value {
     let res = hub
         .http
-        .get(hub.url("/admin/api/state"))
+        .get(hub.url(path))
         .header("authorization", bearer(hub))
         .send()
         .await
-        .expect("GET state");
-    assert_eq!(res.status(), 200);
+        .expect("GET");
+    assert_eq!(res.status(), 200, "GET {path}");
     res.json().await.expect("JSON")
 }
 

@@ -32,6 +32,11 @@ impl TestHub {
         Self::start_with(|_| {}).await
     }
 
+    /// Starts a hub with authorization on: requests need a token.
+    pub async fn start_with_auth() -> TestHub {
+        Self::start_with(|c| c.no_auth = false).await
+    }
+
     /// Starts a hub with defaults changed by `configure` (short timeouts, …).
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> TestHub {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -91,12 +96,7 @@ impl TestHub {
     }
 
     pub async fn subscribe_named(&self, topic: &str, events: &str, name: Option<&str>) -> String {
-        let mut fields = vec![
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "subscribe"),
-            ("hub.topic", topic),
-            ("hub.events", events),
-        ];
+        let mut fields = subscribe_form(topic, events);
         if let Some(name) = name {
             fields.push(("subscriber.name", name));
         }
@@ -107,11 +107,7 @@ impl TestHub {
             "subscribe refused: {}",
             res.text().await.unwrap_or_default()
         );
-        let body: Value = res.json().await.expect("JSON body");
-        body["hub.channel.endpoint"]
-            .as_str()
-            .expect("hub.channel.endpoint")
-            .to_owned()
+        endpoint_of(res).await
     }
 
     /// Subscribes, connects, and reads the confirmation.
@@ -125,13 +121,7 @@ impl TestHub {
     }
 
     pub async fn unsubscribe(&self, topic: &str, endpoint: &str) -> reqwest::Response {
-        self.post_form(&[
-            ("hub.channel.type", "websocket"),
-            ("hub.mode", "unsubscribe"),
-            ("hub.topic", topic),
-            ("hub.channel.endpoint", endpoint),
-        ])
-        .await
+        self.post_form(&unsubscribe_form(topic, endpoint)).await
     }
 
     /// POSTs an event message as JSON to `hub.url`.
@@ -178,6 +168,67 @@ impl TestHub {
             .expect("GET");
         assert_eq!(res.status(), 200);
         res.json().await.expect("JSON")
+    }
+
+    /// Subscribes with `token` as the bearer; the answer as it comes.
+    pub async fn subscribe_with_token(
+        &self,
+        token: &str,
+        topic: &str,
+        events: &str,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.hub_url())
+            .bearer_auth(token)
+            .form(&subscribe_form(topic, events))
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// Publishes `message` with `token` as the bearer; the answer as it comes.
+    pub async fn publish_with_token(&self, token: &str, message: &Value) -> reqwest::Response {
+        self.http
+            .post(self.hub_url())
+            .bearer_auth(token)
+            .json(message)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// Get Current Context with `token` as the bearer; the answer as it comes.
+    pub async fn context_with_token(&self, token: &str, topic: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}/{topic}", self.hub_url()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// The hub's own token endpoint.
+    pub fn token_url(&self) -> String {
+        self.url("/oauth/token")
+    }
+
+    /// POSTs `form` to the token endpoint, the client authenticated only by
+    /// what the form carries; the status and the JSON answer (Null if none).
+    pub async fn token_request(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let res = post_token_form(&self.http, &self.token_url(), form).await;
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Asks for a client-credentials token with `client_id`'s `secret` in
+    /// HTTP Basic (client_secret_basic); the answer as it comes.
+    pub async fn token_with_secret(&self, client_id: &str, secret: &str) -> reqwest::Response {
+        token_by_basic(&self.http, &self.token_url(), client_id, secret).await
+    }
+
+    /// The SMART configuration (`/.well-known/smart-configuration`).
+    pub async fn smart_configuration(&self) -> Value {
+        get_json(&self.http, &self.url("/.well-known/smart-configuration")).await
     }
 
     /// Stops the hub the way Ctrl-C does and waits for `run` to return.
@@ -272,6 +323,124 @@ impl Ws {
         };
         let _ = self.stream.close(Some(frame)).await;
     }
+}
+
+/// The form of a WebSocket subscribe to `events` on `topic`.
+pub fn subscribe_form<'a>(topic: &'a str, events: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("hub.channel.type", "websocket"),
+        ("hub.mode", "subscribe"),
+        ("hub.topic", topic),
+        ("hub.events", events),
+    ]
+}
+
+/// The form of a WebSocket unsubscribe of `endpoint` from `topic`.
+pub fn unsubscribe_form<'a>(topic: &'a str, endpoint: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("hub.channel.type", "websocket"),
+        ("hub.mode", "unsubscribe"),
+        ("hub.topic", topic),
+        ("hub.channel.endpoint", endpoint),
+    ]
+}
+
+/// `hub.channel.endpoint` of a subscribe answer (its status is the
+/// caller's to check).
+pub async fn endpoint_of(res: reqwest::Response) -> String {
+    let body: Value = res.json().await.expect("JSON body");
+    body["hub.channel.endpoint"]
+        .as_str()
+        .expect("hub.channel.endpoint")
+        .to_owned()
+}
+
+/// GETs `url` and reads the answer as JSON, whatever its status.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// POSTs `form` to the token endpoint at `token_url` (client_secret_post
+/// and private_key_jwt put the client's credentials in the form).
+pub async fn post_token_form(
+    http: &reqwest::Client,
+    token_url: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    http.post(token_url)
+        .form(form)
+        .send()
+        .await
+        .expect("POST token")
+}
+
+/// Asks the token endpoint at `token_url` for a client-credentials token,
+/// the client authenticated by HTTP Basic (client_secret_basic).
+pub async fn token_by_basic(
+    http: &reqwest::Client,
+    token_url: &str,
+    client_id: &str,
+    secret: &str,
+) -> reqwest::Response {
+    http.post(token_url)
+        .basic_auth(client_id, Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("POST token")
+}
+
+/// Runs the real `lockstep-hub` binary with `args` to its exit (bounded),
+/// RUST_LOG unset; returns its output.
+pub async fn run_to_exit(args: &[&str]) -> std::process::Output {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn lockstep-hub");
+    tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("exits in time")
+        .expect("output")
+}
+
+/// `lockstep-hub apps add NAME` with the file store in `data_dir`: the
+/// printed (client_id, client_secret).
+pub fn apps_add(data_dir: &std::path::Path, name: &str) -> (String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
+        .args(["apps", "add", name, "--secret-store", "file", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run lockstep-hub apps add");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "apps add failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        printed_field(&stdout, "client_id:"),
+        printed_field(&stdout, "client_secret:"),
+    )
+}
+
+/// What the CLI printed after `label` (e.g. `client_id:`) on a line.
+pub fn printed_field(stdout: &str, label: &str) -> String {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(label))
+        .map(|v| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {label} in {stdout}"))
 }
 
 /// A fresh, unguessable topic.
