@@ -141,9 +141,20 @@ def layout(service, menu):
 
 
 def click(service, menu, label):
-    ident = next(i for _, i, l, _ in layout(service, menu) if l == label)
-    dbus_call(service, menu, "com.canonical.dbusmenu", "Event", "(isvu)",
-              (ident, "clicked", GLib.Variant("i", 0), 0), None)
+    """Clicks the item labelled `label`. The app rebuilds its menu on every
+    change (new item ids), so a rebuild between reading the layout and the
+    click means: read it again and retry."""
+    def attempt():
+        ident = next(i for _, i, l, _ in layout(service, menu) if l == label)
+        try:
+            dbus_call(service, menu, "com.canonical.dbusmenu", "Event", "(isvu)",
+                      (ident, "clicked", GLib.Variant("i", 0), 0), None)
+            return True
+        except GLib.Error as e:
+            if "does not refer to a menu item" in str(e):
+                return False
+            raise
+    wait_for(f"a click on {label!r}", attempt)
 
 
 # --- FHIRcast clients ------------------------------------------------------
@@ -151,6 +162,17 @@ def post(url, data, headers):
     req = urllib.request.Request(url, data=data, headers=headers, method="POST")
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read() or b"null")
+
+
+def open_patient(hub_url, bearer, topic, event_id, mrn, family, given):
+    """Publishes Patient-open for patient p-MRN (name and MRN as a clinician reads them)."""
+    post(hub_url, json.dumps({
+        "timestamp": "2026-11-22T10:00:00Z", "id": event_id,
+        "event": {"hub.topic": topic, "hub.event": "Patient-open", "context": [
+            {"key": "patient", "resource": {"resourceType": "Patient", "id": f"p-{mrn}",
+             "name": [{"family": family, "given": [given]}],
+             "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": mrn}]}}]},
+    }).encode(), {**bearer, "Content-Type": "application/json"})
 
 
 async def connect_app(hub_url, base, name, client):
@@ -224,13 +246,7 @@ async def main():
 
     step("publish Patient-open; Reporting refuses it (ACK 500)")
     event_id = "e2e-open-1"
-    post(hub_url, json.dumps({
-        "timestamp": "2026-11-22T10:00:00Z", "id": event_id,
-        "event": {"hub.topic": topic, "hub.event": "Patient-open", "context": [
-            {"key": "patient", "resource": {"resourceType": "Patient", "id": "p-12345",
-             "name": [{"family": "Doe", "given": ["John"]}],
-             "identifier": [{"type": {"coding": [{"code": "MR"}]}, "value": "12345"}]}}]},
-    }).encode(), {**bearer, "Content-Type": "application/json"})
+    open_patient(hub_url, bearer, topic, event_id, "12345", "Doe", "John")
     for ws, status in ((ws_a, 200), (ws_b, 500)):
         frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert frame["event"]["hub.event"] == "Patient-open", frame
@@ -262,6 +278,30 @@ async def main():
     wait_for("the dashboard page", lambda: re.search(r"dashboard loaded.*path.*/ui/",
                                                       open(f"{ART}/app.log").read()), timeout=90)
     screenshot("dashboard")
+
+    step("Copy hub URL and Copy topic put them on the clipboard")
+    clipboard = lambda: subprocess.run(["xclip", "-o", "-selection", "clipboard"], env=env,
+                                       capture_output=True, text=True, timeout=10).stdout
+    click(service, menu, "Copy hub URL")
+    wait_for("the hub URL on the clipboard", lambda: clipboard() == hub_url)
+    click(service, menu, "Copy topic")
+    wait_for("the topic on the clipboard", lambda: clipboard() == topic)
+
+    step("Pause sync holds a context change; Resume sync delivers it")
+    click(service, menu, "Pause sync")
+    wait_for("the paused label", lambda: label().endswith(" · paused"))
+    wait_for("'Resume sync' in the menu",
+             lambda: any(l == "Resume sync" for _, _, l, _ in layout(service, menu)))
+    held = "e2e-open-2"
+    open_patient(hub_url, bearer, topic, held, "67890", "Roe", "Jane")
+    click(service, menu, "Resume sync")
+    while True:  # the held event, then the current context replayed; ACK all
+        frame = json.loads(await asyncio.wait_for(ws_a.recv(), 10))
+        await ws_a.send(json.dumps({"id": frame["id"], "status": 200}))
+        if frame["id"] == held:
+            assert frame["event"]["context"][0]["resource"]["id"] == "p-67890", frame
+            break
+    wait_for("the label without 'paused'", lambda: label() == "ROE, Jane · MRN 67890 · 1 app")
 
     step("Start at login: on by default, the menu switches it and saves the setting")
     # auto-launch writes under $HOME/.config, whatever XDG_CONFIG_HOME says.
