@@ -228,3 +228,86 @@ async fn subscribers_lists_apps_with_events_and_state() {
         .unwrap();
     assert_eq!(pacs_now.state, "disconnected");
 }
+
+/// Issues 6 and 7: what support does from the dashboard is in the audit
+/// trail (action `admin`), with the answer it got, refusals included, and
+/// never a client secret.
+#[tokio::test]
+async fn dashboard_changes_are_audited() {
+    let hub = TestHub::start().await;
+    let topic = topic();
+    let mut app = hub.join(&topic, "Patient-open,Patient-close", "PACS").await;
+    hub.publish_ok(&patient_open(&topic, "p1")).await;
+    app.next_event().await;
+    let send = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut req = hub
+            .http
+            .request(method, hub.url(path))
+            .header("authorization", bearer(&hub));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move { req.send().await.expect("admin request") }
+    };
+    use reqwest::Method;
+
+    assert_eq!(admin_post(&hub, "/admin/api/pause").await.status(), 200);
+    assert_eq!(admin_post(&hub, "/admin/api/resume").await.status(), 200);
+    let close_all = format!("/admin/api/topics/{topic}/close-all");
+    assert_eq!(admin_post(&hub, &close_all).await.status(), 200);
+    let new_app = serde_json::json!({"name": "Dictation", "scopes": "fhircast/*.read"});
+    let res = send(Method::POST, "/admin/api/apps", Some(new_app)).await;
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    let id = created["app"]["clientId"].as_str().unwrap().to_owned();
+    let first_secret = created["clientSecret"].as_str().unwrap().to_owned();
+    let res = send(Method::POST, &format!("/admin/api/apps/{id}/rotate"), None).await;
+    assert_eq!(res.status(), 200);
+    let second_secret = res.json::<Value>().await.unwrap()["clientSecret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = send(Method::DELETE, &format!("/admin/api/apps/{id}"), None).await;
+    assert_eq!(res.status(), 200);
+    let settings = serde_json::json!({"ack_timeout_ms": 5000});
+    let res = send(Method::PUT, "/admin/api/settings", Some(settings)).await;
+    assert_eq!(res.status(), 409, "a test hub has no settings files");
+    let unknown = format!("/admin/api/topics/{}/close-all", common::topic());
+    assert_eq!(admin_post(&hub, &unknown).await.status(), 404);
+
+    let trail = send(Method::GET, "/admin/api/audit?format=ndjson", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!trail.contains(&first_secret) && !trail.contains(&second_secret));
+    let admin: Vec<(String, String)> = trail
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["action"] == "admin")
+        .inspect(|r| assert_eq!(r["subscriber_name"], "dashboard"))
+        .map(|r| {
+            (
+                r["detail"].as_str().unwrap().to_owned(),
+                r["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("pause delivery".to_owned(), "200"),
+        ("resume delivery".to_owned(), "200"),
+        ("close all contexts: 1 closed".to_owned(), "200"),
+        (
+            format!("register app {id} (Dictation), scopes fhircast/*.read"),
+            "201",
+        ),
+        (format!("rotate the secret of app {id}"), "200"),
+        (format!("revoke app {id}"), "200"),
+        ("change settings: ack_timeout_ms".to_owned(), "409"),
+        ("close all contexts".to_owned(), "404"),
+    ]
+    .into_iter()
+    .map(|(d, o)| (d, o.to_owned()))
+    .collect();
+    assert_eq!(admin, want);
+}

@@ -9,6 +9,7 @@ use fhircast::{Event, Version};
 use serde_json::{json, Value};
 use tracing::info;
 
+use super::audited;
 use super::auth::json_error;
 use crate::ids::{self, short};
 use crate::state::HubEvent;
@@ -118,28 +119,41 @@ fn refused(e: ActionError) -> Response {
 }
 
 pub(crate) async fn close_all(State(hub): State<Hub>, Path(topic): Path<String>) -> Response {
-    match hub.close_all(&topic) {
-        Ok(closed) => axum::Json(json!({"closed": closed})).into_response(),
-        Err(e) => refused(e),
-    }
+    let (detail, answer) = match hub.close_all(&topic) {
+        Ok(closed) => (
+            format!("close all contexts: {closed} closed"),
+            axum::Json(json!({"closed": closed})).into_response(),
+        ),
+        Err(e) => ("close all contexts".to_owned(), refused(e)),
+    };
+    audited(&hub, Some(&topic), detail, answer)
 }
 
 pub(crate) async fn drop_subscription(
     State(hub): State<Hub>,
     Path(endpoint): Path<String>,
 ) -> Response {
-    match hub.drop_subscription(&endpoint) {
-        Ok(name) => axum::Json(json!({"dropped": name})).into_response(),
-        Err(e) => refused(e),
-    }
+    let (detail, answer) = match hub.drop_subscription(&endpoint) {
+        Ok(name) => (
+            format!("drop the subscription of {name}"),
+            axum::Json(json!({"dropped": name})).into_response(),
+        ),
+        Err(e) => (
+            format!("drop subscription {}", short(&endpoint)),
+            refused(e),
+        ),
+    };
+    audited(&hub, None, detail, answer)
 }
 
 pub(crate) async fn pause(State(hub): State<Hub>) -> Response {
     hub.pause();
-    axum::Json(json!({"paused": true})).into_response()
+    let answer = axum::Json(json!({"paused": true})).into_response();
+    audited(&hub, None, "pause delivery", answer)
 }
 
 pub(crate) async fn resume(State(hub): State<Hub>) -> Response {
     hub.resume();
-    axum::Json(json!({"paused": false})).into_response()
+    let answer = axum::Json(json!({"paused": false})).into_response();
+    audited(&hub, None, "resume delivery", answer)
 }

@@ -11,6 +11,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::audited;
 use super::auth::json_error;
 use crate::auth::AuthError;
 use crate::Hub;
@@ -75,30 +76,45 @@ async fn register(State(hub): State<Hub>, body: axum::body::Bytes) -> Response {
     if new.name.trim().is_empty() {
         return json_error(StatusCode::BAD_REQUEST, "an app needs a name");
     }
-    let registered = blocking(hub, move |h| {
+    let name = new.name.trim().to_owned();
+    let scopes = new.scopes.clone();
+    let registered = blocking(hub.clone(), move |h| {
         h.apps().register(new.name.trim(), &new.scopes, new.topics)
     })
     .await;
-    match registered {
+    let (detail, answer) = match registered {
         Ok((app, secret)) => (
-            StatusCode::CREATED,
-            axum::Json(json!({"app": app, "clientSecret": secret})),
-        )
-            .into_response(),
-        Err(r) => r,
-    }
+            format!("register app {} ({name}), scopes {scopes}", app.client_id),
+            (
+                StatusCode::CREATED,
+                axum::Json(json!({"app": app, "clientSecret": secret})),
+            )
+                .into_response(),
+        ),
+        Err(r) => (format!("register app ({name})"), r),
+    };
+    audited(&hub, None, detail, answer)
 }
 
 async fn revoke(State(hub): State<Hub>, Path(client_id): Path<String>) -> Response {
-    match blocking(hub, move |h| h.apps().revoke(&client_id)).await {
+    let id = client_id.clone();
+    let answer = match blocking(hub.clone(), move |h| h.apps().revoke(&id)).await {
         Ok(()) => axum::Json(json!({"revoked": true})).into_response(),
         Err(r) => r,
-    }
+    };
+    audited(&hub, None, format!("revoke app {client_id}"), answer)
 }
 
 async fn rotate(State(hub): State<Hub>, Path(client_id): Path<String>) -> Response {
-    match blocking(hub, move |h| h.apps().rotate_secret(&client_id)).await {
+    let id = client_id.clone();
+    let answer = match blocking(hub.clone(), move |h| h.apps().rotate_secret(&id)).await {
         Ok(secret) => axum::Json(json!({"clientSecret": secret})).into_response(),
         Err(r) => r,
-    }
+    };
+    audited(
+        &hub,
+        None,
+        format!("rotate the secret of app {client_id}"),
+        answer,
+    )
 }

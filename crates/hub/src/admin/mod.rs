@@ -40,8 +40,27 @@ pub use actions::ActionError;
 pub use roster::SubscriberInfo;
 
 use crate::state::HubEvent;
+use crate::storage::{AuditAction, AuditRecord};
 use crate::topic::{Frame, Topic};
 use crate::Hub;
+
+/// Records a change made through the admin API in the audit trail: what
+/// (`detail`: hub-side facts only, such as an app's client id or settings
+/// keys, never a secret or patient data) and the status it was answered
+/// with. The caller is "dashboard": the admin credential names no person.
+pub(crate) fn audited(
+    hub: &Hub,
+    topic: Option<&str>,
+    detail: impl Into<String>,
+    answer: axum::response::Response,
+) -> axum::response::Response {
+    let mut r = AuditRecord::new(AuditAction::Admin, answer.status().as_u16().to_string());
+    r.subscriber_name = Some("dashboard".to_owned());
+    r.topic = topic.map(str::to_owned);
+    r.detail = Some(detail.into());
+    hub.audit(r);
+    answer
+}
 
 /// Recent events kept for the dashboard and its NDJSON export.
 const RECENT_MAX: usize = 200;

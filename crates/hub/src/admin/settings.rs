@@ -136,7 +136,17 @@ async fn read(State(hub): State<Hub>) -> Response {
 }
 
 async fn write(State(hub): State<Hub>, body: axum::body::Bytes) -> Response {
-    let changes: Map<String, Value> = match serde_json::from_slice(&body) {
+    // The keys, not the values: a value could be anything the user typed.
+    let keys = match serde_json::from_slice::<Map<String, Value>>(&body) {
+        Ok(m) => m.keys().cloned().collect::<Vec<_>>().join(", "),
+        Err(_) => "(not a JSON object)".to_owned(),
+    };
+    let answer = save(&hub, &body).await;
+    super::audited(&hub, None, format!("change settings: {keys}"), answer)
+}
+
+async fn save(hub: &Hub, body: &[u8]) -> Response {
+    let changes: Map<String, Value> = match serde_json::from_slice(body) {
         Ok(Value::Object(m)) => m,
         _ => {
             return json_error(
@@ -183,7 +193,7 @@ async fn write(State(hub): State<Hub>, body: axum::body::Bytes) -> Response {
     // A flag typed when the hub was started keeps winning, live too.
     hub.live()
         .apply(&saved.values, |k| files.from_flags.contains(&k));
-    let mut answer = view(&hub, Some(&files), &saved);
+    let mut answer = view(hub, Some(&files), &saved);
     let (mut restart, mut live, mut flag_wins) = (Vec::new(), Vec::new(), Vec::new());
     if let Some(items) = answer["settings"].as_array() {
         for item in items

@@ -30,10 +30,13 @@ pub enum AuditAction {
     LeaseExpired,
     Connect,
     Disconnect,
+    /// Something done from the dashboard (or the tray, through the same
+    /// `Hub` methods): an action, a registration, a settings change.
+    Admin,
 }
 
 impl AuditAction {
-    pub const ALL: [AuditAction; 10] = [
+    pub const ALL: [AuditAction; 11] = [
         AuditAction::Subscribe,
         AuditAction::Unsubscribe,
         AuditAction::Publish,
@@ -44,6 +47,7 @@ impl AuditAction {
         AuditAction::LeaseExpired,
         AuditAction::Connect,
         AuditAction::Disconnect,
+        AuditAction::Admin,
     ];
 
     /// The name stored and exported (`get-context`, `auth-failure`, ...).
@@ -59,6 +63,7 @@ impl AuditAction {
             AuditAction::LeaseExpired => "lease-expired",
             AuditAction::Connect => "connect",
             AuditAction::Disconnect => "disconnect",
+            AuditAction::Admin => "admin",
         }
     }
 

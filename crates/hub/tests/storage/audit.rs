@@ -151,7 +151,8 @@ fn audit_actions_have_stable_names() {
             "sync-error",
             "lease-expired",
             "connect",
-            "disconnect"
+            "disconnect",
+            "admin"
         ]
     );
     for a in AuditAction::ALL {
