@@ -262,6 +262,16 @@ async function settings(t) {
   assert.equal(await page.locator('#set-lease_default_secs').inputValue(), '3600');
   assert.match(await page.locator('tr[data-setting="lease_default_secs"]').innerText(), /Applies after restart/);
 
+  // Reset: the user file forgets the key, the default applies again, at once.
+  assert.equal(await page.locator('tr[data-setting="grace_period_ms"] button.reset').count(), 0, 'no reset for a value the user did not set');
+  await row.getByRole('button', { name: 'Reset ACK timeout to the value of your IT or the default' }).click();
+  await page.locator('p.saved').getByText('Saved. Applied now: ACK timeout.').waitFor({ timeout: WAIT_MS });
+  assert.equal(await input.inputValue(), '10000');
+  assert.match(await row.innerText(), /Default/);
+  assert.equal(await row.locator('button.reset').count(), 0);
+  assert.doesNotMatch(await readFile(hub.userFile, 'utf8'), /ack_timeout_ms/);
+  assert.equal((await running()).ackTimeoutMs.value, 10000, 'the hub is back on the default at once');
+
   // IT's locked key: shown, read-only, labelled as managed; no input.
   const locked = page.locator('tr[data-setting="notifications"]');
   assert.equal(await locked.getAttribute('data-managed'), 'true');
@@ -284,5 +294,5 @@ export const TESTS = [
   ['keyboard only: between views, drop an app, filters', keyboardOnly],
   ['pause holds delivery; resume sends the current context', pauseAndResume],
   ['registrations: add (secret shown once), rotate, revoke', registrations],
-  ['settings: change the ACK timeout (live) and the lease (after restart), save, reload: persisted; an IT-locked key is read-only', settings],
+  ['settings: change the ACK timeout (live) and the lease (after restart), save, reload: persisted; Reset goes back to the default; an IT-locked key is read-only', settings],
 ];

@@ -152,7 +152,26 @@ export class SettingsView extends FetchedView<SettingsAnswer> {
         { 'data-setting': item.key, 'data-managed': item.managed ? 'true' : 'false' },
         h('th', { scope: 'row' }, editable ? h('label', { for: id }, label) : h('span', { id: `${id}-label` }, label)),
         h('td', {}, this.input(item, editable)),
-        h('td', {}, SOURCE[item.source] ?? item.source),
+        h(
+          'td',
+          {},
+          SOURCE[item.source] ?? item.source,
+          // Only what the user's own file sets can be taken back to IT's
+          // value or the default (`null` removes the key from the file).
+          editable &&
+            item.source === 'user' &&
+            h(
+              'button',
+              {
+                type: 'button',
+                class: 'reset',
+                'data-key': `${id}-reset`,
+                'aria-label': `Reset ${item.label} to the value of your IT or the default`,
+                onclick: () => void this.save({ [item.key]: null }),
+              },
+              'Reset',
+            ),
+        ),
         h('td', { id: `${id}-note` }, notes),
       );
     });
@@ -172,25 +191,7 @@ export class SettingsView extends FetchedView<SettingsAnswer> {
         this.update();
         return;
       }
-      const answer = (await this.run('Saving the settings', () => call<SettingsAnswer>('PUT', '/admin/api/settings', changes))) as
-        | SettingsAnswer
-        | undefined;
-      if (!answer) return;
-      this.data = answer;
-      const label = (k: string) => answer.settings.find((i) => i.key === k)?.label ?? k;
-      const restart = (answer.restartNeeded ?? []).map(label);
-      const now = (answer.appliedNow ?? []).map(label);
-      const flag = (answer.overriddenByFlag ?? []).map(label);
-      this.saved = [
-        'Saved.',
-        now.length ? `Applied now: ${now.join(', ')}.` : '',
-        restart.length ? `Applies after restart: ${restart.join(', ')}.` : '',
-        flag.length ? `A command-line flag still wins for: ${flag.join(', ')}.` : '',
-      ]
-        .filter(Boolean)
-        .join(' ');
-      this.update();
-      this.querySelector<HTMLElement>('p.saved')?.focus();
+      await this.save(changes);
     };
     return h(
       'form',
@@ -210,6 +211,29 @@ export class SettingsView extends FetchedView<SettingsAnswer> {
       a.editable && h('button', { type: 'submit', 'data-key': 'settings-save' }, 'Save'),
       status,
     );
+  }
+
+  /** Saves `changes` (`null`: back to IT's value or the default) and says what happened. */
+  private async save(changes: Record<string, unknown>): Promise<void> {
+    const answer = (await this.run('Saving the settings', () => call<SettingsAnswer>('PUT', '/admin/api/settings', changes))) as
+      | SettingsAnswer
+      | undefined;
+    if (!answer) return;
+    this.data = answer;
+    const label = (k: string) => answer.settings.find((i) => i.key === k)?.label ?? k;
+    const restart = (answer.restartNeeded ?? []).map(label);
+    const now = (answer.appliedNow ?? []).map(label);
+    const flag = (answer.overriddenByFlag ?? []).map(label);
+    this.saved = [
+      'Saved.',
+      now.length ? `Applied now: ${now.join(', ')}.` : '',
+      restart.length ? `Applies after restart: ${restart.join(', ')}.` : '',
+      flag.length ? `A command-line flag still wins for: ${flag.join(', ')}.` : '',
+    ]
+      .filter(Boolean)
+      .join(' ');
+    this.update();
+    this.querySelector<HTMLElement>('p.saved')?.focus();
   }
 }
 
