@@ -19,9 +19,18 @@ fn app_with_settings(
     settings: Settings,
     layout: Option<Layout>,
 ) -> (tauri::App<MockRuntime>, Hub, tempfile::TempDir) {
+    app_with(settings, layout, false)
+}
+
+/// `persist`: a database (and so an audit trail) in the temp folder.
+fn app_with(
+    settings: Settings,
+    layout: Option<Layout>,
+    persist: bool,
+) -> (tauri::App<MockRuntime>, Hub, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
-    config.persist = false;
+    config.persist = persist;
     let running = crate::hub_runner::start(config).expect("hub starts");
     let hub = running.hub.clone();
     let shell = Shell::new(Ok(running), settings, layout, None, false);
@@ -45,6 +54,48 @@ fn pause_and_resume_from_the_menu() {
     on_menu(app.handle(), ids::RESUME);
     assert!(!hub.is_paused());
     assert_eq!(label(&app), "no context · 0 apps");
+}
+
+/// What support does from the tray is in the audit trail, as from the
+/// dashboard (action `admin`, by "tray").
+#[test]
+fn tray_actions_are_audited() {
+    let (app, hub, _dir) = app_with(Settings::default(), None, true);
+    for id in [ids::PAUSE, ids::RESUME, ids::CLOSE_ALL] {
+        on_menu(app.handle(), id);
+    }
+    let storage = hub.storage().expect("a database");
+    storage.flush().wait().unwrap();
+    let mut out = Vec::new();
+    storage
+        .export_audit(
+            None,
+            None,
+            lockstep_hub::storage::ExportFormat::Ndjson,
+            &mut out,
+        )
+        .unwrap();
+    let admin: Vec<(String, String)> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["action"] == "admin" && r["subscriber_name"] == "tray")
+        .map(|r| {
+            (
+                r["detail"].as_str().unwrap().to_owned(),
+                r["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let done = |d: &str| (d.to_owned(), "done".to_owned());
+    assert_eq!(
+        admin,
+        [
+            done("pause delivery"),
+            done("resume delivery"),
+            done("close all contexts: 0 closed")
+        ]
+    );
 }
 
 #[test]

@@ -252,8 +252,14 @@ pub fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         }
         (ids::COPY_URL, Some(_)) => copy(app, shell.hub_url.clone().unwrap_or_default()),
         (ids::COPY_TOPIC, Some(hub)) => copy(app, hub.session_topic().to_owned()),
-        (ids::PAUSE, Some(hub)) => hub.pause(),
-        (ids::RESUME, Some(hub)) => hub.resume(),
+        (ids::PAUSE, Some(hub)) => {
+            hub.pause();
+            hub.audit_admin("tray", None, "pause delivery", "done");
+        }
+        (ids::RESUME, Some(hub)) => {
+            hub.resume();
+            hub.audit_admin("tray", None, "resume delivery", "done");
+        }
         (ids::CLOSE_ALL, Some(hub)) => close_all(&hub),
         (ids::NOTIFICATIONS, _) => shell.toggle_notifications(),
         (ids::AUTOSTART, _) => toggle_autostart(app, &shell),
@@ -272,6 +278,8 @@ fn close_all(hub: &Hub) {
     topics.dedup();
     let closed: usize = topics.iter().filter_map(|t| hub.close_all(t).ok()).sum();
     tracing::info!(closed, "contexts closed from the tray");
+    let detail = format!("close all contexts: {closed} closed");
+    hub.audit_admin("tray", None, &detail, "done");
 }
 
 fn copy<R: Runtime>(app: &AppHandle<R>, text: String) {

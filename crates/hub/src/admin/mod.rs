@@ -44,22 +44,32 @@ use crate::storage::{AuditAction, AuditRecord};
 use crate::topic::{Frame, Topic};
 use crate::Hub;
 
-/// Records a change made through the admin API in the audit trail: what
-/// (`detail`: hub-side facts only, such as an app's client id or settings
-/// keys, never a secret or patient data) and the status it was answered
-/// with. The caller is "dashboard": the admin credential names no person.
+/// A change made through the admin API, in the audit trail with the
+/// status it was answered with (see `Hub::audit_admin`).
 pub(crate) fn audited(
     hub: &Hub,
     topic: Option<&str>,
     detail: impl Into<String>,
     answer: axum::response::Response,
 ) -> axum::response::Response {
-    let mut r = AuditRecord::new(AuditAction::Admin, answer.status().as_u16().to_string());
-    r.subscriber_name = Some("dashboard".to_owned());
-    r.topic = topic.map(str::to_owned);
-    r.detail = Some(detail.into());
-    hub.audit(r);
+    let outcome = answer.status().as_u16().to_string();
+    hub.audit_admin("dashboard", topic, &detail.into(), &outcome);
     answer
+}
+
+impl Hub {
+    /// Records what support changed by hand (action `admin`): `by` is the
+    /// front end ("dashboard", "tray"; the admin credential names no
+    /// person), `detail` what was done in hub-side facts only (a client id,
+    /// settings keys, a count; never a secret or patient data), `outcome`
+    /// the answer.
+    pub fn audit_admin(&self, by: &str, topic: Option<&str>, detail: &str, outcome: &str) {
+        let mut r = AuditRecord::new(AuditAction::Admin, outcome);
+        r.subscriber_name = Some(by.to_owned());
+        r.topic = topic.map(str::to_owned);
+        r.detail = Some(detail.to_owned());
+        self.audit(r);
+    }
 }
 
 /// Recent events kept for the dashboard and its NDJSON export.
