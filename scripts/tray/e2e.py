@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -82,6 +83,15 @@ env.update({
     "RUST_LOG": "info",
 })
 os.makedirs(env["XDG_RUNTIME_DIR"], mode=0o700)
+# The desktop's URL handler: xdg-open would start whatever browser the
+# machine has (Chromium refuses to run as root). This one first on PATH
+# notes the URL; the test then uses the link with a real HTTP client.
+opened = f"{home}/opened-urls.txt"
+os.makedirs(f"{home}/bin")
+with open(f"{home}/bin/xdg-open", "w") as f:
+    f.write(f'#!/bin/sh\nprintf "%s\\n" "$1" >> "{opened}"\n')
+os.chmod(f"{home}/bin/xdg-open", 0o755)
+env["PATH"] = f"{home}/bin:{env['PATH']}"
 data_dir = f"{home}/data/lockstep"
 procs = []
 
@@ -155,6 +165,21 @@ def click(service, menu, label):
                 return False
             raise
     wait_for(f"a click on {label!r}", attempt)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def get_once(url):
+    """GET without following redirects (the login's 303 is what the test
+    checks, not where it leads): the status and the headers."""
+    try:
+        with urllib.request.build_opener(NoRedirect).open(url, timeout=10) as r:
+            return r.status, r.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers
 
 
 # --- FHIRcast clients ------------------------------------------------------
@@ -278,6 +303,16 @@ async def main():
     wait_for("the dashboard page", lambda: re.search(r"dashboard loaded.*path.*/ui/",
                                                       open(f"{ART}/app.log").read()), timeout=90)
     screenshot("dashboard")
+
+    step("Open dashboard in browser hands the desktop a one-time link")
+    click(service, menu, "Open dashboard in browser")
+    link = wait_for("a URL handed to xdg-open", lambda: open(opened).read().split())[-1]
+    assert link.startswith(f"{base}/admin/login?code="), link
+    code, headers = get_once(link)
+    assert code == 303 and headers["Location"] == "/ui/", (code, headers)
+    assert "HttpOnly" in headers["Set-Cookie"], headers
+    code, _ = get_once(link)
+    assert code == 401, f"the link worked twice: {code}"
 
     step("Copy hub URL and Copy topic put them on the clipboard")
     clipboard = lambda: subprocess.run(["xclip", "-o", "-selection", "clipboard"], env=env,
