@@ -67,11 +67,17 @@ pub(crate) fn secure_data_dir(dir: &std::path::Path) {
     }
 }
 
-/// A subscription restored at start, for the caller to start its lease timer.
-pub(crate) struct Restored {
-    pub topic: String,
-    pub endpoint_id: String,
-    pub lease_until: Instant,
+/// What `recover` leaves for `start_background`.
+pub(crate) enum Restored {
+    /// A WebSocket subscription, back in the state: its lease timer is to
+    /// start; the app reconnects to its endpoint.
+    Subscription {
+        topic: String,
+        endpoint_id: String,
+        lease_until: Instant,
+    },
+    /// A webhook subscription, to be verified again and re-admitted.
+    Webhook(crate::webhook::Restore),
 }
 
 /// Rebuilds subscriptions and (within the recovery window) open contexts.
@@ -89,8 +95,14 @@ pub(crate) fn recover(
     });
     let mut restored = Vec::new();
     for stored in subscriptions {
-        let Ok(left) = stored.lease_until.duration_since(now) else {
+        let forget = |stored: &StoredSubscription| {
             storage.delete_subscription(&stored.endpoint_id).detach();
+            if stored.callback.is_some() {
+                crate::webhook::forget_secret(config.secret_store.as_ref(), &stored.endpoint_id);
+            }
+        };
+        let Ok(left) = stored.lease_until.duration_since(now) else {
+            forget(&stored);
             continue; // Lease ran out while the hub was down.
         };
         let revoked = stored
@@ -101,7 +113,20 @@ pub(crate) fn recover(
             continue;
         };
         if revoked || events.is_empty() {
+            forget(&stored);
+            continue;
+        }
+        if let Some(callback) = stored.callback.clone() {
+            // Re-admitted under a new endpoint id once verified again. The
+            // topic stays meanwhile, so its contexts are restored and then
+            // replayed to the app; `webhook::not_restored` drops it if the
+            // app is gone.
+            state.topics.entry(stored.topic.clone()).or_default();
             storage.delete_subscription(&stored.endpoint_id).detach();
+            let store = config.secret_store.as_ref();
+            if let Some(r) = crate::webhook::Restore::take(stored, callback, events, left, store) {
+                restored.push(Restored::Webhook(r));
+            }
             continue;
         }
         let lease_until = Instant::now() + left;
@@ -115,7 +140,7 @@ pub(crate) fn recover(
             .or_default()
             .subscriptions
             .insert(stored.endpoint_id.clone(), sub);
-        restored.push(Restored {
+        restored.push(Restored::Subscription {
             topic: stored.topic,
             endpoint_id: stored.endpoint_id,
             lease_until,
@@ -208,6 +233,7 @@ pub(crate) fn stored(sub: &Subscription) -> StoredSubscription {
         client_id: sub.client_id.clone(),
         lease_until: SystemTime::now() + left,
         created_at: SystemTime::now(),
+        callback: sub.webhook.as_ref().map(|h| h.callback.clone()),
     }
 }
 
@@ -263,7 +289,17 @@ impl Hub {
     /// restored subscriptions, the alive note, audit and journal retention.
     pub(crate) fn start_background(&self) {
         for r in self.take_restored() {
-            self.watch_lease(r.topic, r.endpoint_id, r.lease_until, 0);
+            match r {
+                Restored::Subscription {
+                    topic,
+                    endpoint_id,
+                    lease_until,
+                } => self.watch_lease(topic, endpoint_id, lease_until, 0),
+                Restored::Webhook(w) => {
+                    let hub = self.clone();
+                    self.tasks().spawn(hub.restore_webhook(w));
+                }
+            }
         }
         let Some(storage) = self.storage().cloned() else {
             return;

@@ -37,6 +37,7 @@ fn subscription(endpoint_id: &str, lease_ms: i64) -> StoredSubscription {
         client_id: None,
         lease_until: at(lease_ms),
         created_at: at(1_000),
+        callback: None,
     }
 }
 
@@ -93,6 +94,7 @@ async fn subscriptions_round_trip() {
     let mut renewed = a.clone();
     renewed.lease_until = at(300_000);
     renewed.events = "Patient-open".into();
+    renewed.callback = Some("http://127.0.0.1:9000/fhircast?app=ris".into());
     renewed.created_at = at(50_000);
     storage.upsert_subscription(&renewed).await.unwrap();
     renewed.created_at = a.created_at;

@@ -7,6 +7,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -14,6 +15,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use common::*;
 use hmac::{Hmac, Mac};
+use lockstep_hub::auth::store::MemoryStore;
+use lockstep_hub::auth::SecretStore;
 use lockstep_hub::HubEvent;
 use serde_json::Value;
 use sha2::Sha256;
@@ -940,4 +943,55 @@ async fn renewal_keeps_the_queue_and_takes_the_new_secret() {
     let post = app.next().await;
     assert_eq!(post.json()["id"], close["id"], "the newly granted event");
     assert_signed(&post, "new-secret");
+}
+
+/// Issue 6 for webhook apps, which cannot reconnect by themselves: their
+/// subscriptions survive a hub restart. The hub verifies intent again,
+/// replays the current context, and signs with the same `hub.secret`, which
+/// was kept in the secret store (the OS keyring; here one shared store
+/// stands in for it), never in the data folder.
+#[tokio::test]
+async fn webhook_subscriptions_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn SecretStore> = Arc::new(MemoryStore::default());
+    let keyring = store.clone();
+    let hub = TestHub::start_in(dir.path(), move |c| c.secret_store = keyring).await;
+    let topic = topic();
+    let mut app = App::start(Verify::Echo, Answer::Status(200), None).await;
+    let secret = "kept-across-restarts-5d1e";
+    join_webhook(&hub, &mut app, &topic, "Patient-open,Patient-close", secret).await;
+    let open = patient_open(&topic, "p1");
+    hub.publish_ok(&open).await;
+    assert_signed(&app.next().await, secret);
+    hub.stop().await;
+    for file in files_under(dir.path()) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(!bytes_contain(&bytes, secret), "hub.secret in {file:?}");
+    }
+
+    let keyring = store.clone();
+    let hub = TestHub::start_in(dir.path(), move |c| c.secret_store = keyring).await;
+    let again = app.next().await;
+    assert_eq!(again.method, Method::GET);
+    assert_eq!(again.param("hub.mode").as_deref(), Some("subscribe"));
+    assert_eq!(again.param("hub.topic").as_deref(), Some(topic.as_str()));
+    assert_eq!(
+        again.param("hub.events").as_deref(),
+        Some("Patient-open,Patient-close")
+    );
+    let replay = app.next().await;
+    assert_eq!(replay.method, Method::POST);
+    assert_signed(&replay, secret);
+    assert_eq!(
+        replay.json()["id"],
+        open["id"],
+        "the current context, replayed"
+    );
+
+    let close = patient_close(&topic, "p1");
+    hub.publish_ok(&close).await;
+    let post = app.next().await;
+    assert_signed(&post, secret);
+    assert_eq!(post.json()["id"], close["id"]);
+    hub.stop().await;
 }

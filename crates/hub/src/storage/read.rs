@@ -71,7 +71,7 @@ pub(crate) fn apps(conn: &Connection) -> Result<Vec<App>, StorageError> {
 pub(crate) fn subscriptions(conn: &Connection) -> Result<Vec<StoredSubscription>, StorageError> {
     let mut stmt = conn.prepare(
         "SELECT endpoint_id, topic, events, subscriber_name, client_id,
-                lease_until_unix_ms, created_at
+                lease_until_unix_ms, created_at, callback
          FROM subscriptions ORDER BY created_at, endpoint_id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -83,6 +83,7 @@ pub(crate) fn subscriptions(conn: &Connection) -> Result<Vec<StoredSubscription>
             client_id: r.get(4)?,
             lease_until: from_unix_ms(r.get(5)?),
             created_at: from_unix_ms(r.get(6)?),
+            callback: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -37,6 +37,8 @@ pub struct StoredSubscription {
     pub client_id: Option<String>,
     pub lease_until: SystemTime,
     pub created_at: SystemTime,
+    /// A webhook's `hub.callback`; `None` for a WebSocket subscription.
+    pub callback: Option<String>,
 }
 
 /// One accepted event, as journaled before the hub answered 2xx for it.

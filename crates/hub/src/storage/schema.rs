@@ -73,6 +73,9 @@ pub const MIGRATIONS: &[&str] = &[
     // 4: public keys for private_key_jwt client authentication.
     "ALTER TABLE apps ADD COLUMN jwks TEXT;
      ALTER TABLE apps ADD COLUMN jwks_url TEXT;",
+    // 5: legacy webhook subscriptions survive a restart (their hub.secret
+    // is in the secret store, never here).
+    "ALTER TABLE subscriptions ADD COLUMN callback TEXT;",
 ];
 
 /// How long a connection waits for another one's lock before giving up.

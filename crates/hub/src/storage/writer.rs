@@ -217,12 +217,13 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<u64> {
         Op::UpsertSubscription(s) => conn
             .prepare_cached(
                 "INSERT INTO subscriptions (endpoint_id, topic, events, subscriber_name,
-                   client_id, lease_until_unix_ms, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                   client_id, lease_until_unix_ms, created_at, callback)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                  ON CONFLICT (endpoint_id) DO UPDATE SET topic = excluded.topic,
                    events = excluded.events, subscriber_name = excluded.subscriber_name,
                    client_id = excluded.client_id,
-                   lease_until_unix_ms = excluded.lease_until_unix_ms",
+                   lease_until_unix_ms = excluded.lease_until_unix_ms,
+                   callback = excluded.callback",
             )?
             .execute(params![
                 s.endpoint_id,
@@ -232,6 +233,7 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<u64> {
                 s.client_id,
                 to_unix_ms(s.lease_until),
                 to_unix_ms(s.created_at),
+                s.callback,
             ])?,
         Op::DeleteSubscription(id) => conn
             .prepare_cached("DELETE FROM subscriptions WHERE endpoint_id = ?1")?

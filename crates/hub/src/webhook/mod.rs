@@ -8,8 +8,13 @@
 //! (`task.rs`) fed by the same bounded queue as a WebSocket: `delivery.rs`
 //! fans out to both alike, renewals and context replay work the same way,
 //! and the callback's HTTP status is its ACK, feeding the same SyncError
-//! path. Webhook subscriptions are not persisted: that would mean keeping
-//! `hub.secret` on disk.
+//! path.
+//!
+//! Webhook subscriptions survive a restart: the subscription is stored
+//! with its callback like any other, its `hub.secret` in the secret store
+//! (never in the database), and at the next start each one is verified
+//! again — the app may be gone — and then lives on as if just subscribed,
+//! with the current context replayed.
 
 mod target;
 mod task;
@@ -77,6 +82,61 @@ impl Hook {
 
 fn is_hook(sub: &Subscription, callback: &str) -> bool {
     sub.webhook.as_ref().is_some_and(|h| h.callback == callback)
+}
+
+/// The secret store's name for a webhook's `hub.secret`.
+fn secret_name(endpoint_id: &str) -> String {
+    format!("webhook-secret:{endpoint_id}")
+}
+
+/// A webhook subscription stored before a restart, for `restore_webhook`.
+pub(crate) struct Restore {
+    pub topic: String,
+    pub events: EventSet,
+    pub name: Option<String>,
+    pub client_id: Option<String>,
+    /// What was left of the lease.
+    pub lease: Duration,
+    pub callback: String,
+    pub secret: Option<Secret>,
+}
+
+impl Restore {
+    /// The stored subscription `stored`, with its secret taken out of the
+    /// store (the restored subscription stores it again under its new id).
+    /// `None` when the secret cannot be read: unsigned notifications would
+    /// be refused by an app that checks them.
+    pub(crate) fn take(
+        stored: crate::storage::StoredSubscription,
+        callback: String,
+        events: EventSet,
+        lease: Duration,
+        store: &dyn crate::auth::SecretStore,
+    ) -> Option<Restore> {
+        let name = secret_name(&stored.endpoint_id);
+        let secret = match store.get(&name) {
+            Ok(s) => s.map(|s| Secret(s.into_bytes())),
+            Err(e) => {
+                warn!(error = %e, "cannot read a webhook's secret: the subscription is not restored");
+                return None;
+            }
+        };
+        let _ = store.delete(&name);
+        Some(Restore {
+            topic: stored.topic,
+            events,
+            name: stored.subscriber_name,
+            client_id: stored.client_id,
+            lease,
+            callback,
+            secret,
+        })
+    }
+}
+
+/// Forgets the secret of a stored webhook that is not restored.
+pub(crate) fn forget_secret(store: &dyn crate::auth::SecretStore, endpoint_id: &str) {
+    let _ = store.delete(&secret_name(endpoint_id));
 }
 
 /// STU1: "random, less than 200 bytes".
@@ -214,6 +274,90 @@ impl Hub {
         }
     }
 
+    /// A webhook subscription from before a restart: its callback is
+    /// checked and its intent verified again (the app may be gone, or no
+    /// longer want it), then it lives on as if just subscribed.
+    pub(crate) async fn restore_webhook(self, r: Restore) {
+        let config = self.config().clone();
+        let checked = target::check(
+            &r.callback,
+            &config.webhook_allowed_hosts,
+            config.ack_timeout,
+        )
+        .await;
+        let target = match checked {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(topic = short(&r.topic), reason = %e.message, "stored webhook subscription dropped");
+                self.drop_topic_if_unused(&r.topic);
+                return;
+            }
+        };
+        let name = r
+            .name
+            .unwrap_or_else(|| format!("webhook at {}", target.label()));
+        let pending = Pending {
+            topic: r.topic,
+            events: r.events,
+            name,
+            client_id: r.client_id,
+            lease: r.lease,
+            callback: r.callback,
+            target,
+            secret: r.secret,
+        };
+        info!(topic = short(&pending.topic), callback = %pending.target.label(), "webhook subscription from before the restart: verifying intent again");
+        self.verify_and_admit(pending).await;
+    }
+
+    /// Drops `topic` and its contexts if no subscription is left on it (no
+    /// patient data lingers without an app following it).
+    fn drop_topic_if_unused(&self, topic: &str) {
+        let mut state = self.lock();
+        if state
+            .topics
+            .get(topic)
+            .is_some_and(|t| t.subscriptions.is_empty())
+        {
+            state.topics.remove(topic);
+            if let Some(storage) = &state.storage {
+                storage.delete_contexts(topic).detach();
+            }
+        }
+    }
+
+    /// Keeps (or, without one, forgets) a live webhook's `hub.secret` in
+    /// the secret store, for a restart. Off the async workers: the OS
+    /// keyring may block.
+    fn keep_webhook_secret(&self, endpoint_id: &str, secret: Option<Secret>) {
+        if self.storage().is_none() {
+            return; // --no-persist: nothing is restored, nothing to keep
+        }
+        let store = self.config().secret_store.clone();
+        let name = secret_name(endpoint_id);
+        tokio::task::spawn_blocking(move || {
+            let result = match secret {
+                Some(s) => store.set(&name, &String::from_utf8_lossy(&s.0)),
+                None => store.delete(&name),
+            };
+            if let Err(e) = result {
+                warn!(error = %e, "cannot keep a webhook's secret: the subscription will not survive a restart");
+            }
+        });
+    }
+
+    /// Forgets an ended webhook's secret.
+    pub(crate) fn forget_webhook_secret(&self, endpoint_id: &str) {
+        if self.storage().is_none() {
+            return;
+        }
+        let store = self.config().secret_store.clone();
+        let name = secret_name(endpoint_id);
+        tokio::task::spawn_blocking(move || {
+            let _ = store.delete(&name);
+        });
+    }
+
     /// `Some(owner)` if a webhook subscription with this callback lives on the topic.
     fn webhook_owner(&self, topic: &str, callback: &str) -> Option<Option<String>> {
         let state = self.lock();
@@ -245,6 +389,8 @@ impl Hub {
 
     fn not_admitted(&self, p: Pending, why: String) {
         info!(topic = short(&p.topic), callback = %p.target.label(), reason = %why, "webhook not subscribed");
+        // A topic kept for a restored webhook that did not come back.
+        self.drop_topic_if_unused(&p.topic);
         let mut audit = AuditRecord::new(AuditAction::Subscribe, "refused");
         audit.topic = Some(p.topic.clone());
         audit.subscriber_name = Some(p.name.clone());
@@ -318,6 +464,10 @@ impl Hub {
                 }
             }
             let generation = sub.lease_generation;
+            let stored = crate::persist::stored(sub);
+            if let Some(storage) = &state.storage {
+                storage.upsert_subscription(&stored).detach();
+            }
             return Ok(Admitted::Renewed {
                 id,
                 lease_until,
@@ -353,8 +503,12 @@ impl Hub {
         sub.since = Some(SystemTime::now());
         let acks = sub.acks.clone();
         let events = sub.events.to_string();
+        let stored = crate::persist::stored(&sub);
         topic.subscriptions.insert(fresh.clone(), sub);
         state.endpoints.insert(fresh.clone(), p.topic.clone());
+        if let Some(storage) = &state.storage {
+            storage.upsert_subscription(&stored).detach();
+        }
         Ok(Admitted::New {
             id: fresh,
             conn_id,
@@ -374,6 +528,7 @@ impl Hub {
             Admitted::Renewed { id, .. } => (id.clone(), true),
         };
         info!(topic = short(&p.topic), endpoint = short(&id), callback = %p.target.label(), subscriber = %p.name, events = %p.events, lease_secs = p.lease.as_secs(), renewed, "webhook subscribed");
+        self.keep_webhook_secret(&id, p.secret.clone());
         let mut audit = AuditRecord::new(
             AuditAction::Connect,
             if renewed {

@@ -143,6 +143,11 @@ pub(crate) async fn run(d: Delivery) {
             .unwrap_or(events);
         deny(&target, &topic, &events, close.reason, DENIAL_TIMEOUT).await;
     }
+    // The subscription is over, unless the hub is only stopping: then it
+    // is restored at the next start and needs its secret.
+    if !shutdown.is_cancelled() {
+        hub.forget_webhook_secret(&endpoint_id);
+    }
     debug!(endpoint = short(&endpoint_id), "webhook delivery ended");
 }
 

@@ -30,6 +30,7 @@ fn crash_child_writer() {
             client_id: None,
             lease_until: std::time::SystemTime::now() + Duration::from_secs(3600),
             created_at: std::time::SystemTime::now(),
+            callback: None,
         };
         storage.upsert_subscription(&sub).await.unwrap();
         storage
