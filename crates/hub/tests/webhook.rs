@@ -995,3 +995,42 @@ async fn webhook_subscriptions_survive_a_restart() {
     assert_eq!(post.json()["id"], close["id"]);
     hub.stop().await;
 }
+
+/// After a restart, a stored webhook whose app is gone is dropped, and so
+/// is the topic kept for it, with its context: no patient data lingers
+/// with nobody following it.
+#[tokio::test]
+async fn a_stored_webhook_whose_app_is_gone_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn SecretStore> = Arc::new(MemoryStore::default());
+    let keyring = store.clone();
+    let hub = TestHub::start_in(dir.path(), move |c| c.secret_store = keyring).await;
+    let topic = topic();
+    let mut app = App::start(Verify::Echo, Answer::Status(200), None).await;
+    join_webhook(&hub, &mut app, &topic, "Patient-open", "s").await;
+    hub.publish_ok(&patient_open(&topic, "p1")).await;
+    app.next().await;
+    hub.stop().await;
+    app.kill().await;
+
+    let keyring = store.clone();
+    let hub = TestHub::start_in(dir.path(), move |c| c.secret_store = keyring).await;
+    // The failed verification is the event; its effect is seen through
+    // the API, asked until it shows (bounded by WAIT).
+    let gone = tokio::time::timeout(WAIT, async {
+        loop {
+            let res = hub.publish(&patient_open(&topic, "p2")).await;
+            if res.status() == 400 && res.text().await.unwrap().contains("unknown topic") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        gone.is_ok(),
+        "the topic goes with the webhook that did not come back"
+    );
+    assert_eq!(hub.context(&topic).await["context"], serde_json::json!([]));
+    hub.stop().await;
+}
