@@ -945,6 +945,13 @@ async fn renewal_keeps_the_queue_and_takes_the_new_secret() {
     assert_signed(&post, "new-secret");
 }
 
+/// A hub keeping its data in `dir` and its secrets in `store`, which
+/// outlive it (as the OS keyring does): a second one is the first restarted.
+async fn hub_in(dir: &std::path::Path, store: &Arc<dyn SecretStore>) -> TestHub {
+    let keyring = store.clone();
+    TestHub::start_in(dir, move |c| c.secret_store = keyring).await
+}
+
 /// Issue 6 for webhook apps, which cannot reconnect by themselves: their
 /// subscriptions survive a hub restart. The hub verifies intent again,
 /// replays the current context, and signs with the same `hub.secret`, which
@@ -954,8 +961,7 @@ async fn renewal_keeps_the_queue_and_takes_the_new_secret() {
 async fn webhook_subscriptions_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn SecretStore> = Arc::new(MemoryStore::default());
-    let keyring = store.clone();
-    let hub = TestHub::start_in(dir.path(), move |c| c.secret_store = keyring).await;
+    let hub = hub_in(dir.path(), &store).await;
     let topic = topic();
     let mut app = App::start(Verify::Echo, Answer::Status(200), None).await;
     let secret = "kept-across-restarts-5d1e";
@@ -969,8 +975,7 @@ async fn webhook_subscriptions_survive_a_restart() {
         assert!(!bytes_contain(&bytes, secret), "hub.secret in {file:?}");
     }
 
-    let keyring = store.clone();
-    let hub = TestHub::start_in(dir.path(), move |c| c.secret_store = keyring).await;
+    let hub = hub_in(dir.path(), &store).await;
     let again = app.next().await;
     assert_eq!(again.method, Method::GET);
     assert_eq!(again.param("hub.mode").as_deref(), Some("subscribe"));
@@ -1003,8 +1008,7 @@ async fn webhook_subscriptions_survive_a_restart() {
 async fn a_stored_webhook_whose_app_is_gone_is_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn SecretStore> = Arc::new(MemoryStore::default());
-    let keyring = store.clone();
-    let hub = TestHub::start_in(dir.path(), move |c| c.secret_store = keyring).await;
+    let hub = hub_in(dir.path(), &store).await;
     let topic = topic();
     let mut app = App::start(Verify::Echo, Answer::Status(200), None).await;
     join_webhook(&hub, &mut app, &topic, "Patient-open", "s").await;
@@ -1013,8 +1017,7 @@ async fn a_stored_webhook_whose_app_is_gone_is_dropped() {
     hub.stop().await;
     app.kill().await;
 
-    let keyring = store.clone();
-    let hub = TestHub::start_in(dir.path(), move |c| c.secret_store = keyring).await;
+    let hub = hub_in(dir.path(), &store).await;
     // The failed verification is the event; its effect is seen through
     // the API, asked until it shows (bounded by WAIT).
     let gone = tokio::time::timeout(WAIT, async {
