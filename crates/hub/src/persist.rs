@@ -119,8 +119,8 @@ pub(crate) fn recover(
         if let Some(callback) = stored.callback.clone() {
             // Re-admitted under a new endpoint id once verified again. The
             // topic stays meanwhile, so its contexts are restored and then
-            // replayed to the app; `webhook::not_restored` drops it if the
-            // app is gone.
+            // replayed to the app; `subscriptions::drop_topic_if_unused`
+            // drops it if the app is gone.
             state.topics.entry(stored.topic.clone()).or_default();
             storage.delete_subscription(&stored.endpoint_id).detach();
             let store = config.secret_store.as_ref();

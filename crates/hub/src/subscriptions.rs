@@ -432,6 +432,21 @@ fn renew(
     Some((sub.lease_generation, failure))
 }
 
+/// Drops `topic_id`, with its contexts, when no subscription is left on it:
+/// the session is over, and no patient data lingers with nobody following.
+pub(crate) fn drop_topic_if_unused(state: &mut State, topic_id: &str) {
+    if state
+        .topics
+        .get(topic_id)
+        .is_some_and(|t| t.subscriptions.is_empty())
+    {
+        state.topics.remove(topic_id);
+        if let Some(storage) = &state.storage {
+            storage.delete_contexts(topic_id).detach();
+        }
+    }
+}
+
 /// Removes a subscription; if its socket is up, sends it a denial with
 /// `reason` and closes with `code` (checklist 33, 34, 39). Drops the topic
 /// when no subscription is left: the session is over.
@@ -444,12 +459,7 @@ pub(crate) fn remove(
     let topic = state.topics.get_mut(topic_id)?;
     let mut sub = topic.subscriptions.remove(endpoint_id)?;
     state.endpoints.remove(endpoint_id);
-    if topic.subscriptions.is_empty() {
-        state.topics.remove(topic_id);
-        if let Some(storage) = &state.storage {
-            storage.delete_contexts(topic_id).detach();
-        }
-    }
+    drop_topic_if_unused(state, topic_id);
     if let Some(storage) = &state.storage {
         storage.delete_subscription(endpoint_id).detach();
     }

@@ -33,7 +33,7 @@ use crate::error::ApiError;
 use crate::ids::{self, short};
 use crate::state::HubEvent;
 use crate::storage::{AuditAction, AuditRecord};
-use crate::subscriptions::{check_limits, remove};
+use crate::subscriptions::{check_limits, drop_topic_if_unused, remove};
 use crate::sync_error::{Expect, Failure};
 use crate::topic::{Connection, Frame, Subscription};
 use crate::Hub;
@@ -289,7 +289,7 @@ impl Hub {
             Ok(t) => t,
             Err(e) => {
                 warn!(topic = short(&r.topic), reason = %e.message, "stored webhook subscription dropped");
-                self.drop_topic_if_unused(&r.topic);
+                drop_topic_if_unused(&mut self.lock(), &r.topic);
                 return;
             }
         };
@@ -310,51 +310,26 @@ impl Hub {
         self.verify_and_admit(pending).await;
     }
 
-    /// Drops `topic` and its contexts if no subscription is left on it (no
-    /// patient data lingers without an app following it).
-    fn drop_topic_if_unused(&self, topic: &str) {
-        let mut state = self.lock();
-        if state
-            .topics
-            .get(topic)
-            .is_some_and(|t| t.subscriptions.is_empty())
-        {
-            state.topics.remove(topic);
-            if let Some(storage) = &state.storage {
-                storage.delete_contexts(topic).detach();
-            }
-        }
-    }
-
-    /// Keeps (or, without one, forgets) a live webhook's `hub.secret` in
-    /// the secret store, for a restart. Off the async workers: the OS
-    /// keyring may block.
-    fn keep_webhook_secret(&self, endpoint_id: &str, secret: Option<Secret>) {
+    /// Keeps a live webhook's `hub.secret` in the secret store, for a
+    /// restart, or (`None`: no secret, or the subscription ended) forgets
+    /// it. Off the async workers: the OS keyring may block.
+    pub(crate) fn store_webhook_secret(&self, endpoint_id: &str, secret: Option<Secret>) {
         if self.storage().is_none() {
             return; // --no-persist: nothing is restored, nothing to keep
         }
         let store = self.config().secret_store.clone();
         let name = secret_name(endpoint_id);
-        tokio::task::spawn_blocking(move || {
-            let result = match secret {
-                Some(s) => store.set(&name, &String::from_utf8_lossy(&s.0)),
-                None => store.delete(&name),
-            };
-            if let Err(e) = result {
-                warn!(error = %e, "cannot keep a webhook's secret: the subscription will not survive a restart");
+        tokio::task::spawn_blocking(move || match secret {
+            Some(s) => {
+                if let Err(e) = store.set(&name, &String::from_utf8_lossy(&s.0)) {
+                    warn!(error = %e, "cannot keep a webhook's secret: the subscription will not survive a restart");
+                }
             }
-        });
-    }
-
-    /// Forgets an ended webhook's secret.
-    pub(crate) fn forget_webhook_secret(&self, endpoint_id: &str) {
-        if self.storage().is_none() {
-            return;
-        }
-        let store = self.config().secret_store.clone();
-        let name = secret_name(endpoint_id);
-        tokio::task::spawn_blocking(move || {
-            let _ = store.delete(&name);
+            None => {
+                if let Err(e) = store.delete(&name) {
+                    warn!(error = %e, "cannot delete a webhook's secret from the secret store");
+                }
+            }
         });
     }
 
@@ -390,7 +365,7 @@ impl Hub {
     fn not_admitted(&self, p: Pending, why: String) {
         info!(topic = short(&p.topic), callback = %p.target.label(), reason = %why, "webhook not subscribed");
         // A topic kept for a restored webhook that did not come back.
-        self.drop_topic_if_unused(&p.topic);
+        drop_topic_if_unused(&mut self.lock(), &p.topic);
         let mut audit = AuditRecord::new(AuditAction::Subscribe, "refused");
         audit.topic = Some(p.topic.clone());
         audit.subscriber_name = Some(p.name.clone());
@@ -528,7 +503,7 @@ impl Hub {
             Admitted::Renewed { id, .. } => (id.clone(), true),
         };
         info!(topic = short(&p.topic), endpoint = short(&id), callback = %p.target.label(), subscriber = %p.name, events = %p.events, lease_secs = p.lease.as_secs(), renewed, "webhook subscribed");
-        self.keep_webhook_secret(&id, p.secret.clone());
+        self.store_webhook_secret(&id, p.secret.clone());
         let mut audit = AuditRecord::new(
             AuditAction::Connect,
             if renewed {

@@ -146,7 +146,7 @@ pub(crate) async fn run(d: Delivery) {
     // The subscription is over, unless the hub is only stopping: then it
     // is restored at the next start and needs its secret.
     if !shutdown.is_cancelled() {
-        hub.forget_webhook_secret(&endpoint_id);
+        hub.store_webhook_secret(&endpoint_id, None);
     }
     debug!(endpoint = short(&endpoint_id), "webhook delivery ended");
 }
