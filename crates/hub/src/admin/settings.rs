@@ -136,25 +136,24 @@ async fn read(State(hub): State<Hub>) -> Response {
 }
 
 async fn write(State(hub): State<Hub>, body: axum::body::Bytes) -> Response {
-    // The keys, not the values: a value could be anything the user typed.
-    let keys = match serde_json::from_slice::<Map<String, Value>>(&body) {
-        Ok(m) => m.keys().cloned().collect::<Vec<_>>().join(", "),
-        Err(_) => "(not a JSON object)".to_owned(),
+    let (keys, answer) = match serde_json::from_slice(&body) {
+        // The keys, not the values: a value could be anything the user typed.
+        Ok(Value::Object(changes)) => (
+            changes.keys().cloned().collect::<Vec<_>>().join(", "),
+            save(&hub, changes).await,
+        ),
+        _ => (
+            "(not a JSON object)".to_owned(),
+            json_error(
+                StatusCode::BAD_REQUEST,
+                "expected a JSON object of settings, e.g. {\"ack_timeout_ms\": 5000}",
+            ),
+        ),
     };
-    let answer = save(&hub, &body).await;
     super::audited(&hub, None, format!("change settings: {keys}"), answer)
 }
 
-async fn save(hub: &Hub, body: &[u8]) -> Response {
-    let changes: Map<String, Value> = match serde_json::from_slice(body) {
-        Ok(Value::Object(m)) => m,
-        _ => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                "expected a JSON object of settings, e.g. {\"ack_timeout_ms\": 5000}",
-            )
-        }
-    };
+async fn save(hub: &Hub, changes: Map<String, Value>) -> Response {
     let Some(files) = hub.config().settings_files.clone() else {
         return json_error(
             StatusCode::CONFLICT,
