@@ -92,6 +92,7 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
         config.heartbeat_period,
     );
     let mut last_heard = Instant::now();
+    let mut noise = LogBudget::default();
 
     macro_rules! send {
         ($msg:expr) => {
@@ -118,7 +119,7 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
                 last_heard = Instant::now();
                 match inbound {
                     Some(Ok(Message::Text(text))) => {
-                        if let Some(failure) = on_text(&text, &mut pending, &acks, conn_id, &topic, endpoint_id) {
+                        if let Some(failure) = on_text(&text, &mut pending, &acks, conn_id, &topic, endpoint_id, &mut noise) {
                             pending.clear();
                             hub.fail_all(vec![failure]);
                         }
@@ -127,6 +128,10 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
                     Some(Ok(Message::Close(frame))) => {
                         let code = frame.as_ref().map(|f| f.code);
                         debug!(endpoint = short(endpoint_id), ?code, "peer closed");
+                        // RFC 6455 §5.5.1: answer with a Close frame (the
+                        // library queued one echoing the code) before the
+                        // TCP close, or the peer sees 1006, not a clean close.
+                        let _ = timeout(CLOSE_TIMEOUT, socket.flush()).await;
                         return if matches!(code, Some(1000 | 1001)) { Stop::Clean } else { Stop::Abnormal };
                     }
                     Some(Ok(Message::Binary(_))) => debug!(endpoint = short(endpoint_id), "binary frame ignored"),
@@ -215,6 +220,7 @@ fn on_text(
     conn_id: u64,
     topic: &str,
     endpoint_id: &str,
+    noise: &mut LogBudget,
 ) -> Option<Failure> {
     match parse_inbound(text) {
         Inbound::Ack(ack) => {
@@ -252,7 +258,12 @@ fn on_text(
             None
         }
         Inbound::Malformed(e) => {
-            warn!(endpoint = short(endpoint_id), error = %e, "frame that is not JSON ignored");
+            if let Some(suppressed) = noise.spend(Instant::now()) {
+                if suppressed > 0 {
+                    warn!(endpoint = short(endpoint_id), suppressed, "… {suppressed} more frames that are not JSON were ignored without a log line");
+                }
+                warn!(endpoint = short(endpoint_id), error = %e, "frame that is not JSON ignored");
+            }
             None
         }
     }
@@ -327,4 +338,53 @@ async fn finish(socket: &mut WebSocket, ending: Ending) -> Stop {
     })
     .await;
     Stop::Clean
+}
+
+/// A connection's allowance of warning lines: a looping or hostile app
+/// must not be able to fill the disk through the log. `PER_WINDOW` lines
+/// per `WINDOW`; the rest are counted and the count is logged once the
+/// next window opens.
+#[derive(Default)]
+struct LogBudget {
+    window_start: Option<Instant>,
+    used: u32,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    const PER_WINDOW: u32 = 5;
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    /// `Some(n)`: log this line, after saying that `n` were held back
+    /// since the last one; `None`: stay quiet.
+    fn spend(&mut self, now: Instant) -> Option<u64> {
+        let start = *self.window_start.get_or_insert(now);
+        if now.duration_since(start) >= Self::WINDOW {
+            self.window_start = Some(now);
+            self.used = 0;
+        }
+        if self.used < Self::PER_WINDOW {
+            self.used += 1;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_budget_allows_a_few_lines_a_minute_and_counts_the_rest() {
+        let mut budget = LogBudget::default();
+        let t0 = Instant::now();
+        let logged = (0..10_000).filter(|_| budget.spend(t0).is_some()).count();
+        assert_eq!(logged, LogBudget::PER_WINDOW as usize);
+        // The next window opens with the count of what was held back.
+        assert_eq!(budget.spend(t0 + LogBudget::WINDOW), Some(10_000 - 5));
+        assert_eq!(budget.spend(t0 + LogBudget::WINDOW), Some(0));
+    }
 }

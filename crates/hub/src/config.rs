@@ -44,6 +44,11 @@ pub struct Config {
     pub lease_max: Duration,
     /// An endpoint nobody connects to within this time is discarded (4-3).
     pub connect_window: Duration,
+    /// A topic other than the session topic is dropped, with its contexts,
+    /// once it has had no subscriber for this long: long enough that an app
+    /// restart never loses the patient (the session topic is never dropped
+    /// this way; it ends with `UserLogout` or "Close all contexts").
+    pub topic_idle: Duration,
     /// Largest HTTP body accepted (413 above it).
     pub max_body_bytes: usize,
     /// Frames a subscriber may have waiting before it counts as stuck.
@@ -106,6 +111,7 @@ impl Config {
             lease_default: Duration::from_secs(24 * 3600),
             lease_max: Duration::from_secs(7 * 24 * 3600),
             connect_window: Duration::from_secs(300),
+            topic_idle: Duration::from_secs(15 * 60),
             max_body_bytes: 1024 * 1024,
             queue_capacity: 1024,
             ping_interval: Duration::from_secs(30),

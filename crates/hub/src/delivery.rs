@@ -19,13 +19,16 @@ use crate::error::ApiError;
 use crate::ids::{self, short};
 use crate::state::HubEvent;
 use crate::sync_error::{Expect, Failure};
-use crate::topic::{Frame, Topic};
+use crate::topic::{AcceptedId, Frame, Topic};
 use crate::Hub;
 
 /// An accepted publish: the event as broadcast, and selected resources the
 /// hub did not know (answered with 206).
 pub struct Published {
     pub message: Value,
+    /// A retry of an event this topic accepted already: nothing was applied
+    /// or broadcast again; `message` holds what the first answer said.
+    pub duplicate: bool,
     pub unknown_selected: Vec<String>,
     /// The journal write; the 2xx waits for it (durability rule).
     pub journaled: Option<crate::storage::Pending<u64>>,
@@ -44,17 +47,49 @@ impl From<ContextError> for ApiError {
 impl Hub {
     pub(crate) fn publish(&self, mut event: Event) -> Result<Published, ApiError> {
         let kind = event.name.kind();
+        if event.name.folded() == "userlogout" {
+            // The clinician's session ends: every context closes first, so
+            // apps that follow only *-close events leave the patient too;
+            // then the UserLogout itself goes out.
+            let _ = self.close_all(&event.topic);
+        }
         let mut unknown_selected = Vec::new();
         let journaled;
         let failures = {
             let mut guard = self.lock();
             let state = &mut *guard;
-            let Some(topic) = state.topics.get_mut(&event.topic) else {
-                return Err(ApiError::bad_request(format!(
-                    "unknown topic {:?}: no app has subscribed to it",
-                    event.topic
-                )));
-            };
+            if !state.topics.contains_key(&event.topic) {
+                // An authorized caller's topic is never refused as unknown:
+                // the first publish creates it (the session topic always
+                // exists), and it stays for the idle time with no subscriber.
+                crate::subscriptions::check_limits(state, self.config(), &event.topic)?;
+                state
+                    .topics
+                    .insert(event.topic.clone(), Topic::unfollowed());
+            }
+            let topic = state.topics.get_mut(&event.topic).expect("inserted above");
+            if let Some(first) = topic.recent_ids.get(&event.id) {
+                if first.event != event.name.folded() {
+                    return Err(ApiError::new(
+                        StatusCode::CONFLICT,
+                        format!(
+                            "event id {:?} was already used on this topic for {}; a retry must repeat the same event, a new event needs a new id",
+                            event.id, first.event
+                        ),
+                    ));
+                }
+                // A publisher's retry after a timeout: answered, not repeated.
+                let mut answer = json!({"id": event.id, "event": {"hub.topic": event.topic, "hub.event": event.name.as_str()}});
+                if let Some(v) = &first.version_id {
+                    answer["event"]["context.versionId"] = json!(v);
+                }
+                return Ok(Published {
+                    message: answer,
+                    duplicate: true,
+                    unknown_selected: Vec::new(),
+                    journaled: None,
+                });
+            }
             match &kind {
                 EventKind::Open(resource) => {
                     let version = topic.contexts.open(&event, resource, ids::uuid())?;
@@ -79,6 +114,19 @@ impl Hub {
                     unknown_selected = topic.contexts.select(&event, resource)?
                 }
                 _ => {}
+            }
+            topic.recent_ids.push(AcceptedId {
+                id: event.id.clone(),
+                event: event.name.folded().to_owned(),
+                version_id: event
+                    .event()
+                    .get("context.versionId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            });
+            if event.name.folded() == "userlogout" {
+                // Whatever an app opened between the closes and now.
+                topic.contexts = ContextStack::default();
             }
             let frame = frame_of(&event.message, &kind);
             let derived = match &kind {
@@ -127,7 +175,8 @@ impl Hub {
             if matches!(
                 kind,
                 EventKind::Open(_) | EventKind::Close(_) | EventKind::Update(_)
-            ) {
+            ) || event.name.folded() == "userlogout"
+            {
                 crate::persist::save_contexts(
                     state.storage.as_ref(),
                     &event.topic,
@@ -146,6 +195,7 @@ impl Hub {
         self.fail_all(failures);
         Ok(Published {
             message: Value::Object(event.message),
+            duplicate: false,
             unknown_selected,
             journaled,
         })

@@ -119,8 +119,8 @@ pub(crate) fn recover(
         if let Some(callback) = stored.callback.clone() {
             // Re-admitted under a new endpoint id once verified again. The
             // topic stays meanwhile, so its contexts are restored and then
-            // replayed to the app; `subscriptions::drop_topic_if_unused`
-            // drops it if the app is gone.
+            // replayed to the app; `subscriptions::mark_if_unfollowed`
+            // makes it idle if the app is gone.
             state.topics.entry(stored.topic.clone()).or_default();
             storage.delete_subscription(&stored.endpoint_id).detach();
             let store = config.secret_store.as_ref();
@@ -135,9 +135,7 @@ pub(crate) fn recover(
             .endpoints
             .insert(stored.endpoint_id.clone(), stored.topic.clone());
         state
-            .topics
-            .entry(stored.topic.clone())
-            .or_default()
+            .followed_topic(&stored.topic)
             .subscriptions
             .insert(stored.endpoint_id.clone(), sub);
         restored.push(Restored::Subscription {
@@ -149,6 +147,11 @@ pub(crate) fn recover(
     let down_for = report.last_alive.and_then(|t| now.duration_since(t).ok());
     let fresh = down_for.is_some_and(|d| d <= config.recovery_window);
     for (topic_id, value, _saved_at) in storage.load_contexts().unwrap_or_default() {
+        // A topic nobody follows (yet) keeps its contexts too, within the
+        // window: the apps come back after the hub does.
+        if fresh && !state.topics.contains_key(&topic_id) {
+            state.topics.insert(topic_id.clone(), Topic::unfollowed());
+        }
         let Some(topic) = state.topics.get_mut(&topic_id) else {
             storage.delete_contexts(&topic_id).detach();
             continue;
@@ -288,6 +291,7 @@ impl Hub {
     /// Starts what a running hub does in the background: lease timers of
     /// restored subscriptions, the alive note, audit and journal retention.
     pub(crate) fn start_background(&self) {
+        self.sweep_idle_topics();
         for r in self.take_restored() {
             match r {
                 Restored::Subscription {

@@ -190,6 +190,9 @@ pub struct Values {
     pub lease_default_secs: u64,
     pub lease_max_secs: u64,
     pub token_lifetime_secs: u64,
+    /// A topic other than the session's is dropped after this long without
+    /// a subscriber.
+    pub topic_idle_secs: u64,
 }
 
 impl Default for Values {
@@ -206,6 +209,7 @@ impl Default for Values {
             lease_default_secs: 24 * 3600,
             lease_max_secs: 7 * 24 * 3600,
             token_lifetime_secs: 8 * 3600,
+            topic_idle_secs: 15 * 60,
         }
     }
 }
@@ -223,6 +227,7 @@ pub const KEYS: &[&str] = &[
     "lease_default_secs",
     "lease_max_secs",
     "token_lifetime_secs",
+    "topic_idle_secs",
 ];
 
 /// Keys read by the tray app rather than the hub.
@@ -275,6 +280,7 @@ struct FileDoc {
     lease_default_secs: Option<u64>,
     lease_max_secs: Option<u64>,
     token_lifetime_secs: Option<u64>,
+    topic_idle_secs: Option<u64>,
     #[serde(default)]
     locked: Vec<String>,
     #[serde(default)]
@@ -403,6 +409,7 @@ fn check_value(key: &str, value: &toml::Value) -> Result<(), String> {
         "grace_period_ms" => range(0, 3_600_000, "ms"),
         "lease_default_secs" | "lease_max_secs" => range(1, 365 * 24 * 3600, "s"),
         "token_lifetime_secs" => range(60, 30 * 24 * 3600, "s"),
+        "topic_idle_secs" => range(1, 7 * 24 * 3600, "s"),
         "address" => value
             .as_str()
             .and_then(|s| s.parse::<IpAddr>().ok())
@@ -593,6 +600,9 @@ impl Settings {
         }
         if !skip("tls") {
             config.tls = v.tls;
+        }
+        if !skip("topic_idle_secs") {
+            config.topic_idle = Duration::from_secs(v.topic_idle_secs);
         }
         // `notifications`, `start_at_login`: not in `Config` (the tray reads
         // them from `Settings` itself).

@@ -54,6 +54,8 @@ pub(crate) struct State {
     pub recent: crate::admin::Recent,
     /// The database, reachable from code that holds the lock.
     pub storage: Option<crate::storage::Storage>,
+    /// This workstation's session topic: always present, never idle.
+    pub session_topic: String,
 }
 
 /// What happened on the hub, for the tray and the dashboard. Patient data
@@ -88,6 +90,9 @@ pub enum HubEvent {
     Paused,
     /// Delivery resumed; subscribers were sent the current context again.
     Resumed,
+    /// A topic other than the session's was dropped, with its contexts,
+    /// after `Config::topic_idle` without a subscriber.
+    TopicEnded { topic: String },
 }
 
 impl Hub {
@@ -104,7 +109,15 @@ impl Hub {
             config.token_lifetime,
         )
         .with_issuers(config.external_issuers.clone(), config.jwks_policy);
-        let mut state = State::default();
+        let mut state = State {
+            session_topic: auth.session_topic().to_owned(),
+            ..State::default()
+        };
+        // The session exists from the start: the first app of the day may
+        // publish before any other has subscribed.
+        state
+            .topics
+            .insert(state.session_topic.clone(), Topic::default());
         let restored = match &opened {
             Some((db, report)) => crate::persist::recover(&mut state, db, report, &config, &auth),
             None => Vec::new(),

@@ -16,7 +16,7 @@ use crate::ids::{self, short};
 use crate::state::{HubEvent, State};
 use crate::storage::{AuditAction, AuditRecord};
 use crate::sync_error::{Expect, Failure};
-use crate::topic::{Close, Connection, Frame, Subscription};
+use crate::topic::{Close, Connection, Frame, Subscription, Topic};
 use crate::Hub;
 use axum::http::StatusCode;
 
@@ -93,9 +93,7 @@ impl Hub {
         }
         state.endpoints.insert(id.clone(), req.topic.clone());
         state
-            .topics
-            .entry(req.topic.clone())
-            .or_default()
+            .followed_topic(&req.topic)
             .subscriptions
             .insert(id.clone(), sub);
         drop(state);
@@ -225,6 +223,10 @@ impl Hub {
         });
         sub.ever_connected = true;
         sub.lost = None;
+        // Connected: the unused-endpoint or grace timer has nothing to do.
+        if let Some(timer) = sub.connect_timer.take() {
+            timer.cancel();
+        }
         sub.since = Some(std::time::SystemTime::now());
         let acks = sub.acks.clone();
         let name = sub.display_name();
@@ -353,13 +355,19 @@ pub(crate) fn check_limits(
                 ),
             ))
         }
-        None if state.topics.len() >= config.max_topics => Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "the hub already holds {} topics, its limit",
-                state.topics.len()
-            ),
-        )),
+        // The session topic is always there and is not counted.
+        None if state.topics.len()
+            - usize::from(state.topics.contains_key(&state.session_topic))
+            >= config.max_topics =>
+        {
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "the hub already holds {} topics, its limit",
+                    config.max_topics
+                ),
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -432,24 +440,33 @@ fn renew(
     Some((sub.lease_generation, failure))
 }
 
-/// Drops `topic_id`, with its contexts, when no subscription is left on it:
-/// the session is over, and no patient data lingers with nobody following.
-pub(crate) fn drop_topic_if_unused(state: &mut State, topic_id: &str) {
-    if state
-        .topics
-        .get(topic_id)
-        .is_some_and(|t| t.subscriptions.is_empty())
-    {
-        state.topics.remove(topic_id);
-        if let Some(storage) = &state.storage {
-            storage.delete_contexts(topic_id).detach();
+/// Marks `topic_id` idle when no subscription is left on it: it keeps its
+/// contexts for `Config::topic_idle` (an app restart never loses the
+/// patient), then the sweeper drops it. The session topic is never idle:
+/// it belongs to the clinician, not to whichever app follows it.
+pub(crate) fn mark_if_unfollowed(state: &mut State, topic_id: &str) {
+    if topic_id == state.session_topic {
+        return;
+    }
+    if let Some(t) = state.topics.get_mut(topic_id) {
+        if t.subscriptions.is_empty() && t.idle_since.is_none() {
+            t.idle_since = Some(Instant::now());
         }
     }
 }
 
+impl State {
+    /// The topic a subscription joins: created if need be, no longer idle.
+    pub(crate) fn followed_topic(&mut self, topic_id: &str) -> &mut Topic {
+        let topic = self.topics.entry(topic_id.to_owned()).or_default();
+        topic.idle_since = None;
+        topic
+    }
+}
+
 /// Removes a subscription; if its socket is up, sends it a denial with
-/// `reason` and closes with `code` (checklist 33, 34, 39). Drops the topic
-/// when no subscription is left: the session is over.
+/// `reason` and closes with `code` (checklist 33, 34, 39). A topic left
+/// with no subscription becomes idle (`mark_if_unfollowed`).
 pub(crate) fn remove(
     state: &mut State,
     topic_id: &str,
@@ -459,7 +476,7 @@ pub(crate) fn remove(
     let topic = state.topics.get_mut(topic_id)?;
     let mut sub = topic.subscriptions.remove(endpoint_id)?;
     state.endpoints.remove(endpoint_id);
-    drop_topic_if_unused(state, topic_id);
+    mark_if_unfollowed(state, topic_id);
     if let Some(storage) = &state.storage {
         storage.delete_subscription(endpoint_id).detach();
     }

@@ -1,6 +1,6 @@
 //! A topic (one clinician's session) and its subscriptions.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -8,6 +8,7 @@ use axum::extract::ws::Utf8Bytes;
 use fhircast::EventSet;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::context::ContextStack;
 
@@ -16,6 +17,52 @@ pub struct Topic {
     /// By endpoint id.
     pub subscriptions: HashMap<String, Subscription>,
     pub contexts: ContextStack,
+    /// Since when nobody has subscribed: the topic, with its contexts, is
+    /// dropped `Config::topic_idle` later (never the session topic).
+    pub idle_since: Option<Instant>,
+    /// The last accepted event ids, so that a publisher's retry of the same
+    /// event is answered without a second broadcast (checklist 43).
+    pub recent_ids: RecentIds,
+}
+
+impl Topic {
+    /// A topic nobody follows yet: idle from now.
+    pub fn unfollowed() -> Self {
+        Topic {
+            idle_since: Some(Instant::now()),
+            ..Topic::default()
+        }
+    }
+}
+
+/// The ids of the last `RecentIds::WINDOW` events a topic accepted, each
+/// with what its 2xx said (the versionId assigned, if any).
+#[derive(Default)]
+pub struct RecentIds(VecDeque<AcceptedId>);
+
+pub struct AcceptedId {
+    pub id: String,
+    /// The event's name, lower-cased: the same id for another event is a
+    /// client bug, not a retry.
+    pub event: String,
+    pub version_id: Option<String>,
+}
+
+impl RecentIds {
+    /// Long enough for any retry after a timeout; short enough that the
+    /// linear search costs nothing next to a publish.
+    pub const WINDOW: usize = 256;
+
+    pub fn get(&self, id: &str) -> Option<&AcceptedId> {
+        self.0.iter().rev().find(|a| a.id == id)
+    }
+
+    pub fn push(&mut self, accepted: AcceptedId) {
+        if self.0.len() == Self::WINDOW {
+            self.0.pop_front();
+        }
+        self.0.push_back(accepted);
+    }
 }
 
 pub struct Subscription {
@@ -48,6 +95,34 @@ pub struct Subscription {
     /// A legacy webhook subscription's callback and secret (identified by
     /// topic + callback); `None` for WebSocket subscriptions.
     pub webhook: Option<Arc<crate::webhook::Hook>>,
+    /// Every timer task of this subscription (lease, unused endpoint,
+    /// reconnect grace) ends when this is cancelled, which dropping the
+    /// subscription does: no task outlives what it belongs to.
+    pub timers: CancellationToken,
+    /// The running lease timer, replaced on renewal.
+    pub lease_timer: Option<CancellationToken>,
+    /// The unused-endpoint and grace timers, ended by a (re)connect.
+    pub connect_timer: Option<CancellationToken>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.timers.cancel();
+    }
+}
+
+/// Ends the timer in `slot`, if any, and puts a fresh one there: the token
+/// the new timer task waits on.
+pub fn rearm(
+    slot: &mut Option<CancellationToken>,
+    parent: &CancellationToken,
+) -> CancellationToken {
+    if let Some(old) = slot.take() {
+        old.cancel();
+    }
+    let token = parent.child_token();
+    *slot = Some(token.clone());
+    token
 }
 
 impl Subscription {
@@ -76,6 +151,9 @@ impl Subscription {
             label: OnceLock::new(),
             notice: None,
             webhook: None,
+            timers: CancellationToken::new(),
+            lease_timer: None,
+            connect_timer: None,
         }
     }
 

@@ -163,7 +163,15 @@ async fn every_catalog_example_is_accepted_and_delivered_unchanged() {
             refused.push(format!("{name}: {status} {}", res.text().await.unwrap()));
             continue;
         }
-        let got = ws.next_event().await;
+        let mut got = ws.next_event().await;
+        if name.starts_with("userlogout") {
+            // The hub closes what is still open before forwarding UserLogout.
+            while got["id"] != message["id"] {
+                let closing = got["event"]["hub.event"].as_str().unwrap_or_default();
+                assert!(closing.ends_with("-close"), "{name}: {got}");
+                got = ws.next_event().await;
+            }
+        }
         assert_eq!(got["id"], message["id"], "{name}: same id (64)");
         assert_eq!(got["timestamp"], message["timestamp"], "{name} (65)");
         assert_eq!(got["event"]["hub.event"], message["event"]["hub.event"]);
@@ -243,14 +251,19 @@ async fn catalog_context_keys_are_checked() {
 /// hub-digest §2.5 (heartbeat is hub-sent only), §5 and IHE IRA (unknown
 /// session → 400). Checklist 61.
 #[tokio::test]
-async fn heartbeat_and_unknown_topics_are_refused() {
+async fn heartbeat_is_refused_and_a_new_topic_is_created_by_its_first_publish() {
     let mut rig = Rig::new().await;
     let period = json!([{"key": "period", "decimal": "10"}]);
     let beat = event(&rig.topic, "heartbeat", period);
     rig.rejects_json(&beat, 400, "heartbeat").await;
+    // Issue 19 (D13 revised): a topic the caller may use is never refused
+    // as unknown; nobody follows it yet, and its context waits for them.
     let stranger = common::topic();
-    rig.rejects_json(&patient_open(&stranger, "p2"), 400, &stranger)
-        .await;
+    rig.hub.publish_ok(&patient_open(&stranger, "p2")).await;
+    let context = rig.hub.context(&stranger).await;
+    assert_eq!(context["context"][0]["resource"]["id"], "p2", "{context}");
+    // The RIS's topic saw nothing of it.
+    quiet(&rig.hub, &mut rig.ws, &rig.topic).await;
 }
 
 /// Checklist 1, 61, 102 (413 for what is too large); clients.md §0 item 5

@@ -128,26 +128,3 @@ async fn a_close_without_the_resource_id_is_refused() {
     assert_eq!(current["context.type"], "DiagnosticReport", "{current}");
     hub.stop().await;
 }
-
-/// CONFORMANCE D11: a topic, with its contexts, is dropped when its last
-/// subscription ends, so no patient data lingers after the session.
-#[tokio::test]
-async fn a_topic_ends_with_its_last_subscription() {
-    let hub = TestHub::start().await;
-    let t = topic();
-    let mut app = hub.join(&t, "Patient-open", "Only app").await;
-    let opened = patient_open(&t, "p1");
-    hub.publish_ok(&opened).await;
-    assert_eq!(app.next_event().await["id"], opened["id"]);
-
-    let endpoint = app.endpoint.clone();
-    assert_eq!(hub.unsubscribe(&t, &endpoint).await.status(), 202);
-    app.closed().await;
-
-    let current = hub.context(&t).await;
-    assert_eq!(current["context"], json!([]), "{current}");
-    let res = hub.publish(&patient_open(&t, "p2")).await;
-    assert_eq!(res.status(), 400);
-    assert!(res.text().await.unwrap().contains("unknown topic"));
-    hub.stop().await;
-}

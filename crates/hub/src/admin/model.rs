@@ -44,7 +44,11 @@ pub(crate) fn read_model(hub: &Hub, since: u64) -> Value {
             last_seq,
         )
     };
-    topics.sort_by(|a, b| a["topic"].as_str().cmp(&b["topic"].as_str()));
+    // The clinician's session first, then the others by id.
+    topics.sort_by_key(|t| {
+        let session = t["session"].as_bool().unwrap_or(false);
+        (!session, t["topic"].as_str().unwrap_or_default().to_owned())
+    });
     let events: Vec<Value> = events.iter().map(event_json).collect();
     json!({
         "hub": {
@@ -90,6 +94,7 @@ fn topic_json(hub: &Hub, id: &str, topic: &Topic) -> Value {
     subs.sort_by_key(|s| s.display_name());
     json!({
         "topic": id,
+        "session": id == hub.session_topic(),
         "current": topic.contexts.snapshot(),
         "contexts": contexts,
         "subscriptions": subs.iter().map(|s| subscription_json(hub, s)).collect::<Vec<_>>(),

@@ -36,6 +36,7 @@ fn describe(key: &str) -> (&'static str, &'static str, &'static str) {
         "lease_default_secs" => ("Default lease", "number", "s"),
         "lease_max_secs" => ("Longest lease", "number", "s"),
         "token_lifetime_secs" => ("Token lifetime", "number", "s"),
+        "topic_idle_secs" => ("Keep an unfollowed topic", "number", "s"),
         _ => ("", "text", ""),
     }
 }
@@ -53,6 +54,7 @@ fn running(hub: &Hub, key: &str) -> Option<Value> {
         "lease_default_secs" => json!(c.lease_default.as_secs()),
         "lease_max_secs" => json!(c.lease_max.as_secs()),
         "token_lifetime_secs" => json!(c.token_lifetime.as_secs()),
+        "topic_idle_secs" => json!(c.topic_idle.as_secs()),
         _ => return None,
     })
 }

@@ -75,6 +75,10 @@ struct Args {
     /// Longest lease granted.
     #[arg(long, default_value_t = 604_800, value_name = "SECONDS")]
     lease_max_secs: u64,
+    /// How long a topic other than the session's keeps its contexts with no
+    /// app subscribed (an app restart never loses the patient).
+    #[arg(long, default_value_t = 15 * 60, value_name = "SECONDS")]
+    topic_idle_secs: u64,
     /// Largest request body accepted (413 above it).
     #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
     max_body_bytes: usize,
@@ -297,6 +301,7 @@ fn main() -> ExitCode {
     config.ack_timeout = Duration::from_millis(args.ack_timeout_ms);
     config.grace_period = Duration::from_millis(args.grace_period_ms);
     config.lease_default = Duration::from_secs(args.lease_default_secs);
+    config.topic_idle = Duration::from_secs(args.topic_idle_secs.max(1));
     config.lease_max = Duration::from_secs(args.lease_max_secs.max(1));
     config.max_body_bytes = args.max_body_bytes;
     config.queue_capacity = args.queue_capacity.max(1);
@@ -420,6 +425,7 @@ const FLAG_KEYS: &[(&str, &str)] = &[
     ("lease_default_secs", "lease_default_secs"),
     ("lease_max_secs", "lease_max_secs"),
     ("tls", "tls"),
+    ("topic_idle_secs", "topic_idle_secs"),
 ];
 
 /// The OS's settings files, with `--config` / `--system-config` in their

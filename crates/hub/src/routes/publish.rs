@@ -92,7 +92,13 @@ pub async fn handle(
                     return e.into_response();
                 }
             }
-            let (status, body) = if published.unknown_selected.is_empty() {
+            let (status, body) = if published.duplicate {
+                // Idempotent retry: the same 2xx, flagged, no second broadcast.
+                (
+                    StatusCode::ACCEPTED,
+                    json!({"success": true, "duplicate": true, "event": published.message}),
+                )
+            } else if published.unknown_selected.is_empty() {
                 (
                     StatusCode::ACCEPTED,
                     json!({"success": true, "event": published.message}),

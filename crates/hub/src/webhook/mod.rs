@@ -33,7 +33,7 @@ use crate::error::ApiError;
 use crate::ids::{self, short};
 use crate::state::HubEvent;
 use crate::storage::{AuditAction, AuditRecord};
-use crate::subscriptions::{check_limits, drop_topic_if_unused, remove};
+use crate::subscriptions::{check_limits, mark_if_unfollowed, remove};
 use crate::sync_error::{Expect, Failure};
 use crate::topic::{Connection, Frame, Subscription};
 use crate::Hub;
@@ -289,7 +289,7 @@ impl Hub {
             Ok(t) => t,
             Err(e) => {
                 warn!(topic = short(&r.topic), reason = %e.message, "stored webhook subscription dropped");
-                drop_topic_if_unused(&mut self.lock(), &r.topic);
+                mark_if_unfollowed(&mut self.lock(), &r.topic);
                 return;
             }
         };
@@ -365,7 +365,7 @@ impl Hub {
     fn not_admitted(&self, p: Pending, why: String) {
         info!(topic = short(&p.topic), callback = %p.target.label(), reason = %why, "webhook not subscribed");
         // A topic kept for a restored webhook that did not come back.
-        drop_topic_if_unused(&mut self.lock(), &p.topic);
+        mark_if_unfollowed(&mut self.lock(), &p.topic);
         let mut audit = AuditRecord::new(AuditAction::Subscribe, "refused");
         audit.topic = Some(p.topic.clone());
         audit.subscriber_name = Some(p.name.clone());
@@ -394,7 +394,7 @@ impl Hub {
         }
         state.next_conn += 1;
         let conn_id = state.next_conn;
-        let topic = state.topics.entry(p.topic.clone()).or_default();
+        let topic = state.followed_topic(&p.topic);
         let existing = topic
             .subscriptions
             .values()
