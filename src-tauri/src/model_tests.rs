@@ -15,6 +15,16 @@ fn app(name: &str, state: &'static str) -> SubscriberInfo {
         } else {
             "Disconnected"
         },
+        sync: if state == "connected" {
+            "in-sync"
+        } else {
+            "unresponsive"
+        },
+        sync_label: if state == "connected" {
+            "In sync"
+        } else {
+            "Not connected"
+        },
     }
 }
 

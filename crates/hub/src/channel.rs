@@ -19,7 +19,7 @@ use tokio::time::{interval_at, sleep_until, timeout, Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::admin::AckStats;
+use crate::admin::{AckStats, Acked};
 use crate::ids::{self, short};
 use crate::subscriptions::Attached;
 use crate::sync_error::{Expect, Failure};
@@ -32,6 +32,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 struct Pending {
     id: Utf8Bytes,
     name: Utf8Bytes,
+    version: Option<Utf8Bytes>,
     sent: Instant,
     deadline: Instant,
 }
@@ -81,6 +82,7 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
         mut close_rx,
         wants_heartbeat,
         acks,
+        expects_acks,
     } = attached;
     let config = hub.config().clone();
     let shutdown = hub.shutdown_token().clone();
@@ -105,10 +107,12 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
     }
 
     for frame in initial {
-        track(&mut pending, &frame, hub.ack_timeout());
+        if expects_acks {
+            track(&mut pending, &frame, hub.ack_timeout());
+        }
         send!(Message::Text(frame.text));
     }
-    rearm(&pending, ack_timer.as_mut());
+    rearm(&pending, ack_timer.as_mut(), &acks);
 
     loop {
         tokio::select! {
@@ -123,7 +127,7 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
                             pending.clear();
                             hub.fail_all(vec![failure]);
                         }
-                        rearm(&pending, ack_timer.as_mut());
+                        rearm(&pending, ack_timer.as_mut(), &acks);
                     }
                     Some(Ok(Message::Close(frame))) => {
                         let code = frame.as_ref().map(|f| f.code);
@@ -145,11 +149,13 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
                 // Whatever else is already queued goes out with one flush.
                 let mut batch = Vec::with_capacity(1);
                 for frame in std::iter::once(frame).chain(std::iter::from_fn(|| rx.try_recv().ok()).take(MAX_BATCH - 1)) {
-                    track(&mut pending, &frame, hub.ack_timeout());
+                    if expects_acks {
+                        track(&mut pending, &frame, hub.ack_timeout());
+                    }
                     batch.push(Message::Text(frame.text));
                 }
                 if was_empty {
-                    rearm(&pending, ack_timer.as_mut());
+                    rearm(&pending, ack_timer.as_mut(), &acks);
                 }
                 match send_batch_or_stop(socket, batch, &mut close_rx, &shutdown).await {
                     Ok(()) => {}
@@ -171,7 +177,7 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
                     pending.clear();
                     hub.fail_all(vec![failure]);
                 }
-                rearm(&pending, ack_timer.as_mut());
+                rearm(&pending, ack_timer.as_mut(), &acks);
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > config.ping_interval * 2 {
@@ -199,13 +205,19 @@ fn track(pending: &mut VecDeque<Pending>, frame: &Frame, ack_timeout: Duration) 
         pending.push_back(Pending {
             id: id.clone(),
             name: name.clone(),
+            version: frame.version.clone(),
             sent,
             deadline: sent + ack_timeout,
         });
     }
 }
 
-fn rearm(pending: &VecDeque<Pending>, timer: std::pin::Pin<&mut tokio::time::Sleep>) {
+fn rearm(
+    pending: &VecDeque<Pending>,
+    timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    acks: &AckStats,
+) {
+    acks.set_pending(pending.len());
     if let Some(first) = pending.front() {
         timer.reset(first.deadline);
     }
@@ -235,7 +247,15 @@ fn on_text(
             let settled = pending.remove(i)?;
             acks.record(&ack.status, settled.sent.elapsed());
             match ack.status {
-                AckStatus::Success(_) => None,
+                AckStatus::Success(_) => {
+                    acks.acked(Acked {
+                        event: settled.name,
+                        id: settled.id,
+                        version: settled.version,
+                        at: std::time::SystemTime::now(),
+                    });
+                    None
+                }
                 AckStatus::Failure(code) => Some(Failure {
                     topic: topic.to_owned(),
                     endpoint_id: endpoint_id.to_owned(),

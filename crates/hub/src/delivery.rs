@@ -226,7 +226,11 @@ pub(crate) fn frame_of(message: &Map<String, Value>, kind: &EventKind) -> Frame 
         let name = message["event"]["hub.event"].as_str().unwrap_or_default();
         (Utf8Bytes::from(id), Utf8Bytes::from(name))
     });
-    Frame { text, ack }
+    let version = message["event"]
+        .get("context.versionId")
+        .and_then(Value::as_str)
+        .map(Utf8Bytes::from);
+    Frame { text, ack, version }
 }
 
 /// Enqueues `frame` for every connected subscriber of `name`, and derived
@@ -243,6 +247,17 @@ pub(crate) fn deliver(
 ) -> Vec<Failure> {
     let mut failures = Vec::new();
     for sub in topic.subscriptions.values_mut() {
+        if let Some(held) = &mut sub.unlinked {
+            // Link broken by support: nothing now; a close it would have
+            // had is kept so that rejoining never leaves a patient behind.
+            if name.ends_with("-close") && sub.events.contains_folded(name) {
+                if held.len() == MAX_HELD_CLOSES {
+                    held.remove(0);
+                }
+                held.push(frame.clone());
+            }
+            continue;
+        }
         let Some(conn) = &sub.conn else { continue };
         let direct = sub.events.contains_folded(name);
         if let (true, Some(told)) = (direct, told.as_deref_mut()) {
@@ -367,6 +382,10 @@ pub(crate) fn replay(
     frames
 }
 
+/// Closes kept for one app whose link is broken; a reading session has a
+/// handful of open contexts, so older closes than these are moot.
+const MAX_HELD_CLOSES: usize = 64;
+
 /// A close published while delivery was paused, sent on resume.
 pub(crate) struct Held {
     topic: String,
@@ -408,6 +427,9 @@ impl Hub {
             }
             for topic in state.topics.values_mut() {
                 for sub in topic.subscriptions.values_mut() {
+                    if sub.unlinked.is_some() {
+                        continue; // Its link stays broken until rejoined.
+                    }
                     let Some(conn) = &sub.conn else { continue };
                     for frame in replay(&topic.contexts, &sub.events, |_| true) {
                         if let Some(ack) = &frame.ack {

@@ -90,6 +90,11 @@ pub enum HubEvent {
     Paused,
     /// Delivery resumed; subscribers were sent the current context again.
     Resumed,
+    /// Support broke an app's link: it follows no context change until
+    /// it is rejoined.
+    LinkBroken { topic: String, subscriber: String },
+    /// Support rejoined an app: it was sent the current context.
+    Rejoined { topic: String, subscriber: String },
     /// A topic other than the session's was dropped, with its contexts,
     /// after `Config::topic_idle` without a subscriber.
     TopicEnded { topic: String },

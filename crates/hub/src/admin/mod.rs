@@ -82,6 +82,30 @@ const GONE_MAX: usize = 50;
 pub(crate) struct Admin {
     creds: auth::Credentials,
     gone: Mutex<VecDeque<Gone>>,
+    /// SyncErrors not yet acknowledged on the dashboard.
+    alarms: Mutex<Alarms>,
+}
+
+/// SyncErrors shown until acknowledged; more than this many unacknowledged
+/// means something is badly wrong, and the oldest go first.
+const ALARMS_MAX: usize = 100;
+
+#[derive(Default)]
+struct Alarms {
+    next: u64,
+    open: VecDeque<Alarm>,
+}
+
+/// A SyncError as the Now view shows it until someone acknowledges it.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Alarm {
+    pub seq: u64,
+    pub topic: String,
+    pub app: String,
+    pub event: String,
+    pub reason: String,
+    pub when: String,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -98,6 +122,7 @@ impl Admin {
         Admin {
             creds: auth::Credentials::new(),
             gone: Mutex::new(VecDeque::new()),
+            alarms: Mutex::new(Alarms::default()),
         }
     }
 
@@ -120,6 +145,46 @@ impl Admin {
                 why: reason.clone(),
             });
         }
+        if let HubEvent::SyncError {
+            topic,
+            subscriber,
+            event,
+            reason,
+        } = event
+        {
+            let mut alarms = self.alarms.lock().unwrap_or_else(|e| e.into_inner());
+            alarms.next += 1;
+            let seq = alarms.next;
+            if alarms.open.len() >= ALARMS_MAX {
+                alarms.open.pop_front();
+            }
+            alarms.open.push_back(Alarm {
+                seq,
+                topic: topic.clone(),
+                app: subscriber.clone(),
+                event: event.clone(),
+                reason: reason.clone(),
+                when: crate::ids::now(),
+            });
+        }
+    }
+
+    /// The SyncErrors nobody has acknowledged on the dashboard yet, newest
+    /// first: they stay on the Now view until someone does.
+    pub(crate) fn open_alarms(&self) -> Vec<Alarm> {
+        let alarms = self.alarms.lock().unwrap_or_else(|e| e.into_inner());
+        alarms.open.iter().rev().cloned().collect()
+    }
+
+    /// Acknowledges one SyncError (or all with `None`); what was cleared.
+    pub(crate) fn acknowledge_alarms(&self, seq: Option<u64>) -> Vec<Alarm> {
+        let mut alarms = self.alarms.lock().unwrap_or_else(|e| e.into_inner());
+        let (cleared, kept): (Vec<Alarm>, Vec<Alarm>) = alarms
+            .open
+            .drain(..)
+            .partition(|a| seq.is_none_or(|s| a.seq == s));
+        alarms.open = kept.into();
+        cleared
     }
 
     fn gone(&self) -> Vec<Gone> {
@@ -136,9 +201,45 @@ pub(crate) struct AckStats {
     status: AtomicU32,
     latency_us: AtomicU64,
     count: AtomicU64,
+    /// Notifications sent and not yet acknowledged.
+    pending: AtomicU32,
+    /// The last notification acknowledged with success: what the app shows.
+    acked: Mutex<Option<Acked>>,
+}
+
+/// An event an app acknowledged with success, for its sync state.
+#[derive(Clone, Debug)]
+pub(crate) struct Acked {
+    pub event: Utf8Bytes,
+    pub id: Utf8Bytes,
+    pub version: Option<Utf8Bytes>,
+    pub at: SystemTime,
 }
 
 impl AckStats {
+    /// After a success ACK: the app now shows this event's context.
+    pub(crate) fn acked(&self, acked: Acked) {
+        *self.acked.lock().unwrap_or_else(|e| e.into_inner()) = Some(acked);
+    }
+
+    pub(crate) fn last_acked(&self) -> Option<Acked> {
+        self.acked.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_pending(&self, n: usize) {
+        self.pending
+            .store(u32::try_from(n).unwrap_or(u32::MAX), Ordering::Relaxed);
+    }
+
+    pub(crate) fn pending(&self) -> u32 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// The status of the last ACK, if there was one.
+    pub(crate) fn last_status(&self) -> Option<u32> {
+        self.last().map(|(status, _, _)| status)
+    }
+
     pub(crate) fn record(&self, status: &AckStatus, latency: Duration) {
         let code = match status {
             AckStatus::Success(c) | AckStatus::Failure(c) => *c,
@@ -288,6 +389,13 @@ pub fn router(hub: Hub) -> Router {
             "/subscriptions/{endpoint}/drop",
             post(actions::drop_subscription),
         )
+        .route("/sync-errors/acknowledge", post(actions::acknowledge_all))
+        .route("/sync-errors/{seq}/acknowledge", post(actions::acknowledge))
+        .route(
+            "/subscriptions/{endpoint}/break-link",
+            post(actions::break_link),
+        )
+        .route("/subscriptions/{endpoint}/rejoin", post(actions::rejoin))
         .merge(apps::routes())
         .merge(settings::routes())
         .fallback(|| async {

@@ -31,10 +31,11 @@ pub(crate) async fn state(State(hub): State<Hub>, Query(q): Query<StateQuery>) -
 pub(crate) fn read_model(hub: &Hub, since: u64) -> Value {
     let (mut topics, events, paused, last_seq) = {
         let state = hub.lock();
+        let paused = state.paused.is_some();
         let topics: Vec<Value> = state
             .topics
             .iter()
-            .map(|(id, t)| topic_json(hub, id, t))
+            .map(|(id, t)| topic_json(hub, id, t, paused))
             .collect();
         let last_seq = state.recent.next_seq;
         (
@@ -60,6 +61,7 @@ pub(crate) fn read_model(hub: &Hub, since: u64) -> Value {
         "settings": settings(hub),
         "topics": topics,
         "gone": hub.admin().gone(),
+        "syncErrors": hub.admin().open_alarms(),
         "events": events,
         "lastSeq": last_seq,
     })
@@ -71,7 +73,7 @@ fn hub_url(hub: &Hub) -> String {
     format!("{scheme}://{addr}{}", server::STU3_PATH)
 }
 
-fn topic_json(hub: &Hub, id: &str, topic: &Topic) -> Value {
+fn topic_json(hub: &Hub, id: &str, topic: &Topic, paused: bool) -> Value {
     let current = topic.contexts.current().map(|c| c.version_id.clone());
     let contexts: Vec<Value> = topic
         .contexts
@@ -97,11 +99,11 @@ fn topic_json(hub: &Hub, id: &str, topic: &Topic) -> Value {
         "session": id == hub.session_topic(),
         "current": topic.contexts.snapshot(),
         "contexts": contexts,
-        "subscriptions": subs.iter().map(|s| subscription_json(hub, s)).collect::<Vec<_>>(),
+        "subscriptions": subs.iter().map(|s| subscription_json(hub, s, paused)).collect::<Vec<_>>(),
     })
 }
 
-fn subscription_json(hub: &Hub, sub: &Subscription) -> Value {
+fn subscription_json(hub: &Hub, sub: &Subscription, paused: bool) -> Value {
     let now = Instant::now();
     let grace = hub.grace_period();
     let since = sub.since.map(crate::ids::format_time);
@@ -133,10 +135,49 @@ fn subscription_json(hub: &Hub, sub: &Subscription) -> Value {
         "graceLeftSecs": grace_left,
         "state": state,
         "stateLabel": label,
+        "sync": sync_json(hub, sub, paused),
         "lastAck": last_ack,
         "queueDepth": queue_depth,
         "queueCapacity": hub.config().queue_capacity,
     })
+}
+
+/// Is the app on the hub's context? Computed from what it acknowledged:
+/// `in-sync` (nothing sent is waiting for its ACK), `behind` (something
+/// is, or it has not connected yet), `refused` (its last ACK was an
+/// error), `unresponsive` (its socket is gone), `paused` (its link, or all
+/// delivery, is paused by support), `no-ack` (registered as an app that
+/// does not acknowledge: connected, state unknowable). With the context
+/// it last acknowledged.
+pub(crate) fn sync_state(
+    hub: &Hub,
+    sub: &Subscription,
+    hub_paused: bool,
+) -> (&'static str, &'static str) {
+    let refused = sub.acks.last_status().is_some_and(|s| s >= 400);
+    match () {
+        _ if sub.unlinked.is_some() => ("paused", "Link broken by support"),
+        _ if hub_paused => ("paused", "Sync paused"),
+        _ if sub.conn.is_none() && !sub.ever_connected => ("behind", "Not connected yet"),
+        _ if sub.conn.is_none() => ("unresponsive", "Not connected"),
+        _ if refused => ("refused", "Refused the last event"),
+        _ if !hub.expects_acks(sub.client_id.as_deref()) => ("no-ack", "Does not acknowledge"),
+        _ if sub.acks.pending() > 0 => ("behind", "Waiting for its ACK"),
+        _ => ("in-sync", "In sync"),
+    }
+}
+
+fn sync_json(hub: &Hub, sub: &Subscription, paused: bool) -> Value {
+    let (state, label) = sync_state(hub, sub, paused);
+    let acked = sub.acks.last_acked().map(|a| {
+        json!({
+            "event": a.event.as_str(),
+            "id": a.id.as_str(),
+            "versionId": a.version.as_ref().map(|v| v.as_str()),
+            "at": crate::ids::format_time(a.at),
+        })
+    });
+    json!({"state": state, "label": label, "acked": acked, "pending": sub.acks.pending()})
 }
 
 /// A subscription's connection state: `(id, label)`, shared by the

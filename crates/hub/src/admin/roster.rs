@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::model::connection_state;
+use super::model::{connection_state, sync_state};
 use crate::Hub;
 
 /// One subscription as a front end lists it. Names of apps and events
@@ -22,6 +22,11 @@ pub struct SubscriberInfo {
     pub state: &'static str,
     /// The state in words, as the dashboard shows it.
     pub state_label: &'static str,
+    /// Is it on the hub's context: `in-sync`, `behind`, `refused`,
+    /// `unresponsive`, `paused`, `no-ack` (the dashboard's `sync.state`).
+    pub sync: &'static str,
+    /// The sync state in words.
+    pub sync_label: &'static str,
 }
 
 impl SubscriberInfo {
@@ -35,12 +40,14 @@ impl Hub {
     pub fn subscribers(&self) -> Vec<SubscriberInfo> {
         let mut list: Vec<SubscriberInfo> = {
             let state = self.lock();
+            let paused = state.paused.is_some();
             state
                 .topics
                 .iter()
                 .flat_map(|(topic, t)| {
                     t.subscriptions.values().map(move |sub| {
                         let (state, state_label) = connection_state(sub);
+                        let (sync, sync_label) = sync_state(self, sub, paused);
                         SubscriberInfo {
                             topic: topic.clone(),
                             name: sub.display_name(),
@@ -48,6 +55,8 @@ impl Hub {
                             events: sub.events.iter().map(|e| e.as_str().to_owned()).collect(),
                             state,
                             state_label,
+                            sync,
+                            sync_label,
                         }
                     })
                 })
