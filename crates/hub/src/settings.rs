@@ -244,6 +244,10 @@ pub struct AppEntry {
     /// the hub.
     #[serde(default)]
     pub secret: Option<String>,
+    /// `false` for a client that never sends ACKs (issue 19); unset leaves
+    /// what the CLI or the dashboard chose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledges: Option<bool>,
 }
 
 impl fmt::Debug for AppEntry {
@@ -254,6 +258,7 @@ impl fmt::Debug for AppEntry {
             .field("scopes", &self.scopes)
             .field("topics", &self.topics)
             .field("secret", &self.secret.as_ref().map(|_| "…"))
+            .field("acknowledges", &self.acknowledges)
             .finish()
     }
 }
@@ -674,6 +679,16 @@ impl Settings {
                     "app {id} is listed in a settings file but was revoked on this machine; left revoked"
                 )),
                 Err(e) => warn.push(format!("app {id} from a settings file: {e}")),
+            }
+            if let Some(acks) = app.acknowledges {
+                match registry.set_acknowledges(id, acks) {
+                    Ok(true) if acks => info.push(format!("app {id} acknowledges (settings file)")),
+                    Ok(true) => info.push(format!(
+                        "app {id} does not acknowledge (settings file): never dropped for a missing ACK"
+                    )),
+                    Ok(false) => {}
+                    Err(e) => warn.push(format!("app {id} from a settings file: {e}")),
+                }
             }
         }
         (info, warn)
@@ -1185,6 +1200,41 @@ mod tests {
         let (_, warn) = s.provision_apps(&registry);
         assert!(warn.iter().any(|w| w.contains("left revoked")));
         assert!(registry.authenticate("ris", &rotated).is_err());
+    }
+
+    /// Issue 19: `acknowledges = false` in `[[apps]]` marks the app; an
+    /// entry without the key leaves what the CLI or the dashboard chose.
+    #[test]
+    fn apps_acknowledges_round_trip() {
+        use crate::auth::{AppRegistry, MemoryStore};
+        let f = files(
+            Some("[[apps]]\nclient_id = \"ohif\"\nname = \"OHIF\"\nscopes = \"fhircast/*.read\"\nacknowledges = false\n\n[[apps]]\nclient_id = \"ris\"\nname = \"RIS\"\nscopes = \"fhircast/*.read\"\n"),
+            None,
+        );
+        let s = Settings::load(&f.layout).unwrap();
+        assert_eq!(s.apps[0].acknowledges, Some(false));
+        assert_eq!(s.apps[1].acknowledges, None);
+        let registry =
+            AppRegistry::load(None, None, std::sync::Arc::new(MemoryStore::default())).unwrap();
+        let (info, _) = s.provision_apps(&registry);
+        assert!(
+            info.iter().any(|i| i.contains("ohif does not acknowledge")),
+            "{info:?}"
+        );
+        assert!(!registry.acknowledges("ohif"));
+        assert!(registry.acknowledges("ris"));
+        // Set elsewhere (CLI, dashboard): the entry without the key keeps it.
+        registry.set_acknowledges("ris", false).unwrap();
+        let (info, _) = s.provision_apps(&registry);
+        assert!(info.is_empty(), "{info:?}");
+        assert!(!registry.acknowledges("ris"));
+        // A value that is not a boolean is a file error with its line.
+        let bad = files(
+            Some("[[apps]]\nclient_id = \"o\"\nname = \"O\"\nscopes = \"fhircast/*.read\"\nacknowledges = \"no\"\n"),
+            None,
+        );
+        let e = Settings::load(&bad.layout).unwrap_err().to_string();
+        assert!(e.contains("line 5"), "{e}");
     }
 
     #[test]

@@ -189,9 +189,21 @@ enum AppsAction {
         /// With --jwks or --jwks-url: also issue a client secret.
         #[arg(long)]
         secret: bool,
+        /// The app never sends ACKs (e.g. OHIF's cast client, a validator
+        /// CLI): it is not dropped or reported for a missing ACK.
+        #[arg(long)]
+        no_ack: bool,
     },
-    /// List registered apps.
+    /// List registered apps: client id, name, state, scopes, topics, and
+    /// whether the hub expects ACKs (`acks` or `no-ack`).
     List,
+    /// Say whether an app sends ACKs: `false` for a client that never does
+    /// (it is then not dropped or reported for a missing ACK).
+    SetAck {
+        client_id: String,
+        #[arg(action = clap::ArgAction::Set, value_name = "true|false")]
+        acknowledges: bool,
+    },
     /// Revoke an app: its tokens stop working and its subscriptions end.
     Remove { client_id: String },
     /// Give an app a new secret; tokens from the old one stop working.
@@ -466,6 +478,7 @@ fn apps_command(
             jwks,
             jwks_url,
             secret,
+            no_ack,
         } => {
             let jwks = match jwks.map(|p| read_jwks(&p)).transpose() {
                 Ok(j) => j,
@@ -478,6 +491,13 @@ fn apps_command(
             let with_secret = keys.is_none() || secret;
             registry
                 .register_app(&name, &scopes, topics, keys, with_secret)
+                .and_then(|(mut app, secret)| {
+                    if no_ack {
+                        registry.set_acknowledges(&app.client_id, false)?;
+                        app.acknowledges = false;
+                    }
+                    Ok((app, secret))
+                })
                 .map(|(app, secret)| {
                     println!("client_id:     {}", app.client_id);
                     if let Some(secret) = &secret {
@@ -488,6 +508,9 @@ fn apps_command(
                     }
                     println!("scopes:        {}", app.scopes.join(" "));
                     println!("topics:        {}", app.topics.join(" "));
+                    if !app.acknowledges {
+                        println!("acks:          no (never dropped for a missing ACK)");
+                    }
                     if secret.is_some() {
                         eprintln!("Keep the secret now: it is not shown again.");
                     }
@@ -496,8 +519,9 @@ fn apps_command(
         AppsAction::List => {
             for app in registry.list() {
                 let state = if app.revoked { "revoked" } else { "active" };
+                let acks = if app.acknowledges { "acks" } else { "no-ack" };
                 println!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{acks}",
                     app.client_id,
                     app.name,
                     state,
@@ -507,6 +531,15 @@ fn apps_command(
             }
             Ok(())
         }
+        AppsAction::SetAck {
+            client_id,
+            acknowledges,
+        } => registry
+            .set_acknowledges(&client_id, acknowledges)
+            .map(|_| match acknowledges {
+                true => println!("{client_id} acknowledges"),
+                false => println!("{client_id} does not acknowledge"),
+            }),
         AppsAction::Remove { client_id } => registry
             .revoke(&client_id)
             .map(|()| println!("revoked {client_id}")),

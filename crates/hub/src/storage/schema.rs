@@ -76,6 +76,8 @@ pub const MIGRATIONS: &[&str] = &[
     // 5: legacy webhook subscriptions survive a restart (their hub.secret
     // is in the secret store, never here).
     "ALTER TABLE subscriptions ADD COLUMN callback TEXT;",
+    // 6: apps known never to send an ACK (issue 19).
+    "ALTER TABLE apps ADD COLUMN acknowledges INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// How long a connection waits for another one's lock before giving up.

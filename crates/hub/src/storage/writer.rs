@@ -189,13 +189,14 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<u64> {
     let n = match op {
         Op::SaveApp(app) => conn
             .prepare_cached(
-                "INSERT INTO apps (client_id, name, scopes, topics, created_at, revoked_at, secret_generation, jwks, jwks_url)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO apps (client_id, name, scopes, topics, created_at, revoked_at, secret_generation, jwks, jwks_url, acknowledges)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (client_id) DO UPDATE SET name = excluded.name,
                    scopes = excluded.scopes, topics = excluded.topics,
                    revoked_at = excluded.revoked_at,
                    secret_generation = excluded.secret_generation,
-                   jwks = excluded.jwks, jwks_url = excluded.jwks_url",
+                   jwks = excluded.jwks, jwks_url = excluded.jwks_url,
+                   acknowledges = excluded.acknowledges",
             )?
             .execute(params![
                 app.client_id,
@@ -207,6 +208,7 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<u64> {
                 app.secret_generation as i64,
                 app.jwks,
                 app.jwks_url,
+                app.acknowledges,
             ])?,
         Op::RevokeApp { client_id, at_ms } => conn
             .prepare_cached("UPDATE apps SET revoked_at = ?2 WHERE client_id = ?1")?
