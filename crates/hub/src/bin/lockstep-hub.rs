@@ -400,6 +400,16 @@ fn main() -> ExitCode {
         if let Ok(bound) = listener.local_addr() {
             config.listen = bound; // port 0: the link needs the real port
         }
+        // A damaged database is restored, or the hub refuses to start: it
+        // must never come up empty while apps were registered (issue 14).
+        if config.persist {
+            if let Err(e @ lockstep_hub::storage::StorageError::Unrecoverable { .. }) =
+                Storage::open(&config.data_dir)
+            {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
         let hub = Hub::new(config);
         settings.provision_into(&hub);
         let scheme = hub.config().http_scheme();

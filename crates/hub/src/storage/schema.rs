@@ -128,7 +128,7 @@ pub(crate) fn open_reader(target: &Path) -> Result<Connection, StorageError> {
     Ok(conn)
 }
 
-fn check_integrity(conn: &Connection) -> Result<(), StorageError> {
+pub(crate) fn check_integrity(conn: &Connection) -> Result<(), StorageError> {
     let mut stmt = conn.prepare("PRAGMA integrity_check")?;
     let problems: Vec<String> = stmt
         .query_map([], |r| r.get::<_, String>(0))?

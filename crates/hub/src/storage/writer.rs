@@ -3,6 +3,7 @@
 //! transaction (group commit), commits, and only then answers each caller.
 //! One commit per batch is what makes durable publishes cheap under load.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -54,6 +55,13 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    fn changes_registrations(&self) -> bool {
+        matches!(
+            self,
+            Op::SaveApp(_) | Op::RevokeApp { .. } | Op::DeleteApp(_)
+        )
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Op::SaveApp(_) => "save app",
@@ -94,19 +102,22 @@ impl Stats {
     }
 }
 
+/// `files`: the database and the copy of its registrations, refreshed
+/// after every committed change to them (`backup.rs`).
 pub(crate) fn spawn(
     conn: Connection,
     rx: Receiver<Request>,
     stats: Arc<Stats>,
+    files: Option<(PathBuf, PathBuf)>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("lockstep-storage".into())
-        .spawn(move || run(conn, rx, &stats))
+        .spawn(move || run(conn, rx, &stats, files))
 }
 
 /// Until every sender is dropped: wait for a request, take all queued ones,
 /// commit them together.
-fn run(conn: Connection, rx: Receiver<Request>, stats: &Stats) {
+fn run(conn: Connection, rx: Receiver<Request>, stats: &Stats, files: Option<(PathBuf, PathBuf)>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -119,7 +130,18 @@ fn run(conn: Connection, rx: Receiver<Request>, stats: &Stats) {
         stats
             .writes
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let registrations_changed = batch.iter().any(|r| r.op.changes_registrations());
         commit(&conn, batch);
+        if let (true, Some((db, copy))) = (registrations_changed, &files) {
+            // After the callers were answered: a registration is rare and
+            // the copy is small, but no caller waits for it.
+            if let Err(e) = super::backup::write(db, copy) {
+                tracing::error!(
+                    "storage: could not refresh the copy of the registrations {}: {e}; the previous copy is kept",
+                    copy.display()
+                );
+            }
+        }
     }
     if let Err(e) = conn.execute_batch("PRAGMA optimize") {
         tracing::debug!("storage: PRAGMA optimize on close failed: {e}");
