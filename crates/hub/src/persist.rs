@@ -39,6 +39,7 @@ pub(crate) fn open(config: &Config) -> Option<(Storage, OpenReport)> {
     }
     match Storage::open(&config.data_dir) {
         Ok((storage, report)) => {
+            storage.set_journal_max_bytes(config.journal_max_bytes);
             match (&report.moved_aside, &report.restored_from) {
                 (moved, Some((copy, apps))) => error!(
                     moved_to = moved.as_ref().map(|m| m.display().to_string()),

@@ -190,6 +190,9 @@ pub struct Values {
     pub lease_default_secs: u64,
     pub lease_max_secs: u64,
     pub token_lifetime_secs: u64,
+    /// Size bound of the event journal in `lockstep.db` (issue 14.7): the
+    /// oldest events are pruned past it.
+    pub journal_max_mb: u64,
 }
 
 impl Default for Values {
@@ -206,6 +209,7 @@ impl Default for Values {
             lease_default_secs: 24 * 3600,
             lease_max_secs: 7 * 24 * 3600,
             token_lifetime_secs: 8 * 3600,
+            journal_max_mb: Config::DEFAULT_JOURNAL_MAX_MB,
         }
     }
 }
@@ -223,6 +227,7 @@ pub const KEYS: &[&str] = &[
     "lease_default_secs",
     "lease_max_secs",
     "token_lifetime_secs",
+    "journal_max_mb",
 ];
 
 /// Keys read by the tray app rather than the hub.
@@ -280,6 +285,7 @@ struct FileDoc {
     lease_default_secs: Option<u64>,
     lease_max_secs: Option<u64>,
     token_lifetime_secs: Option<u64>,
+    journal_max_mb: Option<u64>,
     #[serde(default)]
     locked: Vec<String>,
     #[serde(default)]
@@ -408,6 +414,7 @@ fn check_value(key: &str, value: &toml::Value) -> Result<(), String> {
         "grace_period_ms" => range(0, 3_600_000, "ms"),
         "lease_default_secs" | "lease_max_secs" => range(1, 365 * 24 * 3600, "s"),
         "token_lifetime_secs" => range(60, 30 * 24 * 3600, "s"),
+        "journal_max_mb" => range(1, 1024 * 1024, "MB"),
         "address" => value
             .as_str()
             .and_then(|s| s.parse::<IpAddr>().ok())
@@ -598,6 +605,9 @@ impl Settings {
         }
         if !skip("tls") {
             config.tls = v.tls;
+        }
+        if !skip("journal_max_mb") {
+            config.journal_max_bytes = v.journal_max_mb.saturating_mul(1024 * 1024);
         }
         // `notifications`, `start_at_login`: not in `Config` (the tray reads
         // them from `Settings` itself).
@@ -1200,6 +1210,24 @@ mod tests {
         let (_, warn) = s.provision_apps(&registry);
         assert!(warn.iter().any(|w| w.contains("left revoked")));
         assert!(registry.authenticate("ris", &rotated).is_err());
+    }
+
+    /// Issue 14.7: `journal_max_mb` reaches the config in bytes; 0 is refused.
+    #[test]
+    fn journal_max_mb_bounds_the_journal() {
+        let f = files(None, Some("journal_max_mb = 8\n"));
+        let s = Settings::load(&f.layout).unwrap();
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), PathBuf::from("/tmp"));
+        assert_eq!(config.journal_max_bytes, 64 * 1024 * 1024, "the default");
+        s.apply(&mut config);
+        assert_eq!(config.journal_max_bytes, 8 * 1024 * 1024);
+        let zero = files(None, Some("journal_max_mb = 0\n"));
+        let s = Settings::load(&zero.layout).unwrap();
+        assert!(
+            s.warnings.iter().any(|w| w.contains("journal_max_mb")),
+            "{:?}",
+            s.warnings
+        );
     }
 
     /// Issue 19: `acknowledges = false` in `[[apps]]` marks the app; an

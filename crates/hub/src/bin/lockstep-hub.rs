@@ -60,6 +60,10 @@ struct Args {
     /// How long audit records and the event journal are kept.
     #[arg(long, default_value_t = 30, value_name = "DAYS")]
     audit_retention_days: u64,
+    /// Size bound of the event journal in lockstep.db: past it the oldest
+    /// events are pruned (the audit trail is kept by age only).
+    #[arg(long, default_value_t = Config::DEFAULT_JOURNAL_MAX_MB, value_name = "MB")]
+    journal_max_mb: u64,
     /// Lifetime of the access tokens the hub issues; leases never outlive them.
     #[arg(long, default_value_t = 8 * 3600, value_name = "SECONDS")]
     token_lifetime_secs: u64,
@@ -306,6 +310,7 @@ fn main() -> ExitCode {
     config.persist = !args.no_persist;
     config.audit_retention = Duration::from_secs(args.audit_retention_days.max(1) * 24 * 3600);
     config.token_lifetime = Duration::from_secs(args.token_lifetime_secs.max(60));
+    config.journal_max_bytes = args.journal_max_mb.max(1).saturating_mul(1024 * 1024);
     config.ack_timeout = Duration::from_millis(args.ack_timeout_ms);
     config.grace_period = Duration::from_millis(args.grace_period_ms);
     config.lease_default = Duration::from_secs(args.lease_default_secs);
@@ -442,6 +447,7 @@ const FLAG_KEYS: &[(&str, &str)] = &[
     ("lease_default_secs", "lease_default_secs"),
     ("lease_max_secs", "lease_max_secs"),
     ("tls", "tls"),
+    ("journal_max_mb", "journal_max_mb"),
 ];
 
 /// The OS's settings files, with `--config` / `--system-config` in their

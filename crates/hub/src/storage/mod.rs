@@ -73,6 +73,8 @@ struct Inner {
     reader: Mutex<Connection>,
     stats: Arc<writer::Stats>,
     path: Option<PathBuf>,
+    /// The journal's size bound in bytes; 0 until set (no bound).
+    journal_cap: Arc<AtomicU64>,
 }
 
 impl Drop for Inner {
@@ -166,7 +168,8 @@ impl Storage {
         let (queue, rx) = mpsc::channel();
         let stats = Arc::new(writer::Stats::default());
         let path = files.as_ref().map(|(db, _)| db.clone());
-        let writer = writer::spawn(conn, rx, stats.clone(), files)
+        let journal_cap = Arc::new(AtomicU64::new(0));
+        let writer = writer::spawn(conn, rx, stats.clone(), files, journal_cap.clone())
             .map_err(|e| StorageError::io(path.clone().unwrap_or_default(), e))?;
         Ok(Storage {
             inner: Arc::new(Inner {
@@ -175,6 +178,7 @@ impl Storage {
                 reader: Mutex::new(reader),
                 stats,
                 path,
+                journal_cap,
             }),
         })
     }
@@ -182,6 +186,28 @@ impl Storage {
     /// The database file (`None` in memory).
     pub fn path(&self) -> Option<&Path> {
         self.inner.path.as_deref()
+    }
+
+    /// Bounds the event journal to about `bytes` (message bytes plus a
+    /// fixed cost per row; 0: no bound). Past it, the writer thread deletes
+    /// the oldest events down to 90% of it, between batches, when no write
+    /// is waiting. The audit trail is not affected.
+    pub fn set_journal_max_bytes(&self, bytes: u64) {
+        self.inner.journal_cap.store(bytes, Ordering::Relaxed);
+        // Wakes the writer, which checks the bound after every batch.
+        self.flush().detach();
+    }
+
+    /// What the database takes on disk: the file and its WAL, in bytes
+    /// (0 in memory).
+    pub fn size_on_disk(&self) -> u64 {
+        let Some(path) = self.path() else { return 0 };
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        [path, wal.as_path()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Batches committed and writes handled so far.
