@@ -80,7 +80,16 @@ export interface Setting {
 }
 
 export interface ReadModel {
-  hub: { version: string; url: string; paused: boolean; now: string };
+  hub: {
+    version: string;
+    url: string;
+    paused: boolean;
+    now: string;
+    /** lockstep.db and its WAL, in bytes; null without durable state. */
+    databaseBytes?: number | null;
+    /** The event journal's size bound, in bytes. */
+    journalMaxBytes?: number | null;
+  };
   settings: Record<string, Setting>;
   topics: Topic[];
   gone: Gone[];

@@ -108,3 +108,10 @@ export function rawJson(key: string, label: string, value: unknown): HTMLDetails
   queueMicrotask(fill);
   return d;
 }
+
+/** A byte count as people read it: "812 KB", "63.9 MB". */
+export function bytes(n: number): string {
+  if (n < 1024 * 1024) return `${Math.max(1, Math.round(n / 1024))} KB`;
+  const mb = n / (1024 * 1024);
+  return `${mb < 100 ? mb.toFixed(1) : Math.round(mb)} MB`;
+}

@@ -21,6 +21,9 @@ pub struct Config {
     pub recovery_window: Duration,
     /// How long audit records (and the journal) are kept.
     pub audit_retention: Duration,
+    /// The event journal's size bound: past it the oldest events are
+    /// pruned (issue 14.7). The audit trail is not bound by it.
+    pub journal_max_bytes: u64,
     pub allow_remote: bool,
     /// Web origins (e.g. `https://viewer.hospital.org`) allowed to call the
     /// hub from a browser; empty by default: native apps send no Origin.
@@ -90,6 +93,9 @@ pub struct Config {
 
 impl Config {
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:4747";
+    /// 64 MB of journal: days of a radiologist's events at ~1 KB each, and
+    /// a bound a workstation's disk never notices.
+    pub const DEFAULT_JOURNAL_MAX_MB: u64 = 64;
 
     /// Defaults for everything, listening on `listen` with data in `data_dir`.
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
@@ -99,6 +105,7 @@ impl Config {
             persist: true,
             recovery_window: Duration::from_secs(60),
             audit_retention: Duration::from_secs(30 * 24 * 3600),
+            journal_max_bytes: Config::DEFAULT_JOURNAL_MAX_MB * 1024 * 1024,
             allow_remote: false,
             allowed_origins: Vec::new(),
             max_topics: 1000,

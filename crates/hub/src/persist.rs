@@ -39,8 +39,18 @@ pub(crate) fn open(config: &Config) -> Option<(Storage, OpenReport)> {
     }
     match Storage::open(&config.data_dir) {
         Ok((storage, report)) => {
-            if let Some(moved) = &report.moved_aside {
-                error!(moved_to = %moved.display(), "the database was unreadable and was moved aside; starting empty");
+            storage.set_journal_max_bytes(config.journal_max_bytes);
+            match (&report.moved_aside, &report.restored_from) {
+                (moved, Some((copy, apps))) => error!(
+                    moved_to = moved.as_ref().map(|m| m.display().to_string()),
+                    restored_from = %copy.display(),
+                    apps,
+                    "the database could not be used; the registered apps were restored from the verified copy"
+                ),
+                (Some(moved), None) => {
+                    error!(moved_to = %moved.display(), "the database was unreadable and was moved aside; it held no registered app; starting empty")
+                }
+                (None, None) => {}
             }
             Some((storage, report))
         }

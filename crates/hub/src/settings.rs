@@ -193,6 +193,9 @@ pub struct Values {
     /// A topic other than the session's is dropped after this long without
     /// a subscriber.
     pub topic_idle_secs: u64,
+    /// Size bound of the event journal in `lockstep.db` (issue 14.7): the
+    /// oldest events are pruned past it.
+    pub journal_max_mb: u64,
 }
 
 impl Default for Values {
@@ -210,6 +213,7 @@ impl Default for Values {
             lease_max_secs: 7 * 24 * 3600,
             token_lifetime_secs: 8 * 3600,
             topic_idle_secs: 15 * 60,
+            journal_max_mb: Config::DEFAULT_JOURNAL_MAX_MB,
         }
     }
 }
@@ -228,6 +232,7 @@ pub const KEYS: &[&str] = &[
     "lease_max_secs",
     "token_lifetime_secs",
     "topic_idle_secs",
+    "journal_max_mb",
 ];
 
 /// Keys read by the tray app rather than the hub.
@@ -249,6 +254,10 @@ pub struct AppEntry {
     /// the hub.
     #[serde(default)]
     pub secret: Option<String>,
+    /// `false` for a client that never sends ACKs (issue 19); unset leaves
+    /// what the CLI or the dashboard chose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledges: Option<bool>,
 }
 
 impl fmt::Debug for AppEntry {
@@ -259,6 +268,7 @@ impl fmt::Debug for AppEntry {
             .field("scopes", &self.scopes)
             .field("topics", &self.topics)
             .field("secret", &self.secret.as_ref().map(|_| "…"))
+            .field("acknowledges", &self.acknowledges)
             .finish()
     }
 }
@@ -281,6 +291,7 @@ struct FileDoc {
     lease_max_secs: Option<u64>,
     token_lifetime_secs: Option<u64>,
     topic_idle_secs: Option<u64>,
+    journal_max_mb: Option<u64>,
     #[serde(default)]
     locked: Vec<String>,
     #[serde(default)]
@@ -410,6 +421,7 @@ fn check_value(key: &str, value: &toml::Value) -> Result<(), String> {
         "lease_default_secs" | "lease_max_secs" => range(1, 365 * 24 * 3600, "s"),
         "token_lifetime_secs" => range(60, 30 * 24 * 3600, "s"),
         "topic_idle_secs" => range(1, 7 * 24 * 3600, "s"),
+        "journal_max_mb" => range(1, 1024 * 1024, "MB"),
         "address" => value
             .as_str()
             .and_then(|s| s.parse::<IpAddr>().ok())
@@ -604,6 +616,9 @@ impl Settings {
         if !skip("topic_idle_secs") {
             config.topic_idle = Duration::from_secs(v.topic_idle_secs);
         }
+        if !skip("journal_max_mb") {
+            config.journal_max_bytes = v.journal_max_mb.saturating_mul(1024 * 1024);
+        }
         // `notifications`, `start_at_login`: not in `Config` (the tray reads
         // them from `Settings` itself).
     }
@@ -684,6 +699,16 @@ impl Settings {
                     "app {id} is listed in a settings file but was revoked on this machine; left revoked"
                 )),
                 Err(e) => warn.push(format!("app {id} from a settings file: {e}")),
+            }
+            if let Some(acks) = app.acknowledges {
+                match registry.set_acknowledges(id, acks) {
+                    Ok(true) if acks => info.push(format!("app {id} acknowledges (settings file)")),
+                    Ok(true) => info.push(format!(
+                        "app {id} does not acknowledge (settings file): never dropped for a missing ACK"
+                    )),
+                    Ok(false) => {}
+                    Err(e) => warn.push(format!("app {id} from a settings file: {e}")),
+                }
             }
         }
         (info, warn)
@@ -1195,6 +1220,59 @@ mod tests {
         let (_, warn) = s.provision_apps(&registry);
         assert!(warn.iter().any(|w| w.contains("left revoked")));
         assert!(registry.authenticate("ris", &rotated).is_err());
+    }
+
+    /// Issue 14.7: `journal_max_mb` reaches the config in bytes; 0 is refused.
+    #[test]
+    fn journal_max_mb_bounds_the_journal() {
+        let f = files(None, Some("journal_max_mb = 8\n"));
+        let s = Settings::load(&f.layout).unwrap();
+        let mut config = Config::new("127.0.0.1:0".parse().unwrap(), PathBuf::from("/tmp"));
+        assert_eq!(config.journal_max_bytes, 64 * 1024 * 1024, "the default");
+        s.apply(&mut config);
+        assert_eq!(config.journal_max_bytes, 8 * 1024 * 1024);
+        let zero = files(None, Some("journal_max_mb = 0\n"));
+        let s = Settings::load(&zero.layout).unwrap();
+        assert!(
+            s.warnings.iter().any(|w| w.contains("journal_max_mb")),
+            "{:?}",
+            s.warnings
+        );
+    }
+
+    /// Issue 19: `acknowledges = false` in `[[apps]]` marks the app; an
+    /// entry without the key leaves what the CLI or the dashboard chose.
+    #[test]
+    fn apps_acknowledges_round_trip() {
+        use crate::auth::{AppRegistry, MemoryStore};
+        let f = files(
+            Some("[[apps]]\nclient_id = \"ohif\"\nname = \"OHIF\"\nscopes = \"fhircast/*.read\"\nacknowledges = false\n\n[[apps]]\nclient_id = \"ris\"\nname = \"RIS\"\nscopes = \"fhircast/*.read\"\n"),
+            None,
+        );
+        let s = Settings::load(&f.layout).unwrap();
+        assert_eq!(s.apps[0].acknowledges, Some(false));
+        assert_eq!(s.apps[1].acknowledges, None);
+        let registry =
+            AppRegistry::load(None, None, std::sync::Arc::new(MemoryStore::default())).unwrap();
+        let (info, _) = s.provision_apps(&registry);
+        assert!(
+            info.iter().any(|i| i.contains("ohif does not acknowledge")),
+            "{info:?}"
+        );
+        assert!(!registry.acknowledges("ohif"));
+        assert!(registry.acknowledges("ris"));
+        // Set elsewhere (CLI, dashboard): the entry without the key keeps it.
+        registry.set_acknowledges("ris", false).unwrap();
+        let (info, _) = s.provision_apps(&registry);
+        assert!(info.is_empty(), "{info:?}");
+        assert!(!registry.acknowledges("ris"));
+        // A value that is not a boolean is a file error with its line.
+        let bad = files(
+            Some("[[apps]]\nclient_id = \"o\"\nname = \"O\"\nscopes = \"fhircast/*.read\"\nacknowledges = \"no\"\n"),
+            None,
+        );
+        let e = Settings::load(&bad.layout).unwrap_err().to_string();
+        assert!(e.contains("line 5"), "{e}");
     }
 
     #[test]

@@ -504,7 +504,6 @@ impl Hub {
     /// IT registered as not acknowledging (OHIF's cast client, validator
     /// CLIs); they are never reported for a missing ACK.
     pub(crate) fn expects_acks(&self, client_id: Option<&str>) -> bool {
-        let _ = client_id;
-        true
+        client_id.is_none_or(|id| self.apps().acknowledges(id))
     }
 }

@@ -262,3 +262,54 @@ fn of_topic(state: &Value, topic: &str) -> Value {
         .cloned()
         .unwrap_or(Value::Null)
 }
+
+/// Issue 19: the dashboard shows and edits whether an app sends ACKs;
+/// `AppRegistry::acknowledges` follows; bad bodies and unknown apps are
+/// refused and change nothing.
+#[tokio::test]
+async fn the_dashboard_marks_an_app_that_never_acknowledges() {
+    let hub = TestHub::start().await;
+    let send = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut req = hub
+            .http
+            .request(method, hub.url(&path))
+            .header("authorization", bearer(&hub));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move { req.send().await.expect("admin request") }
+    };
+    use reqwest::Method;
+    let new =
+        serde_json::json!({"name": "OHIF", "scopes": "fhircast/*.read", "acknowledges": false});
+    let res = send(Method::POST, "/admin/api/apps".into(), Some(new)).await;
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    assert_eq!(created["app"]["acknowledges"], false);
+    let id = created["app"]["clientId"].as_str().unwrap().to_owned();
+    assert!(!hub.hub.apps().acknowledges(&id));
+
+    let path = format!("/admin/api/apps/{id}");
+    let on = serde_json::json!({"acknowledges": true});
+    let res = send(Method::PATCH, path.clone(), Some(on)).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["app"]["acknowledges"],
+        true
+    );
+    assert!(hub.hub.apps().acknowledges(&id));
+    let listed = admin_get(&hub, "/admin/api/apps").await;
+    assert_eq!(listed["apps"][0]["acknowledges"], true);
+
+    for bad in [
+        serde_json::json!({"acknowledges": "no"}),
+        serde_json::json!({"name": "renamed"}),
+    ] {
+        let res = send(Method::PATCH, path.clone(), Some(bad.clone())).await;
+        assert_eq!(res.status(), 400, "{bad}");
+    }
+    assert!(hub.hub.apps().acknowledges(&id), "unchanged");
+    let off = serde_json::json!({"acknowledges": false});
+    let res = send(Method::PATCH, "/admin/api/apps/nobody".into(), Some(off)).await;
+    assert_eq!(res.status(), 404);
+}

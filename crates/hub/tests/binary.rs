@@ -213,3 +213,55 @@ async fn sigterm_closes_sockets_with_1001_and_exits_0() {
     assert_eq!(count("subscribed"), 2, "one line per subscribe:\n{log:#?}");
     assert_eq!(count("published"), 3, "one line per publish:\n{log:#?}");
 }
+
+/// Issue 19: `apps add --no-ack`, `apps set-ack` and `apps list` round-trip
+/// the "does not acknowledge" flag through the database.
+#[tokio::test]
+async fn apps_cli_marks_an_app_that_never_acknowledges() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let cli = |args: &[&str]| {
+        let mut all = vec!["apps"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--secret-store", "file", "--data-dir", data]);
+        all.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_to_exit(&args).await;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let added = run(cli(&["add", "OHIF", "--no-ack"])).await;
+    assert!(added.contains("acks:          no"), "{added}");
+    let id = common::printed_field(&added, "client_id:");
+    let listed = run(cli(&["list"])).await;
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&id) && l.ends_with("\tno-ack")),
+        "{listed}"
+    );
+
+    let set = run(cli(&["set-ack", &id, "true"])).await;
+    assert_eq!(set.trim(), format!("{id} acknowledges"));
+    let listed = run(cli(&["list"])).await;
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(&id) && l.ends_with("\tacks")),
+        "{listed}"
+    );
+
+    let args = cli(&["set-ack", "nobody", "false"]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(
+        !run_to_exit(&args).await.status.success(),
+        "unknown app refused"
+    );
+}

@@ -257,10 +257,13 @@ async fn restart_within_the_window_restores_context() {
     signal(&hub.child, "-TERM");
 }
 
-/// An unreadable database is moved aside and the hub serves.
+/// An unreadable database is moved aside and the hub serves (restored
+/// from its copy of the registrations; without one it refuses to start:
+/// tests/damaged_db.rs).
 #[tokio::test]
 async fn corrupt_database_is_moved_aside() {
     let dir = tempfile::tempdir().unwrap();
+    drop(Storage::open(dir.path()).unwrap()); // leaves the copy
     std::fs::write(
         dir.path().join("lockstep.db"),
         b"this is not a database, just garbage bytes",

@@ -55,6 +55,7 @@ async fn apps_round_trip() {
         secret_generation: 2,
         jwks: Some(r#"{"keys":[{"kty":"EC"}]}"#.into()),
         jwks_url: Some("https://ris.example/jwks".into()),
+        acknowledges: false,
     };
     storage.save_app(&app).await.unwrap();
     assert_eq!(storage.load_apps().unwrap(), vec![app.clone()]);
@@ -63,8 +64,10 @@ async fn apps_round_trip() {
     let mut changed = app.clone();
     changed.name = "RIS 2".into();
     changed.created_at = at(9_000);
+    changed.acknowledges = true;
     storage.save_app(&changed).await.unwrap();
     app.name = "RIS 2".into();
+    app.acknowledges = true;
     assert_eq!(storage.load_apps().unwrap(), vec![app.clone()]);
 
     assert!(storage.revoke_app("ris", at(7_000)).await.unwrap());

@@ -1,5 +1,6 @@
 // *Registrations*: the apps allowed to ask the hub for a token. Add one
-// (its secret is shown once, here, with a copy button), revoke, rotate.
+// (its secret is shown once, here, with a copy button), revoke, rotate,
+// and mark a client that never sends ACKs (issue 19).
 
 import { call } from '../api';
 import { h, NONE, time, type Child } from '../dom';
@@ -12,6 +13,8 @@ interface AppInfo {
   topics: string[];
   createdAt: string;
   revoked: boolean;
+  /** false: a known client that never sends ACKs; never dropped for one. */
+  acknowledges: boolean;
 }
 
 export class RegistrationsView extends FetchedView<AppInfo[]> {
@@ -45,6 +48,7 @@ export class RegistrationsView extends FetchedView<AppInfo[]> {
     const name = h('input', { id: 'reg-name', name: 'name', required: true, autocomplete: 'off', 'data-key': 'reg-name' });
     const scopes = h('input', { id: 'reg-scopes', name: 'scopes', value: 'fhircast/*.read fhircast/*.write', 'data-key': 'reg-scopes' });
     const topics = h('input', { id: 'reg-topics', name: 'topics', value: '$session', 'data-key': 'reg-topics' });
+    const noAck = h('input', { id: 'reg-no-ack', name: 'no-ack', type: 'checkbox', 'data-key': 'reg-no-ack' });
     const submit = async (e: Event) => {
       e.preventDefault();
       const created = (await this.run('Registering the app', () =>
@@ -52,6 +56,7 @@ export class RegistrationsView extends FetchedView<AppInfo[]> {
           name: name.value,
           scopes: scopes.value,
           topics: topics.value.split(/[\s,]+/).filter(Boolean),
+          acknowledges: !noAck.checked,
         }),
       )) as { app: AppInfo; clientSecret: string } | undefined;
       if (created) {
@@ -70,6 +75,7 @@ export class RegistrationsView extends FetchedView<AppInfo[]> {
       scopes,
       h('label', { for: 'reg-topics' }, 'Topics (comma-separated; $session is this workstation’s session)'),
       topics,
+      h('label', { for: 'reg-no-ack', class: 'check' }, noAck, ' Never sends ACKs (e.g. OHIF’s cast client): do not drop it for a missing ACK'),
       h('button', { type: 'submit', 'data-key': 'reg-submit' }, 'Register'),
     );
   }
@@ -117,6 +123,7 @@ export class RegistrationsView extends FetchedView<AppInfo[]> {
         { class: 'row' },
         h('h3', {}, a.name),
         h('span', { class: `badge ${a.revoked ? 'disconnected' : 'connected'}` }, a.revoked ? '○ Revoked' : '● Active'),
+        !a.acknowledges && h('span', { class: 'badge', 'data-key': `no-ack-${a.clientId}` }, 'Does not acknowledge'),
         !a.revoked &&
           h(
             'button',
@@ -148,6 +155,30 @@ export class RegistrationsView extends FetchedView<AppInfo[]> {
         h('div', {}, h('dt', {}, 'Scopes'), h('dd', {}, a.scopes.join(' ') || NONE)),
         h('div', {}, h('dt', {}, 'Topics'), h('dd', {}, a.topics.join(', ') || NONE)),
         h('div', {}, h('dt', {}, 'Registered'), h('dd', {}, time(a.createdAt))),
+        h(
+          'div',
+          {},
+          h('dt', {}, 'ACKs'),
+          h(
+            'dd',
+            {},
+            a.acknowledges ? 'Expected (dropped after the ACK timeout without one) ' : 'Not expected: never dropped for a missing ACK ',
+            h(
+              'button',
+              {
+                type: 'button',
+                'data-key': `ack-${a.clientId}`,
+                'aria-label': a.acknowledges ? `Mark ${a.name} as never sending ACKs` : `Expect ACKs from ${a.name}`,
+                onclick: () => {
+                  void this.run('Saving', () =>
+                    call('PATCH', `/admin/api/apps/${encodeURIComponent(a.clientId)}`, { acknowledges: !a.acknowledges }),
+                  ).then(() => this.load());
+                },
+              },
+              a.acknowledges ? 'It never sends ACKs' : 'It sends ACKs',
+            ),
+          ),
+        ),
       ),
     );
   }

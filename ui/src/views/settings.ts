@@ -6,7 +6,7 @@
 // "Managed by your IT".
 
 import { call } from '../api';
-import { h, NONE, type Child } from '../dom';
+import { bytes, h, NONE, type Child } from '../dom';
 import { FetchedView } from './base';
 
 interface Item {
@@ -68,6 +68,13 @@ export class SettingsView extends FetchedView<SettingsAnswer> {
     const model = this.store.model;
     return [
       model && h('p', {}, `Hub ${model.hub.version} at `, h('code', {}, model.hub.url), '.'),
+      model?.hub.databaseBytes != null &&
+        h(
+          'p',
+          { 'data-key': 'database-size' },
+          `Database: ${bytes(model.hub.databaseBytes)} on disk`,
+          model.hub.journalMaxBytes ? ` (event journal kept within ${bytes(model.hub.journalMaxBytes)}).` : '.',
+        ),
       this.fetched((a) => this.form(a)),
     ];
   }

@@ -1,5 +1,6 @@
 //! Registrations from the dashboard: list, register (the secret is shown
-//! once, in this answer only), revoke, rotate a secret. Thin handlers over
+//! once, in this answer only), revoke, rotate a secret, mark an app as one
+//! that never sends ACKs (`PATCH`, issue 19). Thin handlers over
 //! `Hub::apps()`; the registry may touch the OS keyring, so calls run on
 //! the blocking pool.
 
@@ -19,7 +20,7 @@ use crate::Hub;
 pub(crate) fn routes() -> Router<Hub> {
     Router::new()
         .route("/apps", get(list).post(register))
-        .route("/apps/{client_id}", delete(revoke))
+        .route("/apps/{client_id}", delete(revoke).patch(update))
         .route("/apps/{client_id}/rotate", post(rotate))
 }
 
@@ -61,6 +62,16 @@ struct NewApp {
     scopes: String,
     #[serde(default)]
     topics: Vec<String>,
+    /// `false`: a known client that never sends an ACK.
+    #[serde(default)]
+    acknowledges: Option<bool>,
+}
+
+/// What `PATCH /apps/{client_id}` may change.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppChange {
+    acknowledges: bool,
 }
 
 async fn register(State(hub): State<Hub>, body: axum::body::Bytes) -> Response {
@@ -79,7 +90,14 @@ async fn register(State(hub): State<Hub>, body: axum::body::Bytes) -> Response {
     let name = new.name.trim().to_owned();
     let scopes = new.scopes.clone();
     let registered = blocking(hub.clone(), move |h| {
-        h.apps().register(new.name.trim(), &new.scopes, new.topics)
+        let (mut app, secret) = h
+            .apps()
+            .register(new.name.trim(), &new.scopes, new.topics)?;
+        if let Some(acks) = new.acknowledges {
+            h.apps().set_acknowledges(&app.client_id, acks)?;
+            app.acknowledges = acks;
+        }
+        Ok((app, secret))
     })
     .await;
     let (detail, answer) = match registered {
@@ -94,6 +112,44 @@ async fn register(State(hub): State<Hub>, body: axum::body::Bytes) -> Response {
         Err(r) => (format!("register app ({name})"), r),
     };
     audited(&hub, None, detail, answer)
+}
+
+/// `{"acknowledges": false}` marks an app as one that never sends ACKs.
+async fn update(
+    State(hub): State<Hub>,
+    Path(client_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let change: AppChange = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("expected {{\"acknowledges\": true|false}}: {e}"),
+            )
+        }
+    };
+    let id = client_id.clone();
+    let acks = change.acknowledges;
+    let answer = match blocking(hub.clone(), move |h| {
+        h.apps().set_acknowledges(&id, acks)?;
+        h.apps()
+            .list()
+            .into_iter()
+            .find(|a| a.client_id == id)
+            .ok_or(AuthError::UnknownClient)
+    })
+    .await
+    {
+        Ok(app) => axum::Json(json!({"app": app})).into_response(),
+        Err(r) => r,
+    };
+    let what = if acks {
+        "acknowledges"
+    } else {
+        "does not acknowledge"
+    };
+    audited(&hub, None, format!("mark app {client_id}: {what}"), answer)
 }
 
 async fn revoke(State(hub): State<Hub>, Path(client_id): Path<String>) -> Response {

@@ -57,6 +57,10 @@ pub(crate) fn read_model(hub: &Hub, since: u64) -> Value {
             "url": hub_url(hub),
             "paused": paused,
             "now": crate::ids::now(),
+            // lockstep.db and its WAL, in bytes (issue 14.7); null without
+            // durable state.
+            "databaseBytes": hub.storage().map(|s| s.size_on_disk()),
+            "journalMaxBytes": hub.storage().map(|_| hub.config().journal_max_bytes),
         },
         "settings": settings(hub),
         "topics": topics,

@@ -34,6 +34,15 @@ pub struct AppInfo {
     /// its registered public keys.
     #[serde(default)]
     pub private_key_jwt: bool,
+    /// `false` for a known client that never sends an ACK (OHIF's cast
+    /// client, a validator CLI): it is not dropped or reported for a
+    /// missing ACK. The spec's behaviour (`true`) is the default.
+    #[serde(default = "acknowledges_by_default")]
+    pub acknowledges: bool,
+}
+
+fn acknowledges_by_default() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -51,7 +60,16 @@ struct App {
     /// Or where it publishes them.
     #[serde(default)]
     jwks_url: Option<String>,
+    /// When this process last changed the app's settings itself: its write
+    /// to the database is queued, so for a while `refresh` must not take
+    /// the (older) stored value for another process's change.
+    #[serde(skip)]
+    changed_here: Option<std::time::Instant>,
 }
+
+/// How long a local change wins over what `refresh` reads back: far longer
+/// than the writer thread takes to commit a queued write.
+const LOCAL_CHANGE_WINS: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An app's public keys for `private_key_jwt`, as registered.
 #[derive(Clone, Copy, Debug)]
@@ -168,10 +186,12 @@ impl App {
                 created_at: crate::ids::format_time(stored.created_at),
                 revoked: stored.revoked_at.is_some(),
                 private_key_jwt: stored.jwks.is_some() || stored.jwks_url.is_some(),
+                acknowledges: stored.acknowledges,
             },
             generation: stored.secret_generation,
             jwks: stored.jwks,
             jwks_url: stored.jwks_url,
+            changed_here: None,
         }
     }
 
@@ -188,6 +208,7 @@ impl App {
             secret_generation: self.generation,
             jwks: self.jwks.clone(),
             jwks_url: self.jwks_url.clone(),
+            acknowledges: self.info.acknowledges,
         }
     }
 }
@@ -303,6 +324,7 @@ impl AppRegistry {
             created_at: crate::ids::now(),
             revoked: false,
             private_key_jwt: keys.is_some(),
+            acknowledges: true,
         };
         let (jwks, jwks_url) = checked_keys(keys)?;
         if keys.is_none() && !with_secret {
@@ -321,6 +343,7 @@ impl AppRegistry {
             generation: 0,
             jwks,
             jwks_url,
+            changed_here: None,
         };
         self.save(&app);
         self.apps
@@ -381,11 +404,13 @@ impl AppRegistry {
                     created_at: crate::ids::now(),
                     revoked: false,
                     private_key_jwt: false,
+                    acknowledges: true,
                 },
                 generation: 0,
                 // IT's file provisions secrets only; keys come by `apps set-jwks`.
                 jwks: None,
                 jwks_url: None,
+                changed_here: None,
             };
             self.save(&app);
             apps.push(app);
@@ -418,6 +443,37 @@ impl AppRegistry {
         Ok(Provisioned::Updated {
             secret_stored: stored,
         })
+    }
+
+    /// Whether the hub expects ACKs from this app (issue 19): `false` only
+    /// for an app registered as one that never acknowledges. Unknown ids
+    /// (no-auth callers, external issuers' clients) get the spec's
+    /// behaviour, `true`. A read lock and a scan of the (few) apps.
+    pub fn acknowledges(&self, client_id: &str) -> bool {
+        self.apps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|a| a.info.client_id == client_id)
+            .is_none_or(|a| a.info.acknowledges)
+    }
+
+    /// Marks an app as one that sends ACKs (`true`, the default) or never
+    /// does. Returns whether anything changed. Tokens stay valid: this is
+    /// not a permission.
+    pub fn set_acknowledges(&self, client_id: &str, acknowledges: bool) -> Result<bool, AuthError> {
+        let mut apps = self.apps.write().unwrap_or_else(|e| e.into_inner());
+        let app = apps
+            .iter_mut()
+            .find(|a| a.info.client_id == client_id)
+            .ok_or(AuthError::UnknownClient)?;
+        if app.info.acknowledges == acknowledges {
+            return Ok(false);
+        }
+        app.info.acknowledges = acknowledges;
+        app.changed_here = Some(std::time::Instant::now());
+        self.save(app);
+        Ok(true)
     }
 
     /// A new secret; tokens issued with the old one stop working.
@@ -551,6 +607,14 @@ impl AppRegistry {
                         if revoked || rotated {
                             cut_off.push(app.info.client_id.clone());
                         }
+                        // Not a permission: follows `apps set-ack` either
+                        // way, unless our own change is still being written.
+                        let ours = app
+                            .changed_here
+                            .is_some_and(|t| t.elapsed() < LOCAL_CHANGE_WINS);
+                        if !ours {
+                            app.info.acknowledges = fresh.info.acknowledges;
+                        }
                     }
                     None if !removed.contains(&fresh.info.client_id) => {
                         apps.push(fresh);
@@ -641,5 +705,63 @@ fn checked_keys(
             super::jwks::check_url(url).map_err(AuthError::Invalid)?;
             Ok((None, Some(url.to_owned())))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::store::MemoryStore;
+
+    fn registry(storage: Option<crate::storage::Storage>) -> AppRegistry {
+        AppRegistry::load(storage, None, Arc::new(MemoryStore::default())).unwrap()
+    }
+
+    /// Issue 19: the accessor the channel code asks before dropping an app
+    /// for a missing ACK.
+    #[test]
+    fn acknowledges_is_true_unless_an_app_is_marked() {
+        let apps = registry(None);
+        assert!(
+            apps.acknowledges("nobody"),
+            "unknown ids keep the spec's rule"
+        );
+        let (ohif, _) = apps.register("OHIF", "fhircast/*.read", vec![]).unwrap();
+        assert!(ohif.acknowledges, "a new app acknowledges by default");
+        assert!(apps.acknowledges(&ohif.client_id));
+
+        assert!(apps.set_acknowledges(&ohif.client_id, false).unwrap());
+        assert!(!apps.acknowledges(&ohif.client_id));
+        assert!(
+            !apps.set_acknowledges(&ohif.client_id, false).unwrap(),
+            "no change"
+        );
+        assert!(!apps.list()[0].acknowledges, "the dashboard sees it");
+        assert!(matches!(
+            apps.set_acknowledges("nobody", false),
+            Err(AuthError::UnknownClient)
+        ));
+    }
+
+    /// The flag is stored: a registry loaded again (the next start, or the
+    /// CLI in another process) sees it, and `refresh` follows a change made
+    /// elsewhere.
+    #[test]
+    fn acknowledges_survives_a_reload_and_follows_refresh() {
+        let db = crate::storage::Storage::open_in_memory().unwrap();
+        let apps = registry(Some(db.clone()));
+        let (app, _) = apps
+            .register("Validator", "fhircast/*.read", vec![])
+            .unwrap();
+        apps.set_acknowledges(&app.client_id, false).unwrap();
+        db.flush().wait().unwrap();
+
+        let again = registry(Some(db.clone()));
+        assert!(!again.acknowledges(&app.client_id));
+
+        again.set_acknowledges(&app.client_id, true).unwrap();
+        db.flush().wait().unwrap();
+        apps.refresh();
+        assert!(apps.acknowledges(&app.client_id));
     }
 }

@@ -60,6 +60,10 @@ struct Args {
     /// How long audit records and the event journal are kept.
     #[arg(long, default_value_t = 30, value_name = "DAYS")]
     audit_retention_days: u64,
+    /// Size bound of the event journal in lockstep.db: past it the oldest
+    /// events are pruned (the audit trail is kept by age only).
+    #[arg(long, default_value_t = Config::DEFAULT_JOURNAL_MAX_MB, value_name = "MB")]
+    journal_max_mb: u64,
     /// Lifetime of the access tokens the hub issues; leases never outlive them.
     #[arg(long, default_value_t = 8 * 3600, value_name = "SECONDS")]
     token_lifetime_secs: u64,
@@ -193,9 +197,21 @@ enum AppsAction {
         /// With --jwks or --jwks-url: also issue a client secret.
         #[arg(long)]
         secret: bool,
+        /// The app never sends ACKs (e.g. OHIF's cast client, a validator
+        /// CLI): it is not dropped or reported for a missing ACK.
+        #[arg(long)]
+        no_ack: bool,
     },
-    /// List registered apps.
+    /// List registered apps: client id, name, state, scopes, topics, and
+    /// whether the hub expects ACKs (`acks` or `no-ack`).
     List,
+    /// Say whether an app sends ACKs: `false` for a client that never does
+    /// (it is then not dropped or reported for a missing ACK).
+    SetAck {
+        client_id: String,
+        #[arg(action = clap::ArgAction::Set, value_name = "true|false")]
+        acknowledges: bool,
+    },
     /// Revoke an app: its tokens stop working and its subscriptions end.
     Remove { client_id: String },
     /// Give an app a new secret; tokens from the old one stop working.
@@ -298,6 +314,7 @@ fn main() -> ExitCode {
     config.persist = !args.no_persist;
     config.audit_retention = Duration::from_secs(args.audit_retention_days.max(1) * 24 * 3600);
     config.token_lifetime = Duration::from_secs(args.token_lifetime_secs.max(60));
+    config.journal_max_bytes = args.journal_max_mb.max(1).saturating_mul(1024 * 1024);
     config.ack_timeout = Duration::from_millis(args.ack_timeout_ms);
     config.grace_period = Duration::from_millis(args.grace_period_ms);
     config.lease_default = Duration::from_secs(args.lease_default_secs);
@@ -393,6 +410,16 @@ fn main() -> ExitCode {
         if let Ok(bound) = listener.local_addr() {
             config.listen = bound; // port 0: the link needs the real port
         }
+        // A damaged database is restored, or the hub refuses to start: it
+        // must never come up empty while apps were registered (issue 14).
+        if config.persist {
+            if let Err(e @ lockstep_hub::storage::StorageError::Unrecoverable { .. }) =
+                Storage::open(&config.data_dir)
+            {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
         let hub = Hub::new(config);
         settings.provision_into(&hub);
         let scheme = hub.config().http_scheme();
@@ -426,6 +453,7 @@ const FLAG_KEYS: &[(&str, &str)] = &[
     ("lease_max_secs", "lease_max_secs"),
     ("tls", "tls"),
     ("topic_idle_secs", "topic_idle_secs"),
+    ("journal_max_mb", "journal_max_mb"),
 ];
 
 /// The OS's settings files, with `--config` / `--system-config` in their
@@ -472,6 +500,7 @@ fn apps_command(
             jwks,
             jwks_url,
             secret,
+            no_ack,
         } => {
             let jwks = match jwks.map(|p| read_jwks(&p)).transpose() {
                 Ok(j) => j,
@@ -484,6 +513,13 @@ fn apps_command(
             let with_secret = keys.is_none() || secret;
             registry
                 .register_app(&name, &scopes, topics, keys, with_secret)
+                .and_then(|(mut app, secret)| {
+                    if no_ack {
+                        registry.set_acknowledges(&app.client_id, false)?;
+                        app.acknowledges = false;
+                    }
+                    Ok((app, secret))
+                })
                 .map(|(app, secret)| {
                     println!("client_id:     {}", app.client_id);
                     if let Some(secret) = &secret {
@@ -494,6 +530,9 @@ fn apps_command(
                     }
                     println!("scopes:        {}", app.scopes.join(" "));
                     println!("topics:        {}", app.topics.join(" "));
+                    if !app.acknowledges {
+                        println!("acks:          no (never dropped for a missing ACK)");
+                    }
                     if secret.is_some() {
                         eprintln!("Keep the secret now: it is not shown again.");
                     }
@@ -502,8 +541,9 @@ fn apps_command(
         AppsAction::List => {
             for app in registry.list() {
                 let state = if app.revoked { "revoked" } else { "active" };
+                let acks = if app.acknowledges { "acks" } else { "no-ack" };
                 println!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{acks}",
                     app.client_id,
                     app.name,
                     state,
@@ -513,6 +553,15 @@ fn apps_command(
             }
             Ok(())
         }
+        AppsAction::SetAck {
+            client_id,
+            acknowledges,
+        } => registry
+            .set_acknowledges(&client_id, acknowledges)
+            .map(|_| match acknowledges {
+                true => println!("{client_id} acknowledges"),
+                false => println!("{client_id} does not acknowledge"),
+            }),
         AppsAction::Remove { client_id } => registry
             .revoke(&client_id)
             .map(|()| println!("revoked {client_id}")),

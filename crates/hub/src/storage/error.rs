@@ -37,6 +37,21 @@ pub enum StorageError {
     /// (The message of the error that caused it.)
     #[error("the write was rolled back: {0}")]
     RolledBack(String),
+    /// The database cannot be used, it may hold registrations, and there is
+    /// no good copy to restore them from: the hub must not start empty.
+    #[error(
+        "{} cannot be used ({reason}) and there is no good copy of the registered apps ({no_backup}). \
+         Lockstep does not start, so that no registered app is silently lost. Put back lockstep.db \
+         from your own backups, or move {} away to start with an empty database (every app must then \
+         be registered again)",
+        path.display(),
+        path.display()
+    )]
+    Unrecoverable {
+        path: PathBuf,
+        reason: String,
+        no_backup: String,
+    },
     /// The writer thread is gone (the storage was closed or it crashed).
     #[error("the storage is closed")]
     Closed,

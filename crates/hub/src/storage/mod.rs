@@ -16,15 +16,21 @@
 //! - **Reads** use a second connection behind a std `Mutex` (short,
 //!   synchronous queries; never held across `.await`). They see every write
 //!   whose `Pending` has resolved.
-//! - **Opening** (`schema.rs`) applies the schema migrations; a file that is
-//!   not a database, fails `PRAGMA integrity_check`, or cannot be migrated
-//!   is moved aside and the hub starts empty ([`OpenReport`]).
+//! - **Opening** (`schema.rs`) applies the schema migrations. A file that is
+//!   missing, empty (0 bytes), not a database, fails `PRAGMA
+//!   integrity_check`, or cannot be migrated is moved aside and the
+//!   registrations come back from the verified copy `lockstep.db.backup`
+//!   (`backup.rs`), with an ERROR naming both files. Without a good copy
+//!   the hub starts empty only if the bad file shows no registered app;
+//!   otherwise opening fails ([`StorageError::Unrecoverable`]) and the hub
+//!   does not start: never a silent empty start ([`OpenReport`]).
 //! - **Audit** (`audit.rs`): fire-and-forget records, export, pruning, and
 //!   [`resource_ids`], the patient-data rule.
 //!
 //! Nothing secret is stored: app secrets live in the OS keyring.
 
 mod audit;
+mod backup;
 mod error;
 mod read;
 mod records;
@@ -46,6 +52,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 pub use audit::{resource_ids, AuditAction, AuditRecord, ExportFormat};
+pub use backup::BACKUP_FILE;
 pub use error::StorageError;
 pub use records::{from_unix_ms, to_unix_ms, App, JournalEntry, StoredSubscription, WriterStats};
 pub use schema::{DB_FILE, MIGRATIONS};
@@ -66,6 +73,8 @@ struct Inner {
     reader: Mutex<Connection>,
     stats: Arc<writer::Stats>,
     path: Option<PathBuf>,
+    /// The journal's size bound in bytes; 0 until set (no bound).
+    journal_cap: Arc<AtomicU64>,
 }
 
 impl Drop for Inner {
@@ -80,10 +89,13 @@ impl Drop for Inner {
 /// What [`Storage::open`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OpenReport {
-    /// Where an unusable database file was moved (the hub starts empty).
+    /// Where an unusable database file was moved.
     pub moved_aside: Option<PathBuf>,
-    /// Why it was moved aside.
+    /// Why it was moved aside (or why a missing one was replaced).
     pub moved_aside_reason: Option<String>,
+    /// The verified copy the registrations were restored from, and how
+    /// many apps it held; `None` when nothing was restored.
+    pub restored_from: Option<(PathBuf, usize)>,
     /// The schema version the file had, when migrations ran (0: new file).
     pub upgraded_from: Option<usize>,
     /// The last [`Storage::mark_alive`] before this start: how long the hub
@@ -92,31 +104,28 @@ pub struct OpenReport {
 }
 
 impl Storage {
-    /// Opens (or creates) `data_dir/lockstep.db`, upgrading its schema. An
-    /// unusable file is moved aside to `lockstep.db.corrupt-<unix-ts>` with
-    /// an error in the log, and an empty database is started; the report
-    /// says so. Fails only if the folder cannot be used, the database is
-    /// locked by another process, or the fresh database fails too.
+    /// Opens (or creates) `data_dir/lockstep.db`, upgrading its schema, and
+    /// refreshes the verified copy of the registrations beside it. A file
+    /// that is missing (while the copy exists), empty, or unusable is moved
+    /// aside to `lockstep.db.corrupt-<unix-ts>` and the registrations are
+    /// restored from the copy, with an error in the log naming both; the
+    /// report says so. Without a good copy, an empty database replaces the
+    /// bad file only if that file shows no registered app; otherwise this
+    /// fails with [`StorageError::Unrecoverable`] and touches nothing.
+    /// Fails too if the folder cannot be used or the database is locked by
+    /// another process.
     pub fn open(data_dir: &Path) -> Result<(Storage, OpenReport), StorageError> {
         std::fs::create_dir_all(data_dir).map_err(|e| StorageError::io(data_dir, e))?;
         let path = data_dir.join(DB_FILE);
+        let copy = data_dir.join(BACKUP_FILE);
         let mut report = OpenReport::default();
-        let prepared = match schema::prepare(&path, true) {
-            Ok(p) => p,
-            Err(e) if e.is_busy() || !path.exists() => return Err(e),
-            Err(e) => {
-                let moved = schema::move_aside(&path)?;
-                tracing::error!(
-                    "storage: the database {} cannot be used ({e}); moved it aside to {} \
-                     and starting with an empty one: subscriptions, contexts and the \
-                     audit trail start over",
-                    path.display(),
-                    moved.display()
-                );
-                report.moved_aside = Some(moved);
-                report.moved_aside_reason = Some(e.to_string());
-                schema::prepare(&path, true)?
-            }
+        let prepared = match damage_before_open(&path, &copy) {
+            Some(reason) => recover(&path, &copy, reason, &mut report)?,
+            None => match schema::prepare(&path, true) {
+                Ok(p) => p,
+                Err(e) if e.is_busy() || !path.exists() => return Err(e),
+                Err(e) => recover(&path, &copy, e.to_string(), &mut report)?,
+            },
         };
         report.upgraded_from = prepared.upgraded_from;
         report.last_alive = prepared.last_alive;
@@ -127,8 +136,15 @@ impl Storage {
                 MIGRATIONS.len()
             );
         }
+        // The file passed its check: it becomes the copy to restore from.
+        if let Err(e) = backup::write(&path, &copy) {
+            tracing::error!(
+                "storage: could not refresh the copy of the registrations {}: {e}; the previous copy is kept",
+                copy.display()
+            );
+        }
         let reader = schema::open_reader(&path)?;
-        let storage = Storage::start(prepared.conn, reader, Some(path))?;
+        let storage = Storage::start(prepared.conn, reader, Some((path, copy)))?;
         Ok((storage, report))
     }
 
@@ -143,14 +159,17 @@ impl Storage {
         Storage::start(prepared.conn, reader, None)
     }
 
+    /// `files`: the database and its copy of the registrations.
     fn start(
         conn: Connection,
         reader: Connection,
-        path: Option<PathBuf>,
+        files: Option<(PathBuf, PathBuf)>,
     ) -> Result<Storage, StorageError> {
         let (queue, rx) = mpsc::channel();
         let stats = Arc::new(writer::Stats::default());
-        let writer = writer::spawn(conn, rx, stats.clone())
+        let path = files.as_ref().map(|(db, _)| db.clone());
+        let journal_cap = Arc::new(AtomicU64::new(0));
+        let writer = writer::spawn(conn, rx, stats.clone(), files, journal_cap.clone())
             .map_err(|e| StorageError::io(path.clone().unwrap_or_default(), e))?;
         Ok(Storage {
             inner: Arc::new(Inner {
@@ -159,6 +178,7 @@ impl Storage {
                 reader: Mutex::new(reader),
                 stats,
                 path,
+                journal_cap,
             }),
         })
     }
@@ -166,6 +186,28 @@ impl Storage {
     /// The database file (`None` in memory).
     pub fn path(&self) -> Option<&Path> {
         self.inner.path.as_deref()
+    }
+
+    /// Bounds the event journal to about `bytes` (message bytes plus a
+    /// fixed cost per row; 0: no bound). Past it, the writer thread deletes
+    /// the oldest events down to 90% of it, between batches, when no write
+    /// is waiting. The audit trail is not affected.
+    pub fn set_journal_max_bytes(&self, bytes: u64) {
+        self.inner.journal_cap.store(bytes, Ordering::Relaxed);
+        // Wakes the writer, which checks the bound after every batch.
+        self.flush().detach();
+    }
+
+    /// What the database takes on disk: the file and its WAL, in bytes
+    /// (0 in memory).
+    pub fn size_on_disk(&self) -> u64 {
+        let Some(path) = self.path() else { return 0 };
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        [path, wal.as_path()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Batches committed and writes handled so far.
@@ -342,6 +384,66 @@ impl Storage {
     pub fn flush(&self) -> Pending<()> {
         self.submit(Op::Flush, drop)
     }
+}
+
+/// Why the database file cannot be opened as it is, when that shows before
+/// SQLite reads it: SQLite takes a missing or empty file for a new, empty
+/// database, which would silently drop every registration.
+fn damage_before_open(path: &Path, copy: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() == 0 => Some("it is empty (0 bytes)".into()),
+        Ok(_) => None,
+        Err(_) if copy.exists() => Some(format!("it is missing while {} exists", copy.display())),
+        Err(_) => None, // A new install.
+    }
+}
+
+/// The database at `path` cannot be used (`reason`): moves it aside and
+/// restores the registrations from the verified copy, or, without one,
+/// starts empty if the file shows no registered app, or refuses.
+fn recover(
+    path: &Path,
+    copy: &Path,
+    reason: String,
+    report: &mut OpenReport,
+) -> Result<schema::Prepared, StorageError> {
+    let copy_state = backup::verify(copy);
+    if copy_state.is_err() && !matches!(backup::apps_in_damaged(path), Ok(0)) {
+        return Err(StorageError::Unrecoverable {
+            path: path.to_owned(),
+            reason,
+            no_backup: copy_state.err().unwrap_or_default(),
+        });
+    }
+    let moved = match path.exists() {
+        true => Some(schema::move_aside(path)?),
+        false => None,
+    };
+    let kept = moved.as_ref().map_or(String::new(), |m| {
+        format!("; the bad file is kept as {}", m.display())
+    });
+    match copy_state {
+        Ok(apps) => {
+            backup::restore(copy, path)?;
+            tracing::error!(
+                "storage: the database {} cannot be used ({reason}){kept}. RESTORED the {apps} \
+                 registered app(s) from the verified copy {}. Subscriptions, open contexts, the \
+                 event journal and the audit trail start over: apps subscribe again",
+                path.display(),
+                copy.display()
+            );
+            report.restored_from = Some((copy.to_owned(), apps));
+        }
+        Err(no_copy) => tracing::error!(
+            "storage: the database {} cannot be used ({reason}){kept}. It shows no registered \
+             app and there is no good copy ({no_copy}): starting with an empty database; \
+             subscriptions, contexts and the audit trail start over",
+            path.display()
+        ),
+    }
+    report.moved_aside = moved;
+    report.moved_aside_reason = Some(reason);
+    schema::prepare(path, true)
 }
 
 fn count(n: u64) -> usize {

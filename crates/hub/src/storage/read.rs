@@ -31,7 +31,7 @@ pub(crate) fn last_alive(conn: &Connection) -> Result<Option<SystemTime>, Storag
 
 pub(crate) fn apps(conn: &Connection) -> Result<Vec<App>, StorageError> {
     let mut stmt = conn.prepare(
-        "SELECT client_id, name, scopes, topics, created_at, revoked_at, secret_generation, jwks, jwks_url
+        "SELECT client_id, name, scopes, topics, created_at, revoked_at, secret_generation, jwks, jwks_url, acknowledges
          FROM apps ORDER BY created_at, client_id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -46,6 +46,7 @@ pub(crate) fn apps(conn: &Connection) -> Result<Vec<App>, StorageError> {
                 secret_generation: r.get::<_, i64>(6)?.max(0) as u64,
                 jwks: r.get(7)?,
                 jwks_url: r.get(8)?,
+                acknowledges: r.get::<_, i64>(9)? != 0,
             },
             r.get::<_, String>(3)?,
         ))

@@ -22,6 +22,9 @@ pub struct App {
     pub jwks: Option<String>,
     /// Or the URL where the app publishes them.
     pub jwks_url: Option<String>,
+    /// `false` for a known client that never sends an ACK (issue 19): the
+    /// hub does not drop or report it for a missing ACK.
+    pub acknowledges: bool,
 }
 
 /// A subscription as it must come back after a restart. The endpoint id is

@@ -76,6 +76,8 @@ pub const MIGRATIONS: &[&str] = &[
     // 5: legacy webhook subscriptions survive a restart (their hub.secret
     // is in the secret store, never here).
     "ALTER TABLE subscriptions ADD COLUMN callback TEXT;",
+    // 6: apps known never to send an ACK (issue 19).
+    "ALTER TABLE apps ADD COLUMN acknowledges INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// How long a connection waits for another one's lock before giving up.
@@ -104,6 +106,10 @@ pub(crate) fn prepare(target: &Path, wal: bool) -> Result<Prepared, StorageError
         }
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    bound_memory(&conn)?;
+    // After a checkpoint the WAL is cut back to this, rather than kept at
+    // the size of the largest transaction ever written.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     check_integrity(&conn)?;
     let upgraded_from = migrate(&mut conn)?;
     let last_alive = read::last_alive(&conn)?;
@@ -123,10 +129,24 @@ pub(crate) fn open_reader(target: &Path) -> Result<Connection, StorageError> {
     let conn = Connection::open_with_flags(target, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "query_only", true)?;
+    bound_memory(&conn)?;
     Ok(conn)
 }
 
-fn check_integrity(conn: &Connection) -> Result<(), StorageError> {
+/// Bytes of WAL kept after a checkpoint.
+const WAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
+
+/// Each connection's page cache, in KiB (SQLite's default, stated: the
+/// bound is a decision, not an accident). Journal messages of 100 KB pass
+/// through it page by page; it never holds more than this.
+const PAGE_CACHE_KIB: i64 = 2048;
+
+fn bound_memory(conn: &Connection) -> Result<(), StorageError> {
+    conn.pragma_update(None, "cache_size", -PAGE_CACHE_KIB)?;
+    Ok(())
+}
+
+pub(crate) fn check_integrity(conn: &Connection) -> Result<(), StorageError> {
     let mut stmt = conn.prepare("PRAGMA integrity_check")?;
     let problems: Vec<String> = stmt
         .query_map([], |r| r.get::<_, String>(0))?

@@ -3,8 +3,9 @@
 //! transaction (group commit), commits, and only then answers each caller.
 //! One commit per batch is what makes durable publishes cheap under load.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -19,6 +20,19 @@ use super::StorageError;
 /// The most requests in one transaction, so a flood never makes one commit
 /// (and the wait of its first caller) unbounded.
 pub(crate) const MAX_BATCH: usize = 1024;
+
+/// And the most event bytes in one: a batch of 1024 messages of 100 KB
+/// would hold 100 MB at once, and the allocator keeps such a peak (RSS
+/// after a burst, issue 14.7).
+const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// What a journal row costs besides its message: the other columns, the
+/// row header and b-tree cells, roughly. Only has to be the right size.
+const JOURNAL_ROW_OVERHEAD: u64 = 128;
+
+/// Rows looked at per pruning step: each step is one short transaction,
+/// taken only when no write is waiting.
+const PRUNE_STEP_ROWS: i64 = 256;
 
 pub(crate) type Reply = oneshot::Sender<Result<u64, StorageError>>;
 
@@ -54,6 +68,23 @@ pub(crate) enum Op {
 }
 
 impl Op {
+    /// Journal bytes this write adds (0 for everything but an append).
+    fn journal_bytes(&self) -> u64 {
+        match self {
+            Op::AppendEvent { message_json, .. } => {
+                message_json.len() as u64 + JOURNAL_ROW_OVERHEAD
+            }
+            _ => 0,
+        }
+    }
+
+    fn changes_registrations(&self) -> bool {
+        matches!(
+            self,
+            Op::SaveApp(_) | Op::RevokeApp { .. } | Op::DeleteApp(_)
+        )
+    }
+
     fn kind(&self) -> &'static str {
         match self {
             Op::SaveApp(_) => "save app",
@@ -94,24 +125,63 @@ impl Stats {
     }
 }
 
+/// `files`: the database and the copy of its registrations, refreshed
+/// after every committed change to them (`backup.rs`). `journal_cap`: the
+/// journal's size bound in bytes (0: none), read after every batch.
 pub(crate) fn spawn(
     conn: Connection,
     rx: Receiver<Request>,
     stats: Arc<Stats>,
+    files: Option<(PathBuf, PathBuf)>,
+    journal_cap: Arc<AtomicU64>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("lockstep-storage".into())
-        .spawn(move || run(conn, rx, &stats))
+        .spawn(move || run(conn, rx, &stats, files, &journal_cap))
 }
 
 /// Until every sender is dropped: wait for a request, take all queued ones,
-/// commit them together.
-fn run(conn: Connection, rx: Receiver<Request>, stats: &Stats) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+/// commit them together. Between batches, when nothing waits, prune the
+/// journal back under its size bound, one short step at a time: pruning
+/// never runs ahead of a queued write, so it stays off the publish path.
+fn run(
+    conn: Connection,
+    rx: Receiver<Request>,
+    stats: &Stats,
+    files: Option<(PathBuf, PathBuf)>,
+    journal_cap: &AtomicU64,
+) {
+    let mut journal = JournalSize::measure(&conn);
+    let mut pruning = false;
+    loop {
+        let first = if pruning {
             match rx.try_recv() {
-                Ok(req) => batch.push(req),
+                Ok(req) => req,
+                Err(TryRecvError::Empty) => {
+                    pruning = journal.prune_step(&conn, journal_cap.load(Ordering::Relaxed));
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => {
+                    // Closing: leave the file within its bound.
+                    let cap = journal_cap.load(Ordering::Relaxed);
+                    while journal.prune_step(&conn, cap) {}
+                    break;
+                }
+            }
+        } else {
+            match rx.recv() {
+                Ok(req) => req,
+                Err(_) => break,
+            }
+        };
+        let mut bytes = first.op.journal_bytes();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES as u64 {
+            match rx.try_recv() {
+                Ok(req) => {
+                    bytes += req.op.journal_bytes();
+                    batch.push(req);
+                }
                 Err(_) => break,
             }
         }
@@ -119,10 +189,105 @@ fn run(conn: Connection, rx: Receiver<Request>, stats: &Stats) {
         stats
             .writes
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let registrations_changed = batch.iter().any(|r| r.op.changes_registrations());
+        let pruned_by_age = batch.iter().any(|r| matches!(r.op, Op::PruneJournal(_)));
         commit(&conn, batch);
+        if pruned_by_age {
+            journal = JournalSize::measure(&conn);
+        } else {
+            // A rolled-back append is counted too: the bound errs low.
+            journal.bytes += bytes;
+        }
+        if bytes >= MAX_BATCH_BYTES as u64 / 2 {
+            // A big batch filled SQLite's page cache with message pages
+            // nobody reads again: give that memory back.
+            let _ = conn.execute_batch("PRAGMA shrink_memory");
+        }
+        if let (true, Some((db, copy))) = (registrations_changed, &files) {
+            // After the callers were answered: a registration is rare and
+            // the copy is small, but no caller waits for it.
+            if let Err(e) = super::backup::write(db, copy) {
+                tracing::error!(
+                    "storage: could not refresh the copy of the registrations {}: {e}; the previous copy is kept",
+                    copy.display()
+                );
+            }
+        }
+        pruning = journal.over(journal_cap.load(Ordering::Relaxed));
     }
     if let Err(e) = conn.execute_batch("PRAGMA optimize") {
         tracing::debug!("storage: PRAGMA optimize on close failed: {e}");
+    }
+}
+
+/// The journal's size as the bound counts it: message bytes plus
+/// [`JOURNAL_ROW_OVERHEAD`] per row. Measured at start and after pruning by
+/// age, kept up to date by the writer in between.
+struct JournalSize {
+    bytes: u64,
+}
+
+impl JournalSize {
+    /// `octet_length` reads a value's size from its record header, not its
+    /// (overflow) pages: cheap even for a large journal.
+    fn measure(conn: &Connection) -> JournalSize {
+        let sql = format!(
+            "SELECT coalesce(sum(octet_length(message_json) + {JOURNAL_ROW_OVERHEAD}), 0) FROM journal"
+        );
+        let bytes = conn
+            .query_row(&sql, [], |r| r.get::<_, i64>(0))
+            .unwrap_or_else(|e| {
+                tracing::error!("storage: cannot measure the journal: {e}");
+                0
+            });
+        JournalSize {
+            bytes: bytes.max(0) as u64,
+        }
+    }
+
+    fn over(&self, cap: u64) -> bool {
+        cap > 0 && self.bytes > cap
+    }
+
+    /// Deletes the oldest rows of one step, aiming at 90% of `cap` so that
+    /// pruning does not start again at the next append. Returns whether
+    /// more steps are needed.
+    fn prune_step(&mut self, conn: &Connection, cap: u64) -> bool {
+        if cap == 0 {
+            return false;
+        }
+        let target = cap - cap / 10;
+        let result = (|| -> rusqlite::Result<bool> {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT seq, octet_length(message_json) + {JOURNAL_ROW_OVERHEAD}
+                 FROM journal ORDER BY seq LIMIT ?1"
+            ))?;
+            let rows = stmt.query_map([PRUNE_STEP_ROWS], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            let (mut last, mut freed, mut seen) = (None, 0u64, 0);
+            for row in rows {
+                let (seq, size) = row?;
+                seen += 1;
+                last = Some(seq);
+                freed += size.max(0) as u64;
+                if self.bytes.saturating_sub(freed) <= target {
+                    break;
+                }
+            }
+            let Some(last) = last else {
+                self.bytes = 0; // Empty: the count had drifted.
+                return Ok(false);
+            };
+            conn.prepare_cached("DELETE FROM journal WHERE seq <= ?1")?
+                .execute([last])?;
+            self.bytes = self.bytes.saturating_sub(freed);
+            Ok(seen == PRUNE_STEP_ROWS && self.bytes > target)
+        })();
+        result.unwrap_or_else(|e| {
+            tracing::error!("storage: pruning the journal to its size bound failed: {e}");
+            false
+        })
     }
 }
 
@@ -189,13 +354,14 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<u64> {
     let n = match op {
         Op::SaveApp(app) => conn
             .prepare_cached(
-                "INSERT INTO apps (client_id, name, scopes, topics, created_at, revoked_at, secret_generation, jwks, jwks_url)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                "INSERT INTO apps (client_id, name, scopes, topics, created_at, revoked_at, secret_generation, jwks, jwks_url, acknowledges)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                  ON CONFLICT (client_id) DO UPDATE SET name = excluded.name,
                    scopes = excluded.scopes, topics = excluded.topics,
                    revoked_at = excluded.revoked_at,
                    secret_generation = excluded.secret_generation,
-                   jwks = excluded.jwks, jwks_url = excluded.jwks_url",
+                   jwks = excluded.jwks, jwks_url = excluded.jwks_url,
+                   acknowledges = excluded.acknowledges",
             )?
             .execute(params![
                 app.client_id,
@@ -207,6 +373,7 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<u64> {
                 app.secret_generation as i64,
                 app.jwks,
                 app.jwks_url,
+                app.acknowledges,
             ])?,
         Op::RevokeApp { client_id, at_ms } => conn
             .prepare_cached("UPDATE apps SET revoked_at = ?2 WHERE client_id = ?1")?

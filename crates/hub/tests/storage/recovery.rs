@@ -1,10 +1,13 @@
 //! Opening the database: `last_alive` across restarts, files that cannot
-//! be used (not a database, damaged pages, a newer schema) moved aside with
-//! a fresh database in their place, and migration of a version 1 file.
+//! be used (not a database, damaged pages) moved aside with the verified
+//! copy of the registrations in their place, refused without one (and a
+//! newer schema refused), and migration of a version 1 file.
 
 use std::path::Path;
 
-use lockstep_hub::storage::{AuditAction, AuditRecord, ExportFormat, Storage, DB_FILE, MIGRATIONS};
+use lockstep_hub::storage::{
+    AuditAction, AuditRecord, ExportFormat, Storage, BACKUP_FILE, DB_FILE, MIGRATIONS,
+};
 
 use super::{at, open};
 
@@ -39,6 +42,8 @@ fn moved_aside_files(dir: &Path) -> Vec<String> {
 #[tokio::test]
 async fn a_file_that_is_not_a_database_is_moved_aside() {
     let dir = tempfile::tempdir().unwrap();
+    // A first start leaves the verified copy of the registrations.
+    drop(open(dir.path()));
     let garbage = b"this is not a database, it is a shopping list\n".repeat(200);
     std::fs::write(dir.path().join(DB_FILE), &garbage).unwrap();
     std::fs::write(dir.path().join(format!("{DB_FILE}-wal")), b"junk").unwrap();
@@ -67,6 +72,11 @@ async fn a_file_that_is_not_a_database_is_moved_aside() {
         .unwrap()
         .contains("not a database"));
     assert_eq!(report.last_alive, None);
+    assert_eq!(
+        report.restored_from,
+        Some((dir.path().join(BACKUP_FILE), 0)),
+        "restored from the copy"
+    );
 
     // The fresh database works and is the one reopened next time.
     storage
@@ -109,19 +119,39 @@ async fn a_damaged_database_is_moved_aside() {
         .unwrap();
 }
 
+/// Without a copy of the registrations, a file that cannot be used and may
+/// hold some is refused, named and left alone (issue 14): never a silent
+/// empty start.
 #[test]
-fn a_database_from_a_newer_lockstep_is_moved_aside() {
+fn a_file_that_is_not_a_database_without_a_copy_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = b"this is not a database, it is a shopping list\n".repeat(200);
+    let path = dir.path().join(DB_FILE);
+    std::fs::write(&path, &garbage).unwrap();
+    let e = Storage::open(dir.path()).err().expect("refused");
+    assert!(
+        matches!(e, lockstep_hub::storage::StorageError::Unrecoverable { .. }),
+        "{e}"
+    );
+    let message = e.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("not a database"), "{message}");
+    assert_eq!(std::fs::read(&path).unwrap(), garbage, "left alone");
+    assert!(moved_aside_files(dir.path()).is_empty());
+}
+
+/// A file from a newer Lockstep (a downgrade) is refused rather than
+/// replaced: its registrations are not ours to drop.
+#[test]
+fn a_database_from_a_newer_lockstep_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let db = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
     db.execute_batch("CREATE TABLE future (x); PRAGMA user_version = 99;")
         .unwrap();
     drop(db);
-    let (_storage, report) = Storage::open(dir.path()).unwrap();
-    assert!(report.moved_aside.is_some());
-    assert!(report
-        .moved_aside_reason
-        .unwrap()
-        .contains("schema version 99"));
+    let e = Storage::open(dir.path()).err().expect("refused");
+    assert!(e.to_string().contains("schema version 99"), "{e}");
+    assert!(moved_aside_files(dir.path()).is_empty());
 }
 
 /// Schema version 1 exactly as released; never edit this copy.
