@@ -37,6 +37,15 @@ pub fn start(mut config: Config) -> Result<Running, String> {
     if let Ok(bound) = listener.local_addr() {
         config.listen = bound; // port 0 in tests: links need the real port
     }
+    // A damaged database with no good copy: the stopped state naming the
+    // file, never a hub that comes up with no registered apps (issue 14).
+    if config.persist {
+        if let Err(e @ lockstep_hub::storage::StorageError::Unrecoverable { .. }) =
+            lockstep_hub::storage::Storage::open(&config.data_dir)
+        {
+            return Err(e.to_string());
+        }
+    }
     let hub = Hub::new(config);
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = hub.clone();

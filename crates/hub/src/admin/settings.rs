@@ -37,6 +37,7 @@ fn describe(key: &str) -> (&'static str, &'static str, &'static str) {
         "lease_max_secs" => ("Longest lease", "number", "s"),
         "token_lifetime_secs" => ("Token lifetime", "number", "s"),
         "topic_idle_secs" => ("Keep an unfollowed topic", "number", "s"),
+        "journal_max_mb" => ("Event journal size limit", "number", "MB"),
         _ => ("", "text", ""),
     }
 }
@@ -55,6 +56,7 @@ fn running(hub: &Hub, key: &str) -> Option<Value> {
         "lease_max_secs" => json!(c.lease_max.as_secs()),
         "token_lifetime_secs" => json!(c.token_lifetime.as_secs()),
         "topic_idle_secs" => json!(c.topic_idle.as_secs()),
+        "journal_max_mb" => json!(c.journal_max_bytes / (1024 * 1024)),
         _ => return None,
     })
 }
