@@ -3,6 +3,8 @@
 //! `Content` and leaves the old one untouched, so an update is applied in
 //! full or not at all (checklist 96, 98, 101).
 
+use std::collections::HashSet;
+
 use serde_json::{json, Value};
 
 use crate::validate::{parse_reference_str, resource_type_and_id};
@@ -78,7 +80,7 @@ impl Content {
             Some(_) => return fail("updates Bundle entry must be an array"),
         };
         let mut next = self.clone();
-        let mut seen: Vec<ResourceKey> = Vec::new();
+        let mut seen: HashSet<ResourceKey> = HashSet::new();
         for (i, entry) in entries.iter().enumerate() {
             let method = entry
                 .pointer("/request/method")
@@ -86,14 +88,19 @@ impl Content {
                 .map(str::to_ascii_uppercase);
             let full_url = entry.get("fullUrl").and_then(Value::as_str);
             let key = match method.as_deref() {
-                Some("PUT") => {
+                // POST is what an AI reporting assistant documents for new
+                // findings; with an id it is the same as PUT (the content is
+                // keyed by Type/id), without one there is nothing to key it by.
+                Some(m @ ("PUT" | "POST")) => {
                     let Some(resource) = entry.get("resource") else {
-                        return fail(format!("updates entry {i}: PUT without a resource"));
+                        return fail(format!("updates entry {i}: {m} without a resource"));
                     };
                     let Some(key) = ResourceKey::of(resource) else {
-                        return fail(format!(
-                            "updates entry {i}: the resource needs resourceType and id"
-                        ));
+                        return fail(if m == "POST" {
+                            format!("updates entry {i}: POST of a resource without an id; give the resource a resourceType and an id (it is then stored like PUT)")
+                        } else {
+                            format!("updates entry {i}: the resource needs resourceType and id")
+                        });
                     };
                     let stored = Entry {
                         key: key.clone(),
@@ -135,15 +142,14 @@ impl Content {
                 }
                 Some(other) => {
                     return fail(format!(
-                        "updates entry {i}: method {other} is not allowed (only PUT and DELETE)"
+                        "updates entry {i}: method {other} is not allowed (only PUT, POST with an id, and DELETE)"
                     ))
                 }
                 None => return fail(format!("updates entry {i}: request.method is missing")),
             };
-            if seen.contains(&key) {
+            if !seen.insert(key.clone()) {
                 return fail(format!("updates Bundle names {} more than once", key.0));
             }
-            seen.push(key);
         }
         Ok(next)
     }
@@ -158,7 +164,12 @@ impl Content {
                 None => json!({"resource": e.resource}),
             })
             .collect();
-        json!({"resourceType": "Bundle", "id": id, "type": "collection", "entry": entry})
+        let mut bundle = json!({"resourceType": "Bundle", "id": id, "type": "collection"});
+        // FHIR JSON has no empty arrays: an empty Bundle has no `entry` at all.
+        if !entry.is_empty() {
+            bundle["entry"] = Value::Array(entry);
+        }
+        bundle
     }
 
     /// Resources currently in the content, as `(Type, id)` keys.
@@ -231,7 +242,24 @@ mod tests {
             .unwrap_err();
         assert!(e.0.contains("more than once"));
         let e = c.apply(&bundle(vec![json!({"request": {"method": "POST"}, "resource": {"resourceType": "Observation"}})]), &[]).unwrap_err();
-        assert!(e.0.contains("POST"));
+        assert_eq!(e.0, "updates entry 0: POST of a resource without an id; give the resource a resourceType and an id (it is then stored like PUT)");
+        let e = c.apply(&bundle(vec![json!({"request": {"method": "PATCH"}, "resource": {"resourceType": "Observation", "id": "o9"}})]), &[]).unwrap_err();
+        assert!(e.0.contains("method PATCH is not allowed"), "{e}");
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn post_with_an_id_is_stored_like_put() {
+        let post = json!({"request": {"method": "POST", "url": "Observation"}, "resource": {"resourceType": "Observation", "id": "o1", "status": "preliminary"}});
+        let c = Content::default().apply(&bundle(vec![post]), &[]).unwrap();
+        let replaced = c.apply(&bundle(vec![put("Observation", "o1")]), &[]).unwrap();
+        assert_eq!(replaced.len(), 1);
+        assert_eq!(replaced.to_bundle("v")["entry"][0]["resource"], json!({"resourceType": "Observation", "id": "o1"}));
+    }
+
+    #[test]
+    fn an_empty_bundle_has_no_entry_array() {
+        let b = Content::default().to_bundle("v1");
+        assert_eq!(b, json!({"resourceType": "Bundle", "id": "v1", "type": "collection"}));
     }
 }

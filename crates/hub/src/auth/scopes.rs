@@ -58,6 +58,24 @@ impl Scopes {
         self.entries.iter().any(|e| e.read)
     }
 
+    /// What a `hub.events=*` subscription may receive under these scopes:
+    /// `None` when a `fhircast/*.read` (or `*.*`) scope allows every event,
+    /// else the events named by read scopes, spelled as in the scope.
+    pub fn readable_events(&self) -> Option<Vec<&str>> {
+        let reads = self.entries.iter().filter(|e| e.read);
+        if reads.clone().any(|e| e.event.is_none()) {
+            return None;
+        }
+        Some(
+            reads
+                .filter_map(|e| {
+                    let rest = e.original.strip_prefix("fhircast/")?;
+                    rest.rsplit_once('.').map(|(event, _)| event)
+                })
+                .collect(),
+        )
+    }
+
     /// The requested scopes that `self` (what the app may have) covers.
     /// No request means everything the app may have.
     pub fn grant(&self, requested: Option<&str>) -> Scopes {
@@ -158,5 +176,14 @@ mod tests {
             "fhircast/Patient-close.read fhircast/Patient-open.write"
         );
         assert_eq!(allowed.grant(None), allowed);
+    }
+
+    #[test]
+    fn readable_events_expand_a_wildcard_subscription() {
+        let s = Scopes::parse("fhircast/Patient-open.read fhircast/Patient-close.* fhircast/*.write");
+        assert_eq!(s.readable_events(), Some(vec!["Patient-open", "Patient-close"]));
+        assert_eq!(Scopes::parse("openid fhircast/*.read").readable_events(), None);
+        assert_eq!(Scopes::parse("fhircast/*.*").readable_events(), None);
+        assert_eq!(Scopes::parse("fhircast/*.write").readable_events(), Some(vec![]));
     }
 }
