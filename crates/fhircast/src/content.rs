@@ -252,14 +252,22 @@ mod tests {
     fn post_with_an_id_is_stored_like_put() {
         let post = json!({"request": {"method": "POST", "url": "Observation"}, "resource": {"resourceType": "Observation", "id": "o1", "status": "preliminary"}});
         let c = Content::default().apply(&bundle(vec![post]), &[]).unwrap();
-        let replaced = c.apply(&bundle(vec![put("Observation", "o1")]), &[]).unwrap();
+        let replaced = c
+            .apply(&bundle(vec![put("Observation", "o1")]), &[])
+            .unwrap();
         assert_eq!(replaced.len(), 1);
-        assert_eq!(replaced.to_bundle("v")["entry"][0]["resource"], json!({"resourceType": "Observation", "id": "o1"}));
+        assert_eq!(
+            replaced.to_bundle("v")["entry"][0]["resource"],
+            json!({"resourceType": "Observation", "id": "o1"})
+        );
     }
 
     #[test]
     fn an_empty_bundle_has_no_entry_array() {
         let b = Content::default().to_bundle("v1");
-        assert_eq!(b, json!({"resourceType": "Bundle", "id": "v1", "type": "collection"}));
+        assert_eq!(
+            b,
+            json!({"resourceType": "Bundle", "id": "v1", "type": "collection"})
+        );
     }
 }

@@ -261,8 +261,8 @@ mod tests {
 
     #[test]
     fn a_bare_star_is_a_wildcard_set() {
-        let r = SubscriptionRequest::from_form(b"hub.mode=subscribe&hub.topic=t&hub.events=*")
-            .unwrap();
+        let r =
+            SubscriptionRequest::from_form(b"hub.mode=subscribe&hub.topic=t&hub.events=*").unwrap();
         assert!(r.events.is_wildcard());
         assert_eq!(r.events.to_string(), "*");
     }

@@ -482,11 +482,23 @@ mod tests {
             "2018-01-08T01:37:05.14",
         ] {
             m["timestamp"] = json!(good);
-            assert!(Event::from_value(m.clone(), Version::Stu3).is_ok(), "{good}");
+            assert!(
+                Event::from_value(m.clone(), Version::Stu3).is_ok(),
+                "{good}"
+            );
         }
-        for bad in ["2026-03-01", "2026-13-01T09:15:02Z", "2026-03-01T25:00:00Z", "T", "1700000000"] {
+        for bad in [
+            "2026-03-01",
+            "2026-13-01T09:15:02Z",
+            "2026-03-01T25:00:00Z",
+            "T",
+            "1700000000",
+        ] {
             m["timestamp"] = json!(bad);
-            assert!(Event::from_value(m.clone(), Version::Stu3).is_err(), "{bad}");
+            assert!(
+                Event::from_value(m.clone(), Version::Stu3).is_err(),
+                "{bad}"
+            );
         }
     }
 
@@ -500,7 +512,10 @@ mod tests {
         let e = Event::from_value(m, Version::Stu3).unwrap();
         assert_eq!(e.version_id, None);
         assert!(!e.event().contains_key("context.versionId"));
-        let mut m = msg("Patient-close", json!([{"key": "patient", "resource": {"resourceType": "Patient", "id": "p1"}}]));
+        let mut m = msg(
+            "Patient-close",
+            json!([{"key": "patient", "resource": {"resourceType": "Patient", "id": "p1"}}]),
+        );
         m["event"]["context.versionId"] = json!("");
         assert!(Event::from_value(m, Version::Stu3).is_err());
     }

@@ -318,3 +318,7 @@ impl ContextStack {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "context_props.rs"]
+mod props;

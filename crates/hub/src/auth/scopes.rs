@@ -180,10 +180,20 @@ mod tests {
 
     #[test]
     fn readable_events_expand_a_wildcard_subscription() {
-        let s = Scopes::parse("fhircast/Patient-open.read fhircast/Patient-close.* fhircast/*.write");
-        assert_eq!(s.readable_events(), Some(vec!["Patient-open", "Patient-close"]));
-        assert_eq!(Scopes::parse("openid fhircast/*.read").readable_events(), None);
+        let s =
+            Scopes::parse("fhircast/Patient-open.read fhircast/Patient-close.* fhircast/*.write");
+        assert_eq!(
+            s.readable_events(),
+            Some(vec!["Patient-open", "Patient-close"])
+        );
+        assert_eq!(
+            Scopes::parse("openid fhircast/*.read").readable_events(),
+            None
+        );
         assert_eq!(Scopes::parse("fhircast/*.*").readable_events(), None);
-        assert_eq!(Scopes::parse("fhircast/*.write").readable_events(), Some(vec![]));
+        assert_eq!(
+            Scopes::parse("fhircast/*.write").readable_events(),
+            Some(vec![])
+        );
     }
 }

@@ -61,7 +61,10 @@ async fn handle(
             // The token allows only some events: `*` means exactly those.
             // Stored as the list, so a restart cannot widen it.
             req.events = EventSet::default();
-            for name in narrowed.into_iter().filter_map(|n| EventName::parse(n).ok()) {
+            for name in narrowed
+                .into_iter()
+                .filter_map(|n| EventName::parse(n).ok())
+            {
                 req.events.insert(name);
             }
             if req.events.is_empty() {
