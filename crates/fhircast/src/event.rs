@@ -172,9 +172,14 @@ impl EventSet {
         }
     }
 
-    /// Does the set hold this (already lower-cased) name?
+    /// Does the set hold this (already lower-cased) name? The wildcard holds
+    /// every event but the legacy `heartbeat` keep-alive, which a subscriber
+    /// gets only by asking for it by name (a `*` client never expects it).
     pub fn contains_folded(&self, folded: &str) -> bool {
-        self.is_wildcard() || self.0.iter().any(|n| n.folded == folded)
+        if self.is_wildcard() {
+            return folded != "heartbeat";
+        }
+        self.0.iter().any(|n| n.folded == folded)
     }
 
     pub fn contains(&self, name: &EventName) -> bool {
@@ -251,6 +256,8 @@ mod tests {
         assert!(set.is_wildcard());
         assert!(set.contains_folded("patient-open"));
         assert!(set.contains_folded("org.example.anything"));
+        assert!(set.contains_folded("syncerror"));
+        assert!(!set.contains_folded("heartbeat"));
         assert_eq!(set.to_string(), "*");
         // Stored as `*`, read back as the wildcard.
         assert_eq!(EventSet::parse(&set.to_string()).unwrap(), set);
