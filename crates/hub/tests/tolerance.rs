@@ -448,3 +448,44 @@ async fn a_large_real_report_update_fits_the_caps() {
         .unwrap();
     assert_eq!(content["resource"]["entry"].as_array().unwrap().len(), 80);
 }
+
+/// OHIF's `*` survives a restart as it was granted: `*` stays every event,
+/// and a `*` narrowed by the token stays narrowed (stored as the list).
+#[tokio::test]
+async fn ohif_cast_client_star_is_restored_as_granted_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = TestHub::start_in(dir.path(), |c| c.no_auth = false).await;
+    let topic = hub.hub.session_topic().to_owned();
+    let mut tokens = Vec::new();
+    for scopes in ["fhircast/Patient-open.read", "fhircast/*.read"] {
+        let (app, secret) = hub.hub.apps().register(scopes, scopes, vec![]).unwrap();
+        let res = hub.token_with_secret(&app.client_id, &secret).await;
+        let body: Value = res.json().await.unwrap();
+        tokens.push(body["access_token"].as_str().unwrap().to_owned());
+    }
+    let mut endpoints = Vec::new();
+    for token in &tokens {
+        let res = hub
+            .http
+            .post(ohif_url(&hub))
+            .bearer_auth(token)
+            .form(&subscribe_form(&topic, "*"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 202);
+        endpoints.push(endpoint_of(res).await);
+    }
+    let old_addr = hub.addr.to_string();
+    hub.stop().await;
+
+    let hub = TestHub::start_in(dir.path(), |c| c.no_auth = false).await;
+    let mut granted = Vec::new();
+    for endpoint in &endpoints {
+        let mut ws = Ws::connect(&endpoint.replace(&old_addr, &hub.addr.to_string())).await;
+        let confirmation = ws.next_json().await;
+        assert_eq!(confirmation["hub.mode"], "subscribe", "{confirmation}");
+        granted.push(confirmation["hub.events"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(granted, ["Patient-open", "*"]);
+}
