@@ -3,7 +3,7 @@
 //! `Content` and leaves the old one untouched, so an update is applied in
 //! full or not at all (checklist 96, 98, 101).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Value};
 
@@ -36,6 +36,20 @@ struct Entry {
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Content {
     entries: Vec<Entry>,
+}
+
+/// Most resources the content of one context holds. A report with its
+/// findings has tens; the cap bounds memory, the per-update copy and the
+/// stored form of a context that an app keeps adding to.
+pub const MAX_RESOURCES: usize = 1000;
+
+fn unindex_url(by_url: &mut HashMap<String, Vec<usize>>, url: &str, slot: usize) {
+    if let Some(list) = by_url.get_mut(url) {
+        list.retain(|&j| j != slot);
+        if list.is_empty() {
+            by_url.remove(url);
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -79,7 +93,19 @@ impl Content {
             Some(Value::Array(entries)) => entries,
             Some(_) => return fail("updates Bundle entry must be an array"),
         };
-        let mut next = self.clone();
+        // Slots keep the order (a deleted one becomes None); the indexes by
+        // key and by fullUrl make each Bundle entry O(1), so an update costs
+        // O(content + Bundle) however large either is.
+        let mut slots: Vec<Option<Entry>> = self.entries.iter().cloned().map(Some).collect();
+        let mut by_key: HashMap<ResourceKey, usize> = HashMap::new();
+        let mut by_url: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            by_key.insert(e.key.clone(), i);
+            if let Some(url) = &e.full_url {
+                by_url.entry(url.clone()).or_default().push(i);
+            }
+        }
+        let mut live = self.entries.len();
         let mut seen: HashSet<ResourceKey> = HashSet::new();
         for (i, entry) in entries.iter().enumerate() {
             let method = entry
@@ -107,9 +133,26 @@ impl Content {
                         full_url: full_url.map(str::to_owned),
                         resource: resource.clone(),
                     };
-                    match next.entries.iter_mut().find(|e| e.key == key) {
-                        Some(existing) => *existing = stored,
-                        None => next.entries.push(stored),
+                    let slot = match by_key.get(&key) {
+                        Some(&slot) => {
+                            let old_url = slots[slot].as_ref().and_then(|e| e.full_url.clone());
+                            if let Some(old) = old_url {
+                                unindex_url(&mut by_url, &old, slot);
+                            }
+                            slots[slot] = Some(stored);
+                            slot
+                        }
+                        None => {
+                            slots.push(Some(stored));
+                            live += 1;
+                            by_key.insert(key.clone(), slots.len() - 1);
+                            slots.len() - 1
+                        }
+                    };
+                    if let Some(url) = full_url {
+                        let list = by_url.entry(url.to_owned()).or_default();
+                        let at = list.partition_point(|&j| j < slot);
+                        list.insert(at, slot);
                     }
                     key
                 }
@@ -121,17 +164,26 @@ impl Content {
                             "updates entry {i}: DELETE needs a fullUrl naming the resource"
                         ));
                     };
-                    let position = next.entries.iter().position(|e| {
-                        e.full_url.as_deref() == Some(target)
-                            || parse_reference_str(target)
-                                .is_some_and(|(t, id)| e.key == ResourceKey::new(t, id))
-                    });
-                    match position {
-                        Some(p) => next.entries.remove(p).key,
+                    let target_key =
+                        parse_reference_str(target).map(|(t, id)| ResourceKey::new(t, id));
+                    // The first resource whose fullUrl or Type/id the target names.
+                    let by_url_slot = by_url.get(target).and_then(|l| l.first().copied());
+                    let by_key_slot = target_key.as_ref().and_then(|k| by_key.get(k).copied());
+                    let position = match (by_url_slot, by_key_slot) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    match position.and_then(|p| slots[p].take().map(|e| (p, e))) {
+                        Some((p, removed)) => {
+                            by_key.remove(&removed.key);
+                            if let Some(url) = &removed.full_url {
+                                unindex_url(&mut by_url, url, p);
+                            }
+                            live -= 1;
+                            removed.key
+                        }
                         None => {
-                            let key =
-                                parse_reference_str(target).map(|(t, id)| ResourceKey::new(t, id));
-                            if key.as_ref().is_some_and(|k| original.contains(k)) {
+                            if target_key.as_ref().is_some_and(|k| original.contains(k)) {
                                 return fail(format!(
                                     "updates entry {i}: {target} is part of the original open context and cannot be deleted"
                                 ));
@@ -151,7 +203,14 @@ impl Content {
                 return fail(format!("updates Bundle names {} more than once", key.0));
             }
         }
-        Ok(next)
+        if live > MAX_RESOURCES {
+            return fail(format!(
+                "this update would make the shared content hold {live} resources; the hub keeps at most {MAX_RESOURCES} per context"
+            ));
+        }
+        Ok(Content {
+            entries: slots.into_iter().flatten().collect(),
+        })
     }
 
     /// The Get Current Context form: a `collection` Bundle, no `request`s (checklist 91).
@@ -269,5 +328,61 @@ mod tests {
             b,
             json!({"resourceType": "Bundle", "id": "v1", "type": "collection"})
         );
+    }
+
+    #[test]
+    fn delete_by_full_url_follows_a_replacing_put() {
+        let with_url = |id: &str, url: &str| {
+            json!({"fullUrl": url, "request": {"method": "PUT"},
+                   "resource": {"resourceType": "Observation", "id": id}})
+        };
+        let c = Content::default()
+            .apply(
+                &bundle(vec![
+                    with_url("o1", "urn:uuid:a"),
+                    with_url("o2", "urn:uuid:b"),
+                ]),
+                &[],
+            )
+            .unwrap();
+        let c = c
+            .apply(&bundle(vec![with_url("o1", "urn:uuid:c")]), &[])
+            .unwrap();
+        let e = c
+            .apply(&bundle(vec![delete("urn:uuid:a")]), &[])
+            .unwrap_err();
+        assert!(e.0.contains("not currently in the content bundle"), "{e}");
+        let c = c.apply(&bundle(vec![delete("urn:uuid:c")]), &[]).unwrap();
+        assert_eq!(
+            c.keys().map(|k| k.0.as_str()).collect::<Vec<_>>(),
+            ["Observation/o2"]
+        );
+    }
+
+    #[test]
+    fn content_is_capped_and_large_updates_stay_linear() {
+        let many = |from: usize, n: usize| {
+            bundle(
+                (from..from + n)
+                    .map(|i| put("Observation", &format!("o{i}")))
+                    .collect(),
+            )
+        };
+        let started = std::time::Instant::now();
+        let c = Content::default()
+            .apply(&many(0, MAX_RESOURCES), &[])
+            .unwrap();
+        let c = c.apply(&many(0, MAX_RESOURCES), &[]).unwrap();
+        // A complexity bound, not a timing race.
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(c.len(), MAX_RESOURCES);
+        let e = c.apply(&many(MAX_RESOURCES, 1), &[]).unwrap_err();
+        assert_eq!(
+            e.0,
+            "this update would make the shared content hold 1001 resources; the hub keeps at most 1000 per context"
+        );
+        // Making room in the same update is fine.
+        let swap = bundle(vec![delete("Observation/o0"), put("Observation", "new")]);
+        assert_eq!(c.apply(&swap, &[]).unwrap().len(), MAX_RESOURCES);
     }
 }

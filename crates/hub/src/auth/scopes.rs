@@ -22,11 +22,15 @@ pub struct Scopes {
 impl Scopes {
     /// Parses a space-separated scope string. Unknown forms are kept as
     /// "other" scopes: they are not errors, they just grant no FHIRcast access.
+    /// Linear in the length of `s` (a token request's `scope` can be as
+    /// long as the body limit).
     pub fn parse(s: &str) -> Scopes {
         let mut scopes = Scopes::default();
+        // An entry is determined by its raw text, so duplicates are found by it.
+        let mut seen = std::collections::HashSet::new();
         for raw in s.split_whitespace() {
             match parse_one(raw) {
-                Some(e) if !scopes.entries.contains(&e) => scopes.entries.push(e),
+                Some(e) if seen.insert(raw) => scopes.entries.push(e),
                 Some(_) => {}
                 None => scopes.other.push(raw.to_owned()),
             }
@@ -194,6 +198,24 @@ mod tests {
         assert_eq!(
             Scopes::parse("fhircast/*.write").readable_events(),
             Some(vec![])
+        );
+    }
+
+    #[test]
+    fn parsing_a_huge_scope_string_is_linear() {
+        let huge: String = (0..100_000)
+            .map(|i| format!("fhircast/e{i}.read "))
+            .collect();
+        let started = std::time::Instant::now();
+        let scopes = Scopes::parse(&huge);
+        // A complexity bound, not a timing race (quadratic took minutes).
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(scopes.to_vec().len(), 100_000);
+        assert_eq!(
+            Scopes::parse("fhircast/a.read fhircast/a.read")
+                .to_vec()
+                .len(),
+            1
         );
     }
 }
