@@ -3,6 +3,8 @@
 //! `Content` and leaves the old one untouched, so an update is applied in
 //! full or not at all (checklist 96, 98, 101).
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{json, Value};
 
 use crate::validate::{parse_reference_str, resource_type_and_id};
@@ -34,6 +36,20 @@ struct Entry {
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Content {
     entries: Vec<Entry>,
+}
+
+/// Most resources the content of one context holds. A report with its
+/// findings has tens; the cap bounds memory, the per-update copy and the
+/// stored form of a context that an app keeps adding to.
+pub const MAX_RESOURCES: usize = 1000;
+
+fn unindex_url(by_url: &mut HashMap<String, Vec<usize>>, url: &str, slot: usize) {
+    if let Some(list) = by_url.get_mut(url) {
+        list.retain(|&j| j != slot);
+        if list.is_empty() {
+            by_url.remove(url);
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -77,8 +93,20 @@ impl Content {
             Some(Value::Array(entries)) => entries,
             Some(_) => return fail("updates Bundle entry must be an array"),
         };
-        let mut next = self.clone();
-        let mut seen: Vec<ResourceKey> = Vec::new();
+        // Slots keep the order (a deleted one becomes None); the indexes by
+        // key and by fullUrl make each Bundle entry O(1), so an update costs
+        // O(content + Bundle) however large either is.
+        let mut slots: Vec<Option<Entry>> = self.entries.iter().cloned().map(Some).collect();
+        let mut by_key: HashMap<ResourceKey, usize> = HashMap::new();
+        let mut by_url: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, e) in self.entries.iter().enumerate() {
+            by_key.insert(e.key.clone(), i);
+            if let Some(url) = &e.full_url {
+                by_url.entry(url.clone()).or_default().push(i);
+            }
+        }
+        let mut live = self.entries.len();
+        let mut seen: HashSet<ResourceKey> = HashSet::new();
         for (i, entry) in entries.iter().enumerate() {
             let method = entry
                 .pointer("/request/method")
@@ -86,23 +114,45 @@ impl Content {
                 .map(str::to_ascii_uppercase);
             let full_url = entry.get("fullUrl").and_then(Value::as_str);
             let key = match method.as_deref() {
-                Some("PUT") => {
+                // POST is what an AI reporting assistant documents for new
+                // findings; with an id it is the same as PUT (the content is
+                // keyed by Type/id), without one there is nothing to key it by.
+                Some(m @ ("PUT" | "POST")) => {
                     let Some(resource) = entry.get("resource") else {
-                        return fail(format!("updates entry {i}: PUT without a resource"));
+                        return fail(format!("updates entry {i}: {m} without a resource"));
                     };
                     let Some(key) = ResourceKey::of(resource) else {
-                        return fail(format!(
-                            "updates entry {i}: the resource needs resourceType and id"
-                        ));
+                        return fail(if m == "POST" {
+                            format!("updates entry {i}: POST of a resource without an id; give the resource a resourceType and an id (it is then stored like PUT)")
+                        } else {
+                            format!("updates entry {i}: the resource needs resourceType and id")
+                        });
                     };
                     let stored = Entry {
                         key: key.clone(),
                         full_url: full_url.map(str::to_owned),
                         resource: resource.clone(),
                     };
-                    match next.entries.iter_mut().find(|e| e.key == key) {
-                        Some(existing) => *existing = stored,
-                        None => next.entries.push(stored),
+                    let slot = match by_key.get(&key) {
+                        Some(&slot) => {
+                            let old_url = slots[slot].as_ref().and_then(|e| e.full_url.clone());
+                            if let Some(old) = old_url {
+                                unindex_url(&mut by_url, &old, slot);
+                            }
+                            slots[slot] = Some(stored);
+                            slot
+                        }
+                        None => {
+                            slots.push(Some(stored));
+                            live += 1;
+                            by_key.insert(key.clone(), slots.len() - 1);
+                            slots.len() - 1
+                        }
+                    };
+                    if let Some(url) = full_url {
+                        let list = by_url.entry(url.to_owned()).or_default();
+                        let at = list.partition_point(|&j| j < slot);
+                        list.insert(at, slot);
                     }
                     key
                 }
@@ -114,17 +164,26 @@ impl Content {
                             "updates entry {i}: DELETE needs a fullUrl naming the resource"
                         ));
                     };
-                    let position = next.entries.iter().position(|e| {
-                        e.full_url.as_deref() == Some(target)
-                            || parse_reference_str(target)
-                                .is_some_and(|(t, id)| e.key == ResourceKey::new(t, id))
-                    });
-                    match position {
-                        Some(p) => next.entries.remove(p).key,
+                    let target_key =
+                        parse_reference_str(target).map(|(t, id)| ResourceKey::new(t, id));
+                    // The first resource whose fullUrl or Type/id the target names.
+                    let by_url_slot = by_url.get(target).and_then(|l| l.first().copied());
+                    let by_key_slot = target_key.as_ref().and_then(|k| by_key.get(k).copied());
+                    let position = match (by_url_slot, by_key_slot) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    match position.and_then(|p| slots[p].take().map(|e| (p, e))) {
+                        Some((p, removed)) => {
+                            by_key.remove(&removed.key);
+                            if let Some(url) = &removed.full_url {
+                                unindex_url(&mut by_url, url, p);
+                            }
+                            live -= 1;
+                            removed.key
+                        }
                         None => {
-                            let key =
-                                parse_reference_str(target).map(|(t, id)| ResourceKey::new(t, id));
-                            if key.as_ref().is_some_and(|k| original.contains(k)) {
+                            if target_key.as_ref().is_some_and(|k| original.contains(k)) {
                                 return fail(format!(
                                     "updates entry {i}: {target} is part of the original open context and cannot be deleted"
                                 ));
@@ -135,17 +194,23 @@ impl Content {
                 }
                 Some(other) => {
                     return fail(format!(
-                        "updates entry {i}: method {other} is not allowed (only PUT and DELETE)"
+                        "updates entry {i}: method {other} is not allowed (only PUT, POST with an id, and DELETE)"
                     ))
                 }
                 None => return fail(format!("updates entry {i}: request.method is missing")),
             };
-            if seen.contains(&key) {
+            if !seen.insert(key.clone()) {
                 return fail(format!("updates Bundle names {} more than once", key.0));
             }
-            seen.push(key);
         }
-        Ok(next)
+        if live > MAX_RESOURCES {
+            return fail(format!(
+                "this update would make the shared content hold {live} resources; the hub keeps at most {MAX_RESOURCES} per context"
+            ));
+        }
+        Ok(Content {
+            entries: slots.into_iter().flatten().collect(),
+        })
     }
 
     /// The Get Current Context form: a `collection` Bundle, no `request`s (checklist 91).
@@ -158,7 +223,12 @@ impl Content {
                 None => json!({"resource": e.resource}),
             })
             .collect();
-        json!({"resourceType": "Bundle", "id": id, "type": "collection", "entry": entry})
+        let mut bundle = json!({"resourceType": "Bundle", "id": id, "type": "collection"});
+        // FHIR JSON has no empty arrays: an empty Bundle has no `entry` at all.
+        if !entry.is_empty() {
+            bundle["entry"] = Value::Array(entry);
+        }
+        bundle
     }
 
     /// Resources currently in the content, as `(Type, id)` keys.
@@ -231,7 +301,88 @@ mod tests {
             .unwrap_err();
         assert!(e.0.contains("more than once"));
         let e = c.apply(&bundle(vec![json!({"request": {"method": "POST"}, "resource": {"resourceType": "Observation"}})]), &[]).unwrap_err();
-        assert!(e.0.contains("POST"));
+        assert_eq!(e.0, "updates entry 0: POST of a resource without an id; give the resource a resourceType and an id (it is then stored like PUT)");
+        let e = c.apply(&bundle(vec![json!({"request": {"method": "PATCH"}, "resource": {"resourceType": "Observation", "id": "o9"}})]), &[]).unwrap_err();
+        assert!(e.0.contains("method PATCH is not allowed"), "{e}");
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn post_with_an_id_is_stored_like_put() {
+        let post = json!({"request": {"method": "POST", "url": "Observation"}, "resource": {"resourceType": "Observation", "id": "o1", "status": "preliminary"}});
+        let c = Content::default().apply(&bundle(vec![post]), &[]).unwrap();
+        let replaced = c
+            .apply(&bundle(vec![put("Observation", "o1")]), &[])
+            .unwrap();
+        assert_eq!(replaced.len(), 1);
+        assert_eq!(
+            replaced.to_bundle("v")["entry"][0]["resource"],
+            json!({"resourceType": "Observation", "id": "o1"})
+        );
+    }
+
+    #[test]
+    fn an_empty_bundle_has_no_entry_array() {
+        let b = Content::default().to_bundle("v1");
+        assert_eq!(
+            b,
+            json!({"resourceType": "Bundle", "id": "v1", "type": "collection"})
+        );
+    }
+
+    #[test]
+    fn delete_by_full_url_follows_a_replacing_put() {
+        let with_url = |id: &str, url: &str| {
+            json!({"fullUrl": url, "request": {"method": "PUT"},
+                   "resource": {"resourceType": "Observation", "id": id}})
+        };
+        let c = Content::default()
+            .apply(
+                &bundle(vec![
+                    with_url("o1", "urn:uuid:a"),
+                    with_url("o2", "urn:uuid:b"),
+                ]),
+                &[],
+            )
+            .unwrap();
+        let c = c
+            .apply(&bundle(vec![with_url("o1", "urn:uuid:c")]), &[])
+            .unwrap();
+        let e = c
+            .apply(&bundle(vec![delete("urn:uuid:a")]), &[])
+            .unwrap_err();
+        assert!(e.0.contains("not currently in the content bundle"), "{e}");
+        let c = c.apply(&bundle(vec![delete("urn:uuid:c")]), &[]).unwrap();
+        assert_eq!(
+            c.keys().map(|k| k.0.as_str()).collect::<Vec<_>>(),
+            ["Observation/o2"]
+        );
+    }
+
+    #[test]
+    fn content_is_capped_and_large_updates_stay_linear() {
+        let many = |from: usize, n: usize| {
+            bundle(
+                (from..from + n)
+                    .map(|i| put("Observation", &format!("o{i}")))
+                    .collect(),
+            )
+        };
+        let started = std::time::Instant::now();
+        let c = Content::default()
+            .apply(&many(0, MAX_RESOURCES), &[])
+            .unwrap();
+        let c = c.apply(&many(0, MAX_RESOURCES), &[]).unwrap();
+        // A complexity bound, not a timing race.
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(c.len(), MAX_RESOURCES);
+        let e = c.apply(&many(MAX_RESOURCES, 1), &[]).unwrap_err();
+        assert_eq!(
+            e.0,
+            "this update would make the shared content hold 1001 resources; the hub keeps at most 1000 per context"
+        );
+        // Making room in the same update is fine.
+        let swap = bundle(vec![delete("Observation/o0"), put("Observation", "new")]);
+        assert_eq!(c.apply(&swap, &[]).unwrap().len(), MAX_RESOURCES);
     }
 }

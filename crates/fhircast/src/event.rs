@@ -121,41 +121,77 @@ impl fmt::Display for EventName {
 
 /// The events of one subscription: a set under case-insensitive comparison
 /// (checklist 11, 12) that remembers the subscriber's own spelling and order.
+///
+/// A bare `*` (STU2's grammar; OHIF's cast client sends it) makes the
+/// wildcard set, which holds every event. Whether a path accepts it, and
+/// what a token narrows it to, is the hub's decision; this type only keeps
+/// it, shows it as `*` and stores it as `*`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventSet(Vec<EventName>);
 
+const WILDCARD: &str = "*";
+
 impl EventSet {
-    /// Parses `hub.events`: a comma-separated list.
+    /// Parses `hub.events`: a comma-separated list. Linear in its length.
     pub fn parse(list: &str) -> Result<Self, NameError> {
         let mut set = EventSet::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut wildcard = false;
         for part in list.split(',') {
             if part.trim().is_empty() {
                 continue;
             }
-            set.insert(EventName::parse(part)?);
+            if part.trim() == WILDCARD {
+                wildcard = true;
+                continue;
+            }
+            let name = EventName::parse(part)?;
+            if seen.insert(name.folded.clone()) {
+                set.0.push(name);
+            }
         }
-        Ok(set)
+        Ok(if wildcard { EventSet::wildcard() } else { set })
+    }
+
+    /// The set of every event.
+    pub fn wildcard() -> Self {
+        EventSet(vec![EventName {
+            original: WILDCARD.to_owned(),
+            folded: WILDCARD.to_owned(),
+        }])
+    }
+
+    /// Is this the set of every event (`*`)?
+    pub fn is_wildcard(&self) -> bool {
+        matches!(self.0.as_slice(), [only] if only.folded == WILDCARD)
     }
 
     pub fn insert(&mut self, name: EventName) {
-        if !self.0.contains(&name) {
+        if !self.is_wildcard() && !self.0.contains(&name) {
             self.0.push(name);
         }
     }
 
-    /// Does the set hold this (already lower-cased) name?
+    /// Does the set hold this (already lower-cased) name? The wildcard holds
+    /// every event but the legacy `heartbeat` keep-alive, which a subscriber
+    /// gets only by asking for it by name (a `*` client never expects it).
     pub fn contains_folded(&self, folded: &str) -> bool {
+        if self.is_wildcard() {
+            return folded != "heartbeat";
+        }
         self.0.iter().any(|n| n.folded == folded)
     }
 
     pub fn contains(&self, name: &EventName) -> bool {
-        self.0.contains(name)
+        self.contains_folded(&name.folded)
     }
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// The names as the subscriber spelled them; the wildcard set yields one
+    /// name, `*`.
     pub fn iter(&self) -> impl Iterator<Item = &EventName> {
         self.0.iter()
     }
@@ -212,5 +248,21 @@ mod tests {
             Err(NameError::Wildcard(_))
         ));
         assert!(EventSet::parse("Patient open").is_err());
+    }
+
+    #[test]
+    fn a_bare_star_holds_every_event_and_shows_as_star() {
+        let set = EventSet::parse(" * ").unwrap();
+        assert!(set.is_wildcard());
+        assert!(set.contains_folded("patient-open"));
+        assert!(set.contains_folded("org.example.anything"));
+        assert!(set.contains_folded("syncerror"));
+        assert!(!set.contains_folded("heartbeat"));
+        assert_eq!(set.to_string(), "*");
+        // Stored as `*`, read back as the wildcard.
+        assert_eq!(EventSet::parse(&set.to_string()).unwrap(), set);
+        assert_eq!(EventSet::parse("Patient-open,*").unwrap(), set);
+        assert!(!EventSet::parse("Patient-open").unwrap().is_wildcard());
+        assert!(EventSet::parse("*-*").is_err());
     }
 }

@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod content;
 pub mod event;
+pub mod json;
 pub mod message;
 pub mod subscription;
 pub mod sync_error;

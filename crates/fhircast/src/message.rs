@@ -53,7 +53,7 @@ pub enum Inbound {
 /// Reads one text frame from a subscriber (checklist 48): `{id, status}`,
 /// where `status` may be a number, a numeric string, or missing.
 pub fn parse_inbound(text: &str) -> Inbound {
-    let value: Value = match serde_json::from_str(text) {
+    let value: Value = match crate::json::parse_bounded(text.as_bytes()) {
         Ok(v) => v,
         Err(e) => return Inbound::Malformed(e.to_string()),
     };

@@ -2,6 +2,8 @@
 //! (checklist 8-11, 36). JSON bodies with the same fields are tolerated.
 
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 
 use serde_json::Value;
 
@@ -44,6 +46,16 @@ fn fail<T>(msg: impl Into<String>) -> Result<T, SubscriptionError> {
 
 const MAX_FIELD_LEN: usize = 4096;
 
+/// Most fields a subscription request may have. The spec's form has ten at
+/// most (mode, topic, events, channel type and endpoint, lease, callback,
+/// secret, subscriber name, and Medplum's `endpoint`); 64 leaves room for
+/// clients that add their own.
+pub const MAX_FIELDS: usize = 64;
+
+fn too_many_fields() -> String {
+    format!("a subscription request has at most {MAX_FIELDS} fields; this one has more")
+}
+
 impl SubscriptionRequest {
     /// Parses an `application/x-www-form-urlencoded` body.
     pub fn from_form(body: &[u8]) -> Result<Self, SubscriptionError> {
@@ -58,7 +70,10 @@ impl SubscriptionRequest {
         let Some(obj) = value.as_object() else {
             return fail("a subscription request must be a form or a JSON object");
         };
-        let mut pairs = Vec::new();
+        if obj.len() > MAX_FIELDS {
+            return fail(too_many_fields());
+        }
+        let mut pairs = Vec::with_capacity(obj.len());
         for (k, v) in obj {
             let text = match v {
                 Value::String(s) => s.clone(),
@@ -76,26 +91,34 @@ impl SubscriptionRequest {
         Self::from_pairs(pairs)
     }
 
+    /// Linear in the number of fields, and stops at [`MAX_FIELDS`] before
+    /// decoding or storing any more of them.
     fn from_pairs<'a>(
         pairs: impl IntoIterator<Item = (Cow<'a, str>, Cow<'a, str>)>,
     ) -> Result<Self, SubscriptionError> {
-        let mut fields: Vec<(String, String)> = Vec::new();
-        for (k, v) in pairs {
+        let mut fields: HashMap<String, String> = HashMap::new();
+        for (count, (k, v)) in pairs.into_iter().enumerate() {
+            if count >= MAX_FIELDS {
+                return fail(too_many_fields());
+            }
             if v.len() > MAX_FIELD_LEN {
                 return fail(format!(
                     "field {k} is longer than {MAX_FIELD_LEN} characters"
                 ));
             }
-            if fields.iter().any(|(seen, _)| *seen == k) {
-                return fail(format!("field {k} is given more than once"));
+            match fields.entry(k.into_owned()) {
+                Entry::Occupied(seen) => {
+                    return fail(format!("field {} is given more than once", seen.key()))
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(v.into_owned());
+                }
             }
-            fields.push((k.into_owned(), v.into_owned()));
         }
         let get = |name: &str| {
             fields
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.trim().to_owned())
+                .get(name)
+                .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
         let mode = match get("hub.mode").as_deref() {
@@ -153,10 +176,7 @@ impl SubscriptionRequest {
             endpoint: get("hub.channel.endpoint").or_else(|| get("endpoint")),
             subscriber_name: get("subscriber.name"),
             callback: get("hub.callback"),
-            secret: fields
-                .iter()
-                .find(|(k, _)| k == "hub.secret")
-                .map(|(_, v)| v.clone()),
+            secret: fields.get("hub.secret").cloned(),
         })
     }
 }
@@ -200,5 +220,50 @@ mod tests {
                 .contains("positive")
         );
         assert!(e(b"hub.mode=subscribe&hub.topic=t&hub.events=*-open").contains("wildcard"));
+    }
+
+    #[test]
+    fn a_hundred_thousand_fields_are_refused_quickly() {
+        let body = (0..100_000)
+            .map(|i| format!("f{i}=v"))
+            .collect::<Vec<_>>()
+            .join("&");
+        let started = std::time::Instant::now();
+        let e = SubscriptionRequest::from_form(body.as_bytes()).unwrap_err();
+        // A complexity bound, not a timing race: parsing stops at field 65.
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(
+            e.0,
+            "a subscription request has at most 64 fields; this one has more"
+        );
+        let object: serde_json::Map<String, Value> = (0..80_000)
+            .map(|i| (format!("k{i}"), Value::from("v")))
+            .collect();
+        let started = std::time::Instant::now();
+        let e = SubscriptionRequest::from_json(&Value::Object(object)).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert_eq!(
+            e.0,
+            "a subscription request has at most 64 fields; this one has more"
+        );
+    }
+
+    #[test]
+    fn sixty_four_distinct_fields_are_fine() {
+        let mut body = String::from("hub.mode=subscribe&hub.topic=t&hub.events=Patient-open");
+        for i in 0..61 {
+            body.push_str(&format!("&x{i}=1"));
+        }
+        assert!(SubscriptionRequest::from_form(body.as_bytes()).is_ok());
+        body.push_str("&one.more=1");
+        assert!(SubscriptionRequest::from_form(body.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_bare_star_is_a_wildcard_set() {
+        let r =
+            SubscriptionRequest::from_form(b"hub.mode=subscribe&hub.topic=t&hub.events=*").unwrap();
+        assert!(r.events.is_wildcard());
+        assert_eq!(r.events.to_string(), "*");
     }
 }

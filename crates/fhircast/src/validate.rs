@@ -4,6 +4,8 @@
 //! custom events can be forwarded (IHE IRA).
 
 use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use crate::catalog::{self, KeySpec, ValueKind};
 use crate::event::{EventKind, EventName};
@@ -56,14 +58,7 @@ impl Event {
 
     /// Parses raw bytes (UTF-8 JSON) and validates them.
     pub fn parse(body: &[u8], version: Version) -> Result<Event, ValidationError> {
-        let text = match std::str::from_utf8(body) {
-            Ok(text) => text,
-            Err(e) => return err(format!("body is not UTF-8 text: {e}")),
-        };
-        let value: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => return err(format!("body is not valid JSON: {e}")),
-        };
+        let value = crate::json::parse_bounded(body).map_err(|e| ValidationError(e.to_string()))?;
         Event::from_value(value, version)
     }
 
@@ -72,6 +67,11 @@ impl Event {
             return err("an event message must be a JSON object with timestamp, id and event");
         };
         let timestamp = required_str(&message, "timestamp", "")?;
+        if !is_instant(&timestamp) {
+            return err(format!(
+                "timestamp {timestamp:?} is not an RFC 3339 instant such as \"2026-01-01T08:30:00Z\""
+            ));
+        }
         let id = required_str(&message, "id", "")?;
         if id.len() > MAX_ID_LEN {
             return err(format!("id is longer than {MAX_ID_LEN} characters"));
@@ -95,6 +95,13 @@ impl Event {
         // Accept both, keep one.
         if let Some(v) = event.remove("versionId") {
             event.entry("context.versionId").or_insert(v);
+        }
+        // An empty versionId on an open is noise (the event-validator CLI
+        // sends one): the hub assigns the open's versionId itself.
+        if matches!(name.kind(), EventKind::Open(_))
+            && event.get("context.versionId") == Some(&Value::String(String::new()))
+        {
+            event.remove("context.versionId");
         }
         let version_id = match event.get("context.versionId") {
             None | Some(Value::Null) => None,
@@ -126,6 +133,23 @@ impl Event {
             message,
         })
     }
+}
+
+/// Is `timestamp` a date and time we can order events by? RFC 3339, plus
+/// the two liberties the FHIRcast 3.0.0 spec's own example messages take
+/// (which validators and clients copy): no offset (the spec says UTC) and an
+/// hour written with three digits (`T010:38:04.16`).
+fn is_instant(timestamp: &str) -> bool {
+    let Some((date, time)) = timestamp.split_once(['T', 't']) else {
+        return false;
+    };
+    let time = match time.as_bytes() {
+        [b'0', h1, h2, b':', ..] if h1.is_ascii_digit() && h2.is_ascii_digit() => &time[1..],
+        _ => time,
+    };
+    let has_offset = time.ends_with(['Z', 'z']) || time.contains(['+', '-']);
+    let normalized = format!("{date}T{time}{}", if has_offset { "" } else { "Z" });
+    OffsetDateTime::parse(&normalized, &Rfc3339).is_ok()
 }
 
 fn required_str(
@@ -437,5 +461,62 @@ mod tests {
             Some(("Patient", "9"))
         );
         assert_eq!(parse_reference_str("nonsense"), None);
+    }
+
+    #[test]
+    fn timestamp_must_be_an_rfc3339_instant() {
+        let mut m = msg(
+            "Patient-open",
+            json!([{"key": "patient", "resource": {"resourceType": "Patient", "id": "p1"}}]),
+        );
+        m["timestamp"] = json!("yesterday");
+        assert_eq!(
+            Event::from_value(m.clone(), Version::Stu3).unwrap_err().0,
+            "timestamp \"yesterday\" is not an RFC 3339 instant such as \"2026-01-01T08:30:00Z\""
+        );
+        for good in [
+            "2026-03-01T09:15:02.123+01:00",
+            "2026-03-01T09:15:02Z",
+            // As in the spec's 3.0.0 example messages.
+            "2023-04-01T010:38:04.16",
+            "2018-01-08T01:37:05.14",
+        ] {
+            m["timestamp"] = json!(good);
+            assert!(
+                Event::from_value(m.clone(), Version::Stu3).is_ok(),
+                "{good}"
+            );
+        }
+        for bad in [
+            "2026-03-01",
+            "2026-13-01T09:15:02Z",
+            "2026-03-01T25:00:00Z",
+            "T",
+            "1700000000",
+        ] {
+            m["timestamp"] = json!(bad);
+            assert!(
+                Event::from_value(m.clone(), Version::Stu3).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_version_id_on_an_open_is_dropped_elsewhere_refused() {
+        let mut m = msg(
+            "Patient-open",
+            json!([{"key": "patient", "resource": {"resourceType": "Patient", "id": "p1"}}]),
+        );
+        m["event"]["context.versionId"] = json!("");
+        let e = Event::from_value(m, Version::Stu3).unwrap();
+        assert_eq!(e.version_id, None);
+        assert!(!e.event().contains_key("context.versionId"));
+        let mut m = msg(
+            "Patient-close",
+            json!([{"key": "patient", "resource": {"resourceType": "Patient", "id": "p1"}}]),
+        );
+        m["event"]["context.versionId"] = json!("");
+        assert!(Event::from_value(m, Version::Stu3).is_err());
     }
 }

@@ -164,7 +164,7 @@ impl ContextStack {
             ev.remove("context.versionId");
             ev.remove("context.priorVersionId");
         }
-        let original = event
+        let original: Vec<ResourceKey> = event
             .context()
             .iter()
             .filter_map(|i| i.get("resource").and_then(ResourceKey::of))
@@ -174,8 +174,10 @@ impl ContextStack {
                 let mut ctx = self.open.remove(i);
                 ctx.open_message = open_message.clone();
                 // Resources the re-open brings are part of the context too.
+                let mut known: std::collections::HashSet<ResourceKey> =
+                    ctx.original.iter().cloned().collect();
                 for key in &original {
-                    if !ctx.original.contains(key) {
+                    if known.insert(key.clone()) {
                         ctx.original.push(key.clone());
                     }
                 }
@@ -281,13 +283,16 @@ impl ContextStack {
     /// references the hub does not know (answered with 206, IHE IRA).
     pub fn select(&self, event: &Event, resource_type: &str) -> Result<Vec<String>, ContextError> {
         let ctx = &self.open[self.anchor_position(event, resource_type)?];
+        // One lookup per selected reference, however many there are.
+        let known: std::collections::HashSet<&ResourceKey> =
+            ctx.content.keys().chain(&ctx.original).collect();
         let unknown = event
             .context()
             .iter()
             .filter(|i| i["key"] == "select")
             .filter_map(|i| i.get("reference").and_then(parse_reference))
             .map(|(t, id)| ResourceKey::new(t, id))
-            .filter(|k| !ctx.content.contains(k) && !ctx.original.contains(k))
+            .filter(|k| !known.contains(k))
             .map(|k| k.0)
             .collect();
         Ok(unknown)
@@ -318,3 +323,7 @@ impl ContextStack {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "context_props.rs"]
+mod props;

@@ -22,11 +22,15 @@ pub struct Scopes {
 impl Scopes {
     /// Parses a space-separated scope string. Unknown forms are kept as
     /// "other" scopes: they are not errors, they just grant no FHIRcast access.
+    /// Linear in the length of `s` (a token request's `scope` can be as
+    /// long as the body limit).
     pub fn parse(s: &str) -> Scopes {
         let mut scopes = Scopes::default();
+        // An entry is determined by its raw text, so duplicates are found by it.
+        let mut seen = std::collections::HashSet::new();
         for raw in s.split_whitespace() {
             match parse_one(raw) {
-                Some(e) if !scopes.entries.contains(&e) => scopes.entries.push(e),
+                Some(e) if seen.insert(raw) => scopes.entries.push(e),
                 Some(_) => {}
                 None => scopes.other.push(raw.to_owned()),
             }
@@ -56,6 +60,24 @@ impl Scopes {
     /// Holds any read scope at all (enough for Get Current Context).
     pub fn can_read_anything(&self) -> bool {
         self.entries.iter().any(|e| e.read)
+    }
+
+    /// What a `hub.events=*` subscription may receive under these scopes:
+    /// `None` when a `fhircast/*.read` (or `*.*`) scope allows every event,
+    /// else the events named by read scopes, spelled as in the scope.
+    pub fn readable_events(&self) -> Option<Vec<&str>> {
+        let reads = self.entries.iter().filter(|e| e.read);
+        if reads.clone().any(|e| e.event.is_none()) {
+            return None;
+        }
+        Some(
+            reads
+                .filter_map(|e| {
+                    let rest = e.original.strip_prefix("fhircast/")?;
+                    rest.rsplit_once('.').map(|(event, _)| event)
+                })
+                .collect(),
+        )
     }
 
     /// The requested scopes that `self` (what the app may have) covers.
@@ -158,5 +180,42 @@ mod tests {
             "fhircast/Patient-close.read fhircast/Patient-open.write"
         );
         assert_eq!(allowed.grant(None), allowed);
+    }
+
+    #[test]
+    fn readable_events_expand_a_wildcard_subscription() {
+        let s =
+            Scopes::parse("fhircast/Patient-open.read fhircast/Patient-close.* fhircast/*.write");
+        assert_eq!(
+            s.readable_events(),
+            Some(vec!["Patient-open", "Patient-close"])
+        );
+        assert_eq!(
+            Scopes::parse("openid fhircast/*.read").readable_events(),
+            None
+        );
+        assert_eq!(Scopes::parse("fhircast/*.*").readable_events(), None);
+        assert_eq!(
+            Scopes::parse("fhircast/*.write").readable_events(),
+            Some(vec![])
+        );
+    }
+
+    #[test]
+    fn parsing_a_huge_scope_string_is_linear() {
+        let huge: String = (0..100_000)
+            .map(|i| format!("fhircast/e{i}.read "))
+            .collect();
+        let started = std::time::Instant::now();
+        let scopes = Scopes::parse(&huge);
+        // A complexity bound, not a timing race (quadratic took minutes).
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(scopes.to_vec().len(), 100_000);
+        assert_eq!(
+            Scopes::parse("fhircast/a.read fhircast/a.read")
+                .to_vec()
+                .len(),
+            1
+        );
     }
 }

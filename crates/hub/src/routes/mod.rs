@@ -62,7 +62,8 @@ async fn hub_post(
     };
     match body_kind(&headers, &bytes) {
         BodyKind::Form => subscribe::form(&api, &headers, &bytes).await,
-        BodyKind::Json => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        // Bounded parse (depth, keys): no body costs more than linear time.
+        BodyKind::Json => match fhircast::json::parse_bounded(&bytes) {
             Ok(value) if value.get("hub.mode").is_some() => subscribe::json(&api, &headers, &value).await,
             _ => publish::handle(&api, &headers, None, &bytes).await,
         },

@@ -2,7 +2,7 @@
 
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use fhircast::{Mode, SubscriptionRequest, Version};
+use fhircast::{EventName, EventSet, Mode, SubscriptionRequest, Version};
 use serde_json::{json, Value};
 
 use super::{public_host, Api};
@@ -24,11 +24,22 @@ async fn handle(
     headers: &HeaderMap,
     req: Result<SubscriptionRequest, fhircast::SubscriptionError>,
 ) -> Response {
-    let req = match req {
+    let mut req = match req {
         Ok(r) => r,
         Err(e) => return ApiError::bad_request(e.0).negotiated(headers),
     };
+    let wildcard = req.mode == Mode::Subscribe && req.events.is_wildcard();
+    if wildcard && !accepts_wildcard(api) {
+        return ApiError::bad_request(format!(
+            "hub.events: \"*\" is not supported on {}: FHIRcast 3.0.0 has no wildcard subscriptions; list the events (STU2 clients: use {})",
+            api.prefix,
+            crate::server::STU2_PATH
+        ))
+        .negotiated(headers);
+    }
     let need = match req.mode {
+        // What `*` covers is decided by the token below; it needs some read scope.
+        Mode::Subscribe if wildcard => Need::AnyRead,
         Mode::Subscribe => Need::Read(req.events.iter().map(|e| e.as_str()).collect()),
         Mode::Unsubscribe => Need::Topic,
     };
@@ -45,6 +56,26 @@ async fn handle(
             return e.negotiated(headers);
         }
     };
+    if wildcard {
+        if let Some(narrowed) = caller.as_ref().and_then(|c| c.scopes.readable_events()) {
+            // The token allows only some events: `*` means exactly those.
+            // Stored as the list, so a restart cannot widen it.
+            req.events = EventSet::default();
+            for name in narrowed
+                .into_iter()
+                .filter_map(|n| EventName::parse(n).ok())
+            {
+                req.events.insert(name);
+            }
+            if req.events.is_empty() {
+                return ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "missing scope: a fhircast/<event>.read scope",
+                )
+                .negotiated(headers);
+            }
+        }
+    }
     let mut audit = record(action, &req.topic, caller.as_ref());
     audit.event_name = Some(req.events.to_string()).filter(|e| !e.is_empty());
     if let Some(name) = &req.subscriber_name {
@@ -95,4 +126,11 @@ async fn handle(
         }
         Err(e) => e.negotiated(headers),
     }
+}
+
+/// `hub.events=*` is STU2's grammar: accepted where STU2 clients speak (the
+/// STU2 path, and `/api/hub` for OHIF's cast client, which sends it when no
+/// events are configured). STU3 removed wildcards, so its path refuses them.
+fn accepts_wildcard(api: &Api) -> bool {
+    api.version == Version::Stu2 || api.prefix == crate::server::OHIF_PATH
 }
