@@ -70,7 +70,9 @@ async fn hub_post(
         Ok(b) => b,
         Err(e) => return e,
     };
-    let bytes = &buffered.bytes;
+    // A handle on the same bytes; `buffered` keeps its share of the
+    // budget until the answer is made.
+    let bytes = buffered.bytes.clone();
     match body_kind(&headers, &bytes) {
         BodyKind::Form => subscribe::form(&api, &headers, &bytes).await,
         BodyKind::Json => match serde_json::from_slice::<serde_json::Value>(&bytes) {
