@@ -71,9 +71,15 @@ impl BodyError {
         }
     }
 
-    pub fn into_response(self) -> Response {
+    /// The answer: `negotiated` for the hub's routes (plain text unless
+    /// JSON is asked for), with `Retry-After` on a 503.
+    pub fn answer(self, headers: Option<&HeaderMap>) -> Response {
         let busy = self == BodyError::Busy;
-        let mut response = self.into_api_error().into_response();
+        let error = self.into_api_error();
+        let mut response = match headers {
+            Some(h) => error.negotiated(h),
+            None => error.into_response(),
+        };
         if busy {
             response
                 .headers_mut()

@@ -123,7 +123,7 @@ async fn read_body(api: &Api, headers: &HeaderMap, body: Body) -> Result<Buffere
     api.bodies
         .read(headers, body, limit)
         .await
-        .map_err(|e| e.into_response())
+        .map_err(|e| e.answer(Some(headers)))
 }
 
 /// Before any body is read (issue 14 item 1): with auth on, the bearer
