@@ -34,6 +34,9 @@ use crate::Config;
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// The token endpoint's own body limit (routes/oauth.rs).
 const MAX_BODY: usize = 64 * 1024;
+/// Token request bodies held at once: 64 of the largest. Apart from the
+/// hub routes' budget, since anyone may send these (issue 14 item 2).
+pub const BUFFERED_BODY_BYTES: usize = 64 * MAX_BODY;
 /// Client ids longer than this are counted under their first characters.
 const MAX_KEY: usize = 256;
 

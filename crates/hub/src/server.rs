@@ -32,12 +32,18 @@ pub const OHIF_PATH: &str = "/api/hub";
 /// The whole HTTP surface. Kept apart from `run` so tests can drive it too.
 pub fn app(hub: Hub) -> Router {
     let guard_hub = hub.clone();
-    // One budget of buffered body bytes for every route of this app.
+    // One budget of buffered body bytes for the hub's routes, where only
+    // callers with a valid token get their bodies read; the token endpoint,
+    // which reads anyone's, has its own, so stalled token requests cannot
+    // starve publishes.
     let bodies = routes::body::BodyBudget::new(hub.config());
     let token_endpoint = crate::ratelimit::TokenEndpoint {
         limiter: crate::ratelimit::TokenLimiter::new(hub.config()),
         hub: hub.clone(),
-        bodies: bodies.clone(),
+        bodies: routes::body::BodyBudget::with_total(
+            hub.config(),
+            crate::ratelimit::BUFFERED_BODY_BYTES,
+        ),
     };
     Router::new()
         .nest(

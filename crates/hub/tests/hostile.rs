@@ -289,6 +289,56 @@ async fn stalled_uploads_are_bounded_and_their_memory_comes_back() {
     hub.token().await;
 }
 
+/// Issue 14 item 2 (brief item 2): the token endpoint reads bodies from
+/// anyone, so it has its own budget (4 MiB): 100 stalled 60 KB token
+/// requests exhaust it, yet publishes (whose bodies come out of the hub's
+/// budget) go on, and once they close the app gets its token.
+#[tokio::test]
+async fn stalled_token_requests_do_not_starve_publishes() {
+    let hub = Hub::start().await;
+    let (token, topic) = hub.token().await;
+    let mut ws = hub.subscriber(&token, &topic).await;
+    let head = "POST /oauth/token HTTP/1.1\r\nHost: localhost\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 65000\r\n\r\n";
+    let mut sockets = Vec::new();
+    for _ in 0..100 {
+        let mut s = TcpStream::connect(&hub.addr).await.unwrap();
+        let _ = s.write_all(head.as_bytes()).await;
+        let _ = s.write_all(&[b'a'; 60_000]).await;
+        sockets.push(s);
+    }
+    // Past the budget: the next one is refused at once.
+    let refused = status_of(&hub.addr, head.as_bytes(), Duration::from_secs(2)).await;
+    assert_eq!(refused, Some(503));
+    let patients: Vec<String> = (0..5).map(|i| format!("during-{i}")).collect();
+    for p in &patients {
+        hub.publish(&token, &topic, p).await;
+    }
+    receives_in_order(&mut ws, &patients).await;
+    drop(sockets);
+    // The budget comes back as the hub sees the sockets close.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let res = hub
+            .http
+            .post(hub.url("/oauth/token"))
+            .basic_auth(&hub.client_id, Some(&hub.secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 200 {
+            break;
+        }
+        assert_eq!(res.status(), 503);
+        assert!(
+            Instant::now() < deadline,
+            "the token budget did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Issue 14 item 8 (brief item 2): a client trickling header bytes, one
 /// every 200 ms, is never idle but is cut off at the header deadline
 /// (10 s); a publish meanwhile is unaffected.

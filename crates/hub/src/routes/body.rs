@@ -92,7 +92,15 @@ impl BodyError {
 impl BodyBudget {
     pub fn new(config: &Config) -> Self {
         // A budget below one largest body would refuse every such body.
-        let total = config.max_buffered_body_bytes.max(config.max_body_bytes);
+        Self::with_total(
+            config,
+            config.max_buffered_body_bytes.max(config.max_body_bytes),
+        )
+    }
+
+    /// A budget of `total` bytes (the token endpoint has its own, as it
+    /// reads bodies from callers without a token).
+    pub fn with_total(config: &Config, total: usize) -> Self {
         BodyBudget {
             bytes: Arc::new(Semaphore::new(total.min(Semaphore::MAX_PERMITS))),
             deadline: config.body_timeout,
