@@ -54,6 +54,14 @@ pub struct Config {
     pub topic_idle: Duration,
     /// Largest HTTP body accepted (413 above it).
     pub max_body_bytes: usize,
+    /// Bytes of request bodies held at once across all connections (503
+    /// above it): many stalled uploads cannot fill the memory.
+    pub max_buffered_body_bytes: usize,
+    /// A request body must arrive in full within this time (408 after).
+    pub body_timeout: Duration,
+    /// A request head (line and headers) must arrive in full within this
+    /// time, however slowly its bytes trickle in; then the connection closes.
+    pub header_timeout: Duration,
     /// Frames a subscriber may have waiting before it counts as stuck.
     pub queue_capacity: usize,
     /// WebSocket ping interval; a socket silent for two intervals is dead.
@@ -120,6 +128,9 @@ impl Config {
             connect_window: Duration::from_secs(300),
             topic_idle: Duration::from_secs(15 * 60),
             max_body_bytes: 1024 * 1024,
+            max_buffered_body_bytes: 32 * 1024 * 1024,
+            body_timeout: Duration::from_secs(20),
+            header_timeout: Duration::from_secs(10),
             queue_capacity: 1024,
             ping_interval: Duration::from_secs(30),
             heartbeat_period: Duration::from_secs(10),

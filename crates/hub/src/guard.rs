@@ -47,7 +47,23 @@ pub(crate) fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
 pub async fn guard(State(hub): State<Hub>, request: Request, next: Next) -> Response {
     let config = hub.config();
     let headers = request.headers();
+    // Two `Host` headers: which one a proxy or a check reads is a guess,
+    // so neither is trusted (issue 14 item 5; RFC 9112 §3.2).
+    if headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return ApiError::bad_request("more than one Host header").into_response();
+    }
     if !config.allow_remote {
+        // An absolute-form target (`GET http://evil.example/...`) names the
+        // authority the client means, whatever `Host` says (RFC 9112 §3.2.2).
+        if let Some(authority) = request.uri().authority() {
+            if !is_loopback_host(authority.as_str()) {
+                return ApiError::new(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    format!("request target names {:?}, not a loopback name; this hub only answers on 127.0.0.1/localhost", authority.as_str()),
+                )
+                .into_response();
+            }
+        }
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())

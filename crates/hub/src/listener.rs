@@ -1,4 +1,4 @@
-//! What `axum::serve` accepts connections from: the TCP listener with a cap
+//! What `server::run` accepts connections from: the TCP listener with a cap
 //! on connections held at once (`max_connections`), an idle timeout, and,
 //! with `--tls`, the TLS handshake.
 //!
@@ -8,10 +8,10 @@
 //! learns why instead of hanging. TLS handshakes run in their own tasks
 //! with a deadline: a slow or silent client never holds up the others.
 //!
-//! axum's `serve` gives hyper no timer, so hyper's own header-read timeout
-//! never fires; `Idle` stands in for it: a connection on which nothing
-//! moved either way for `idle_timeout` fails its next read or write and is
-//! closed, giving its permit back.
+//! `Idle`: a connection on which nothing moved either way for
+//! `idle_timeout` fails its next read or write and is closed, giving its
+//! permit back. A request head that trickles in is cut off sooner, by
+//! hyper's header-read deadline (`server.rs` gives hyper a timer).
 
 use std::future::Future;
 use std::io;

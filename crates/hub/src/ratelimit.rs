@@ -4,6 +4,11 @@
 //! endpoint answers `429` with `Retry-After`, without checking the
 //! credentials at all.
 //!
+//! Registered client ids and unknown ones are counted apart (issue 14 item
+//! 6): the total for unknown ids is its own, so a process spraying made-up
+//! ids locks out only made-up ids, never a registered app. Registered ids
+//! share a total of their own, against guessing across every app.
+//!
 //! A middleware around the token route (added where `server::app` assembles
 //! the routes) so the endpoint's own code stays as it is. Each attempt takes
 //! its slot before it runs and gives it back unless it failed, so many
@@ -13,6 +18,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::routes::body::{BodyBudget, BodyError};
+use crate::Hub;
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -27,6 +34,9 @@ use crate::Config;
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// The token endpoint's own body limit (routes/oauth.rs).
 const MAX_BODY: usize = 64 * 1024;
+/// Token request bodies held at once: 64 of the largest. Apart from the
+/// hub routes' budget, since anyone may send these (issue 14 item 2).
+pub const BUFFERED_BODY_BYTES: usize = 64 * MAX_BODY;
 /// Client ids longer than this are counted under their first characters.
 const MAX_KEY: usize = 256;
 
@@ -39,14 +49,36 @@ pub struct TokenLimiter {
 #[derive(Default)]
 struct Failures {
     by_client: HashMap<String, VecDeque<Instant>>,
-    all: VecDeque<Instant>,
+    /// Failures of registered client ids, in all.
+    known: VecDeque<Instant>,
+    /// Failures of ids no app is registered under (or no id), in all.
+    unknown: VecDeque<Instant>,
+}
+
+impl Failures {
+    fn all(&mut self, known: bool) -> &mut VecDeque<Instant> {
+        match known {
+            true => &mut self.known,
+            false => &mut self.unknown,
+        }
+    }
 }
 
 /// One attempt's place in the count, until it turns out not to be a failure.
 #[derive(Debug)]
 struct Slot {
     client: String,
+    known: bool,
     at: Instant,
+}
+
+/// The middleware's state: the counts, the hub (to tell registered ids
+/// from made-up ones) and the shared body budget.
+#[derive(Clone)]
+pub struct TokenEndpoint {
+    pub limiter: Arc<TokenLimiter>,
+    pub hub: Hub,
+    pub bodies: BodyBudget,
 }
 
 impl TokenLimiter {
@@ -58,14 +90,15 @@ impl TokenLimiter {
         })
     }
 
-    /// Counts an attempt by `client` as a failure until told otherwise, or
-    /// says how long it must wait.
-    fn admit(&self, client: &str) -> Result<Slot, Duration> {
+    /// Counts an attempt by `client` (a registered id when `known`) as a
+    /// failure until told otherwise, or says how long it must wait.
+    fn admit(&self, client: &str, known: bool) -> Result<Slot, Duration> {
         let now = Instant::now();
         let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        prune(&mut f.all, now);
-        if self.total > 0 && f.all.len() >= self.total {
-            return Err(wait(&f.all, now));
+        let all = f.all(known);
+        prune(all, now);
+        if self.total > 0 && all.len() >= self.total {
+            return Err(wait(all, now));
         }
         if f.by_client.len() > 2 * self.total.max(1024) {
             // Many ids seen (a spray): drop the ones with nothing recent.
@@ -80,9 +113,10 @@ impl TokenLimiter {
             return Err(wait(mine, now));
         }
         mine.push_back(now);
-        f.all.push_back(now);
+        f.all(known).push_back(now);
         Ok(Slot {
             client: client.to_owned(),
+            known,
             at: now,
         })
     }
@@ -105,7 +139,7 @@ impl TokenLimiter {
                 f.by_client.remove(&slot.client);
             }
         }
-        remove_one(&mut f.all, slot.at);
+        remove_one(f.all(slot.known), slot.at);
     }
 }
 
@@ -130,23 +164,32 @@ fn remove_one(q: &mut VecDeque<Instant>, at: Instant) {
 
 /// The middleware. Only `POST /oauth/token` is counted.
 pub async fn token_endpoint(
-    State(limiter): State<Arc<TokenLimiter>>,
+    State(endpoint): State<TokenEndpoint>,
     request: Request,
     next: Next,
 ) -> Response {
     if request.method() != Method::POST || request.uri().path() != "/oauth/token" {
         return next.run(request).await;
     }
+    let limiter = &endpoint.limiter;
     let (parts, body) = request.into_parts();
-    let Ok(bytes) = to_bytes(body, MAX_BODY).await else {
-        return oauth_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request",
-            "request body too large",
-        );
+    // Held until the answer is made: its bytes count against the budget.
+    let buffered = match endpoint.bodies.read(&parts.headers, body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => return body_refused(e),
     };
+    let bytes = buffered.bytes.clone();
     let client = client_of(&parts.headers, &bytes);
-    let slot = match limiter.admit(&client) {
+    let known = endpoint
+        .hub
+        .auth()
+        .apps()
+        .active(&client, None)
+        .map_or_else(
+            |e| !matches!(e, crate::auth::AuthError::UnknownClient),
+            |_| true,
+        );
+    let slot = match limiter.admit(&client, known) {
         Ok(slot) => slot,
         Err(wait) => {
             tracing::debug!(client = %client, "token request refused: too many failed attempts");
@@ -174,6 +217,39 @@ pub async fn token_endpoint(
     } else if limiter.reached(&client) {
         // Once per client and minute: the 429s that follow are not logged.
         tracing::warn!(client = %client, "too many failed token requests; refusing this client for a minute");
+    }
+    response
+}
+
+/// A body not read, answered in the token endpoint's own error shape.
+fn body_refused(e: BodyError) -> Response {
+    let (status, error, description) = match e {
+        BodyError::TooLarge { .. } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "request body too large",
+        ),
+        BodyError::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the hub is reading too many request bodies at once; try again shortly",
+        ),
+        BodyError::TooSlow { .. } => (
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request",
+            "the request body did not arrive in time",
+        ),
+        BodyError::Broken => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request body could not be read in full",
+        ),
+    };
+    let mut response = oauth_error(status, error, description);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
 }
@@ -274,23 +350,39 @@ mod tests {
     fn forgiven_attempts_do_not_count() {
         let l = limiter(2, 100);
         for _ in 0..10 {
-            let slot = l.admit("a").unwrap();
+            let slot = l.admit("a", true).unwrap();
             l.forgive(slot);
         }
-        l.admit("a").unwrap();
-        l.admit("a").unwrap();
-        let wait = l.admit("a").unwrap_err();
+        l.admit("a", true).unwrap();
+        l.admit("a", true).unwrap();
+        let wait = l.admit("a", true).unwrap_err();
         assert!(wait > Duration::from_secs(55) && wait <= WINDOW, "{wait:?}");
-        l.admit("b").expect("other clients are not affected");
+        l.admit("b", true).expect("other clients are not affected");
     }
 
     #[test]
     fn the_total_covers_every_client() {
         let l = limiter(100, 3);
         for id in ["a", "b", "c"] {
-            l.admit(id).unwrap();
+            l.admit(id, true).unwrap();
         }
-        assert!(l.admit("d").is_err());
+        assert!(l.admit("d", true).is_err());
+    }
+
+    /// Issue 14 item 6: a spray of made-up ids spends only the unknown
+    /// ids' total; a registered app still gets its attempts.
+    #[test]
+    fn unknown_ids_never_spend_the_budget_of_registered_apps() {
+        let l = limiter(10, 100);
+        for i in 0..100 {
+            l.admit(&format!("made-up-{i}"), false).unwrap();
+        }
+        assert!(l.admit("made-up-x", false).is_err());
+        assert!(l.admit("", false).is_err());
+        for _ in 0..10 {
+            l.admit("registered", true)
+                .expect("a registered app is not locked out");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `/api/hub`). Handlers are plain functions over [`Api`]; each endpoint has
 //! its own file.
 
+pub mod body;
 mod channel;
 mod context;
 mod discovery;
@@ -9,7 +10,7 @@ pub mod oauth;
 mod publish;
 mod subscribe;
 
-use axum::body::{to_bytes, Body, Bytes};
+use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -18,6 +19,7 @@ use fhircast::Version;
 
 use crate::error::ApiError;
 use crate::Hub;
+use body::{BodyBudget, Buffered};
 
 /// State of the handlers under one path: the hub, and which edition of the
 /// spec that path speaks.
@@ -27,9 +29,11 @@ pub struct Api {
     pub version: Version,
     /// The path this router is mounted at; endpoint URLs live under it.
     pub prefix: &'static str,
+    /// Shared by every route of the app: see `body.rs`.
+    pub bodies: BodyBudget,
 }
 
-pub fn router(hub: Hub, version: Version, prefix: &'static str) -> Router {
+pub fn router(hub: Hub, version: Version, prefix: &'static str, bodies: BodyBudget) -> Router {
     Router::new()
         .route("/", post(hub_post))
         .route(
@@ -46,6 +50,7 @@ pub fn router(hub: Hub, version: Version, prefix: &'static str) -> Router {
             hub,
             version,
             prefix,
+            bodies,
         })
 }
 
@@ -56,10 +61,18 @@ async fn hub_post(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let bytes = match read_body(&api, body).await {
+    // Every POST here needs a valid token; its scopes and topic are
+    // checked once the body says what it is for.
+    if let Err(e) = authenticated(&api, &headers, None).await {
+        return e.negotiated(&headers);
+    }
+    let buffered = match read_body(&api, &headers, body).await {
         Ok(b) => b,
-        Err(e) => return e.negotiated(&headers),
+        Err(e) => return e,
     };
+    // A handle on the same bytes; `buffered` keeps its share of the
+    // budget until the answer is made.
+    let bytes = buffered.bytes.clone();
     match body_kind(&headers, &bytes) {
         BodyKind::Form => subscribe::form(&api, &headers, &bytes).await,
         // Bounded parse (depth, keys): no body costs more than linear time.
@@ -104,15 +117,49 @@ fn body_kind(headers: &HeaderMap, body: &[u8]) -> BodyKind {
     }
 }
 
-/// Reads the whole body, refusing more than the configured limit (413).
-async fn read_body(api: &Api, body: Body) -> Result<Bytes, ApiError> {
+/// Reads the whole body within the configured limit (413), the shared
+/// budget (503) and the body deadline (408); the error is the answer.
+async fn read_body(api: &Api, headers: &HeaderMap, body: Body) -> Result<Buffered, Response> {
     let limit = api.hub.config().max_body_bytes;
-    to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body is larger than the hub's limit of {limit} bytes"),
-        )
-    })
+    api.bodies
+        .read(headers, body, limit)
+        .await
+        .map_err(|e| e.answer(Some(headers)))
+}
+
+/// Before any body is read (issue 14 item 1): with auth on, the bearer
+/// token must be valid, and valid for `topic` when the URL names one. A
+/// request without one is refused unread and audited.
+async fn authenticated(
+    api: &Api,
+    headers: &HeaderMap,
+    topic: Option<&str>,
+) -> Result<(), ApiError> {
+    let auth = api.hub.auth();
+    if !auth.enabled() {
+        return Ok(());
+    }
+    let result = match topic {
+        Some(topic) => auth
+            .check(headers, topic, crate::auth::Need::Topic)
+            .await
+            .map(|_| ()),
+        None => auth.authenticate(headers).await.map(|_| ()).map_err(|e| {
+            tracing::info!(reason = %e, "request refused: not authenticated");
+            ApiError::unauthorized(e.to_string())
+        }),
+    };
+    if let Err(e) = &result {
+        let mut r = crate::persist::record(
+            crate::storage::AuditAction::AuthFailure,
+            topic.unwrap_or_default(),
+            None,
+        );
+        r.outcome = crate::persist::outcome(e);
+        r.detail = Some("refused before the body was read".to_owned());
+        api.hub.audit(r);
+    }
+    result
 }
 
 /// `scheme://host` for URLs we hand out: the client's own `Host` when it is

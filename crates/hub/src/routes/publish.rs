@@ -22,10 +22,15 @@ pub async fn at_topic(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let bytes = match read_body(&api, body).await {
+    // A token valid for this topic, before the body is read (issue 14 item 1).
+    if let Err(e) = super::authenticated(&api, &headers, Some(&topic)).await {
+        return e.into_response();
+    }
+    let buffered = match read_body(&api, &headers, body).await {
         Ok(b) => b,
-        Err(e) => return e.into_response(),
+        Err(e) => return e,
     };
+    let bytes = &buffered.bytes;
     if let Some(ct) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -38,7 +43,7 @@ pub async fn at_topic(
             .negotiated(&headers);
         }
     }
-    handle(&api, &headers, Some(&topic), &bytes).await
+    handle(&api, &headers, Some(&topic), bytes).await
 }
 
 pub async fn handle(
