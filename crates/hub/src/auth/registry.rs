@@ -60,16 +60,12 @@ struct App {
     /// Or where it publishes them.
     #[serde(default)]
     jwks_url: Option<String>,
-    /// When this process last changed the app's settings itself: its write
-    /// to the database is queued, so for a while `refresh` must not take
-    /// the (older) stored value for another process's change.
+    /// This process's own change of the app's settings while its write to
+    /// the database is still queued: until it commits, `refresh` must not
+    /// take the older stored value for another process's change.
     #[serde(skip)]
-    changed_here: Option<std::time::Instant>,
+    unsaved: Option<std::sync::Arc<std::sync::Mutex<crate::storage::Pending<()>>>>,
 }
-
-/// How long a local change wins over what `refresh` reads back: far longer
-/// than the writer thread takes to commit a queued write.
-const LOCAL_CHANGE_WINS: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An app's public keys for `private_key_jwt`, as registered.
 #[derive(Clone, Copy, Debug)]
@@ -191,7 +187,7 @@ impl App {
             generation: stored.secret_generation,
             jwks: stored.jwks,
             jwks_url: stored.jwks_url,
-            changed_here: None,
+            unsaved: None,
         }
     }
 
@@ -343,7 +339,7 @@ impl AppRegistry {
             generation: 0,
             jwks,
             jwks_url,
-            changed_here: None,
+            unsaved: None,
         };
         self.save(&app);
         self.apps
@@ -410,7 +406,7 @@ impl AppRegistry {
                 // IT's file provisions secrets only; keys come by `apps set-jwks`.
                 jwks: None,
                 jwks_url: None,
-                changed_here: None,
+                unsaved: None,
             };
             self.save(&app);
             apps.push(app);
@@ -471,8 +467,10 @@ impl AppRegistry {
             return Ok(false);
         }
         app.info.acknowledges = acknowledges;
-        app.changed_here = Some(std::time::Instant::now());
-        self.save(app);
+        if let Some(db) = &self.storage {
+            let write = db.save_app(&app.to_stored());
+            app.unsaved = Some(std::sync::Arc::new(std::sync::Mutex::new(write)));
+        }
         Ok(true)
     }
 
@@ -609,10 +607,11 @@ impl AppRegistry {
                         }
                         // Not a permission: follows `apps set-ack` either
                         // way, unless our own change is still being written.
-                        let ours = app
-                            .changed_here
-                            .is_some_and(|t| t.elapsed() < LOCAL_CHANGE_WINS);
-                        if !ours {
+                        let queued = app.unsaved.as_ref().is_some_and(|w| {
+                            !w.lock().unwrap_or_else(|e| e.into_inner()).settled()
+                        });
+                        if !queued {
+                            app.unsaved = None;
                             app.info.acknowledges = fresh.info.acknowledges;
                         }
                     }

@@ -453,6 +453,7 @@ fn count(n: u64) -> usize {
 /// A queued write: resolves once it is committed, or with why it is not.
 /// Dropping it does not cancel the write.
 #[must_use = "a write is durable only once its Pending resolves"]
+#[derive(Debug)]
 pub struct Pending<T> {
     /// `None`: the writer was gone when the write was submitted.
     rx: Option<oneshot::Receiver<Result<u64, StorageError>>>,
@@ -479,6 +480,15 @@ impl<T> Pending<T> {
     /// Lets the write go on without waiting for it: it is queued already and
     /// commits in order behind the calls before it (bookkeeping writes).
     pub fn detach(self) {}
+
+    /// Whether the writer is done with it (committed or failed), without
+    /// waiting; the result itself is dropped.
+    pub fn settled(&mut self) -> bool {
+        match self.rx.as_mut() {
+            None => true,
+            Some(rx) => !matches!(rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)),
+        }
+    }
 
     /// Blocks the thread until the write is committed: for code outside an
     /// async runtime (the CLI, shutdown hooks). Never call it on a runtime
