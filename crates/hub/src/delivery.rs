@@ -192,6 +192,11 @@ impl Hub {
             topic: event.topic.clone(),
             event: event.name.to_string(),
         });
+        if event.name.folded() == "userhibernate" {
+            self.emit(HubEvent::Hibernated {
+                topic: event.topic.clone(),
+            });
+        }
         self.fail_all(failures);
         Ok(Published {
             message: Value::Object(event.message),

@@ -95,6 +95,9 @@ pub enum HubEvent {
     LinkBroken { topic: String, subscriber: String },
     /// Support rejoined an app: it was sent the current context.
     Rejoined { topic: String, subscriber: String },
+    /// An app announced `UserHibernate` (the user's session is suspended,
+    /// e.g. the workstation locks): forwarded to the apps, shown here.
+    Hibernated { topic: String },
     /// A topic other than the session's was dropped, with its contexts,
     /// after `Config::topic_idle` without a subscriber.
     TopicEnded { topic: String },

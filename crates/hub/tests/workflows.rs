@@ -445,6 +445,41 @@ async fn end_of_day_logout_closes_everything_and_every_app_is_told() {
     hub.stop().await;
 }
 
+/// Story 6b, lunch. The workstation locks: the RIS announces
+/// `UserHibernate`; it is forwarded to the apps that follow it and shown
+/// to the tray and the dashboard (a hub event), and the context stays.
+#[tokio::test]
+async fn lunch_hibernate_is_forwarded_and_shown_and_the_context_stays() {
+    let hub = TestHub::start_with_auth().await;
+    let ris = App::register(&hub, "RIS").await;
+    let session = ris.topic.clone();
+    let pacs_app = App::register(&hub, "PACS").await;
+    let mut pacs = pacs_app
+        .join(&hub, "Patient-open,UserHibernate", "PACS")
+        .await;
+    let mut events = hub.hub.events();
+    ris.publish(&hub, &patient_open(&session, "p1")).await;
+    let hibernate = event(
+        &session,
+        "UserHibernate",
+        json!([{"key": "parameters", "resource": {"resourceType": "Parameters", "parameter": [
+            {"name": "code", "valueCoding": {"system": "http://hl7.org/fhir/uv/fhircast/CodeSystem/fhircast-logout-codesystem", "code": "system-timeout"}}]}}]),
+    );
+    ris.publish(&hub, &hibernate).await;
+    assert_eq!(
+        saw(&mut pacs, 2).await,
+        ["Patient-open p1", "UserHibernate "]
+    );
+    wait_for(
+        &mut events,
+        |e| matches!(e, HubEvent::Hibernated { topic } if *topic == session),
+    )
+    .await;
+    let ctx = ris.context(&hub, &session).await;
+    assert_eq!(ctx["context"][0]["resource"]["id"], "p1", "{ctx}");
+    hub.stop().await;
+}
+
 /// Story 7, a topic of its own. A teaching-file app uses a topic other than
 /// the session's; with nobody subscribed it keeps its context for the idle
 /// time, then goes (a short idle time here, 300 ms; 15 minutes by default).
