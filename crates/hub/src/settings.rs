@@ -827,11 +827,19 @@ pub fn update_user_file(
     if !locked.is_empty() {
         return Err(UpdateError::Locked(locked));
     }
-    // Start from the user file as it is (keeping its apps); a broken one
-    // is not silently replaced: the user should see what was in it.
-    let mut table = match read(&layout.user, false) {
-        Ok(Some(p)) => p.table,
-        Ok(None) => toml::Table::new(),
+    // Start from the user file as it is, comments, order and apps kept: a
+    // person or IT may have annotated it. A broken one is not silently
+    // replaced: the user should see what was in it.
+    let mut doc: toml_edit::DocumentMut = match read(&layout.user, false) {
+        Ok(Some(_)) => std::fs::read_to_string(&layout.user)
+            .map_err(|e| UpdateError::Write(layout.user.clone(), e))?
+            .parse()
+            .map_err(|e: toml_edit::TomlError| UpdateError::Invalid(e.to_string()))?,
+        Ok(None) => {
+            "# Lockstep settings, written by the dashboard. Keys: see README \"Configuration\".\n"
+                .parse()
+                .expect("a comment is a TOML document")
+        }
         Err(e) => return Err(UpdateError::User(e)),
     };
     for (key, value) in changes {
@@ -842,22 +850,82 @@ pub fn update_user_file(
             )));
         }
         if value.is_null() {
-            table.remove(key);
+            remove_keeping_comments(&mut doc, key);
             continue;
         }
         let v = toml::Value::try_from(value)
             .map_err(|e| UpdateError::Invalid(format!("{key}: {e}")))?;
         check_value(key, &v).map_err(UpdateError::Invalid)?;
-        table.insert(key.clone(), v);
+        let edited = edit_value(&v)
+            .ok_or_else(|| UpdateError::Invalid(format!("{key}: not a setting value")))?;
+        match doc.get_mut(key).and_then(toml_edit::Item::as_value_mut) {
+            // In place: the comment beside the key stays with it.
+            Some(old) => {
+                let decor = old.decor().clone();
+                *old = edited;
+                *old.decor_mut() = decor;
+            }
+            None => {
+                doc.insert(key, toml_edit::Item::Value(edited));
+            }
+        }
     }
-    let text = toml::to_string(&table).map_err(|e| UpdateError::Invalid(e.to_string()))?;
-    let text = format!(
-        "# Lockstep settings, written by the dashboard. Keys: see README \"Configuration\".\n{text}"
-    );
+    let text = doc.to_string();
     // The same checks as at start-up, before anything is written.
     parse(&layout.user, &text, false).map_err(|e| UpdateError::Invalid(e.message))?;
     write_atomic(&layout.user, &text).map_err(|e| UpdateError::Write(layout.user.clone(), e))?;
     Settings::load(layout).map_err(UpdateError::System)
+}
+
+/// Removes a top-level key; the comment lines above it (often the file's
+/// own header) move to what now comes first, rather than vanish.
+fn remove_keeping_comments(doc: &mut toml_edit::DocumentMut, key: &str) {
+    let root = doc.as_table_mut();
+    let prefix = root
+        .key(key)
+        .and_then(|k| k.leaf_decor().prefix())
+        .and_then(|p| p.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    root.remove(key);
+    if prefix.trim().is_empty() {
+        return;
+    }
+    let next_key = root
+        .iter()
+        .find(|(_, item)| item.is_value())
+        .map(|(k, _)| k.to_owned());
+    if let Some(mut next) = next_key.as_deref().and_then(|k| root.key_mut(k)) {
+        let old = next
+            .leaf_decor()
+            .prefix()
+            .and_then(|p| p.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        next.leaf_decor_mut().set_prefix(format!("{prefix}{old}"));
+        return;
+    }
+    let trailing = doc.trailing().as_str().unwrap_or_default().to_owned();
+    doc.set_trailing(format!("{prefix}{trailing}"));
+}
+
+/// A settings value as `toml_edit` writes it (settings are scalars or
+/// lists of strings).
+fn edit_value(v: &toml::Value) -> Option<toml_edit::Value> {
+    Some(match v {
+        toml::Value::String(s) => s.as_str().into(),
+        toml::Value::Integer(i) => (*i).into(),
+        toml::Value::Float(f) => (*f).into(),
+        toml::Value::Boolean(b) => (*b).into(),
+        toml::Value::Array(items) => {
+            let mut array = toml_edit::Array::new();
+            for item in items {
+                array.push_formatted(edit_value(item)?);
+            }
+            toml_edit::Value::Array(array)
+        }
+        _ => return None,
+    })
 }
 
 /// Writes a sibling temp file (0600 on Unix) and renames it over `path`,
@@ -1315,6 +1383,11 @@ mod tests {
         assert_eq!(s.values.grace_period_ms, 30_000);
         assert_eq!(s.sources["grace_period_ms"], Source::Default);
         assert_eq!(s.apps.len(), 1, "the user file's apps are kept");
+        let written = std::fs::read_to_string(&f.layout.user).unwrap();
+        assert!(
+            written.starts_with("# mine\n"),
+            "comments survive: {written}"
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -1330,6 +1403,30 @@ mod tests {
             .collect();
         assert_eq!(leftovers, [FILE_NAME], "no temp file left behind");
         drop(f.dir);
+    }
+
+    #[test]
+    fn update_keeps_the_comments_of_the_user_file() {
+        let f = files(
+            None,
+            Some("# Reading room 3, set up by IT\nack_timeout_ms = 2000 # the old PACS is slow\n\n# our viewer\n[[apps]]\nclient_id = \"v\"\nname = \"V\"\nscopes = \"fhircast/*.read\"\n"),
+        );
+        let change = serde_json::json!({"ack_timeout_ms": 3000, "lease_max_secs": 3600});
+        update_user_file(&f.layout, change.as_object().unwrap()).unwrap();
+        let text = std::fs::read_to_string(&f.layout.user).unwrap();
+        for kept in [
+            "# Reading room 3, set up by IT",
+            "# the old PACS is slow",
+            "# our viewer",
+        ] {
+            assert!(text.contains(kept), "{kept:?} lost: {text}");
+        }
+        assert!(text.contains("ack_timeout_ms = 3000"), "{text}");
+        assert!(text.contains("lease_max_secs = 3600"), "{text}");
+        assert!(
+            text.find("lease_max_secs").unwrap() < text.find("[[apps]]").unwrap(),
+            "new keys go above the tables: {text}"
+        );
     }
 
     #[test]
