@@ -526,6 +526,71 @@ mod sys {
     }
 }
 
+/// Per-user ports tried before giving up.
+const PER_USER_TRIES: u16 = 16;
+
+/// A listening socket for this user's hub, and whether it had to move.
+#[derive(Debug)]
+pub struct Bound {
+    pub listener: tokio::net::TcpListener,
+    /// The configured port and who holds it, when another user did and
+    /// this hub moved to its per-user port.
+    pub moved_from: Option<(u16, String)>,
+}
+
+impl Bound {
+    /// What to tell the user (tray tooltip, log): "port 4747 is used by
+    /// another user (uid 1001); this session uses 5662".
+    pub fn note(&self) -> Option<String> {
+        let (port, who) = self.moved_from.as_ref()?;
+        let now = self.listener.local_addr().ok()?.port();
+        Some(format!(
+            "port {port} is used by another user ({who}); this session uses {now}"
+        ))
+    }
+}
+
+/// Binds `addr`; if its port is held by another OS user (their hub, on a
+/// multi-session host), binds this user's per-user port instead (or the
+/// next free ones in the range). Held by this same user: an error (the
+/// hub is probably running already; see the discovery file).
+pub async fn bind_for_this_user(addr: SocketAddr) -> Result<Bound, String> {
+    let in_use = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => {
+            return Ok(Bound {
+                listener,
+                moved_from: None,
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse && addr.port() != 0 => e,
+        Err(e) => return Err(format!("cannot listen on {addr}: {e}")),
+    };
+    let who = match listener_owner(addr) {
+        Ok(PeerOwner::Us) => {
+            return Err(format!(
+                "cannot listen on {addr}: {in_use}; a process of yours holds it (is Lockstep running already? \
+                 its discovery file says where)"
+            ))
+        }
+        Ok(PeerOwner::Other(who)) => who,
+        // Owner unknown (another program, or no peer check on this OS).
+        Ok(PeerOwner::NotLocal) | Err(_) => "owner unknown".to_owned(),
+    };
+    for port in per_user_candidates(&current_user_key(), PER_USER_TRIES) {
+        let candidate = SocketAddr::new(addr.ip(), port);
+        if let Ok(listener) = tokio::net::TcpListener::bind(candidate).await {
+            return Ok(Bound {
+                listener,
+                moved_from: Some((addr.port(), who)),
+            });
+        }
+    }
+    Err(format!(
+        "cannot listen on {addr}: {in_use} (held by {who}), nor on this user's ports from {}",
+        per_user_port(&current_user_key())
+    ))
+}
+
 /// Ports a user's hub moves to when the configured one is held by another
 /// user's hub: `PER_USER_PORTS_START ..= PER_USER_PORTS_START + PER_USER_PORTS - 1`
 /// (4748-5747), below every OS's ephemeral range.
