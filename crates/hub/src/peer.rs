@@ -283,6 +283,38 @@ mod sys {
     mod tests {
         use super::*;
 
+        /// The cost per connection (DEPLOYMENT.md quotes it): run with
+        /// `cargo test -p lockstep-hub --lib peer_check_cost -- --ignored --nocapture`.
+        #[test]
+        #[ignore = "a measurement, not a check"]
+        fn peer_check_cost() {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let server = listener.local_addr().unwrap();
+            let mut held = Vec::new();
+            for sockets in [1usize, 1000, 4000] {
+                while held.len() < sockets {
+                    let c = std::net::TcpStream::connect(server).unwrap();
+                    let (a, peer) = listener.accept().unwrap();
+                    held.push((c, a, peer));
+                }
+                let peer = held.last().unwrap().2;
+                let time = |f: &dyn Fn() -> io::Result<Option<u32>>, n: u32| {
+                    let start = std::time::Instant::now();
+                    for _ in 0..n {
+                        assert!(f().unwrap().is_some());
+                    }
+                    start.elapsed() / n
+                };
+                let netlink = time(&|| sock_diag_uid(peer, Some(server)), 10_000);
+                let procfs = time(&|| procfs_uid(peer, Some(server)), 100);
+                println!(
+                    "{} loopback connections ({} sockets): sock_diag {netlink:?}, /proc/net/tcp {procfs:?} per lookup",
+                    sockets,
+                    sockets * 2 + 1
+                );
+            }
+        }
+
         #[test]
         fn procfs_spells_addresses_like_the_kernel() {
             // Little-endian hosts (the CI's) write 127.0.0.1 as 0100007F.
