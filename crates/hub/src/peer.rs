@@ -408,8 +408,10 @@ mod sys {
             SocketAddr::V6(_) => AF_INET6,
         };
         let mut size = 0u32;
-        let mut table: Vec<u64> = Vec::new(); // u64: aligned for the rows
-                                              // The table may grow between the size query and the read: retry.
+        // u64: aligned for the rows.
+        let mut table: Vec<u64> = Vec::new();
+        let mut filled = false;
+        // The table may grow between the size query and the read: retry.
         for _ in 0..4 {
             // SAFETY: the buffer holds `size` bytes.
             let status = unsafe {
@@ -423,13 +425,17 @@ mod sys {
                 )
             };
             match status {
-                0 => break,
-                122 => table = vec![0u64; (size as usize).div_ceil(8) + 1], // ERROR_INSUFFICIENT_BUFFER
+                0 => {
+                    filled = true;
+                    break;
+                }
+                // ERROR_INSUFFICIENT_BUFFER: `size` now says how much.
+                122 => table = vec![0u64; (size as usize).div_ceil(8) + 1],
                 e => return Err(io::Error::from_raw_os_error(e as i32)),
             }
         }
-        if table.is_empty() {
-            return Err(io::Error::other("TCP table unavailable"));
+        if !filled {
+            return Err(io::Error::other("the TCP table kept growing; try again"));
         }
         let port = |p: u32| u16::from_be(p as u16);
         // SAFETY: the table starts with dwNumEntries, then that many rows.
