@@ -697,6 +697,22 @@ mod tests {
         assert_eq!(per_user_candidates("x", 5000).count(), 1000);
     }
 
+    /// A port this same user holds means Lockstep runs already: an error
+    /// saying so, never a second hub on another port. (Held by another
+    /// user, the hub moves: scripts/two-users-test.)
+    #[cfg(any(target_os = "linux", windows))]
+    #[tokio::test]
+    async fn a_port_held_by_this_user_is_an_error_not_a_move() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        let err = bind_for_this_user(addr).await.unwrap_err();
+        assert!(err.contains("a process of yours holds it"), "{err}");
+        let free = bind_for_this_user("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        assert!(free.moved_from.is_none() && free.note().is_none());
+    }
+
     #[test]
     fn mapped_ipv4_is_ipv4() {
         let mapped: SocketAddr = "[::ffff:127.0.0.1]:4747".parse().unwrap();

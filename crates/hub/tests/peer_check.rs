@@ -130,3 +130,28 @@ async fn peer_check_off_serves_every_user() {
     assert!(out.trim_end().ends_with("200"), "{out}");
     assert!(audit_records(&hub).await.is_empty());
 }
+
+/// With `--tls` the refusal comes after the handshake, in HTTPS: the
+/// client still reads the sentence, not a TLS error.
+#[tokio::test]
+async fn another_user_is_refused_over_tls_too() {
+    if !is_root() {
+        eprintln!("skipped: needs root to run a client as another user");
+        return;
+    }
+    let hub = TestHub::start_with(|c| c.tls = true).await;
+    let url = format!("https://{}/fhircast/STU3/x", hub.addr);
+    let mut cmd = tokio::process::Command::new("curl");
+    // -k: this test is about the refusal, not about trusting the certificate.
+    cmd.uid(NOBODY)
+        .gid(NOBODY)
+        .args(["-sSk", "--max-time", "5", "-w", "\n%{http_code}", &url]);
+    let Ok(out) = cmd.output().await else {
+        eprintln!("skipped: cannot run curl");
+        return;
+    };
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains(REFUSAL), "{out}");
+    assert!(out.ends_with("403"), "{out}");
+    assert_eq!(audit_records(&hub).await.len(), 1);
+}
