@@ -155,3 +155,80 @@ async fn another_user_is_refused_over_tls_too() {
     assert!(out.ends_with("403"), "{out}");
     assert_eq!(audit_records(&hub).await.len(), 1);
 }
+
+/// The discovery file contract, with the real binary: written (0600) with
+/// the hub's own port before the ready line, a second hub of the same user
+/// on that port is an error (not a move), and a clean stop removes the file.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn binary_writes_the_discovery_file_and_removes_it_at_stop() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let start = || {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_lockstep-hub"));
+        cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--secret-store",
+                "memory",
+                "--no-auth",
+                "--no-dashboard-link",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("HOME", dir.path())
+            .env("XDG_RUNTIME_DIR", dir.path().join("run"))
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd.spawn().expect("spawn lockstep-hub")
+    };
+    let mut hub = start();
+    let mut stdout = BufReader::new(hub.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(common::WAIT, stdout.next_line())
+        .await
+        .expect("ready in time")
+        .unwrap()
+        .expect("a ready line");
+    assert!(ready.contains(&format!("127.0.0.1:{port}/")), "{ready}");
+
+    let file = dir.path().join("run/lockstep/hub.json");
+    let found: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(found["port"], port);
+    assert_eq!(found["perUserPort"], false);
+    assert_eq!(found["pid"], hub.id().unwrap());
+    assert_eq!(
+        found["hubUrl"],
+        format!("http://127.0.0.1:{port}/fhircast/STU3")
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // The same user again on the same port: Lockstep runs already.
+    let second = tokio::time::timeout(common::WAIT, start().wait_with_output())
+        .await
+        .expect("the second hub exits in time")
+        .unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("a process of yours holds it"), "{err}");
+    assert!(file.exists(), "the first hub's file stays");
+
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(hub.id().unwrap() as i32, libc::SIGTERM) };
+    let status = tokio::time::timeout(common::WAIT, hub.wait())
+        .await
+        .expect("stops in time")
+        .unwrap();
+    assert!(status.success());
+    assert!(!file.exists(), "removed at a clean stop");
+}

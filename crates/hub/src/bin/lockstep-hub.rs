@@ -439,13 +439,7 @@ fn main() -> ExitCode {
         let hub = Hub::new(config);
         settings.provision_into(&hub);
         let scheme = hub.config().http_scheme();
-        println!(
-            "Lockstep hub ready at {scheme}://{addr}{}",
-            server::STU3_PATH
-        );
-        if print_link {
-            println!("Dashboard (one-time link): {}", hub.one_time_link());
-        }
+        // Before the ready line: whoever waits for it finds the file.
         let discovery_dir = discoverable
             .then(lockstep_hub::discovery_file::discovery_dir)
             .flatten();
@@ -461,6 +455,13 @@ fn main() -> ExitCode {
                 Ok(path) => tracing::info!(file = %path.display(), "discovery file written"),
                 Err(e) => warn!(dir = %dir.display(), error = %e, "cannot write the discovery file: apps must be told the port"),
             }
+        }
+        println!(
+            "Lockstep hub ready at {scheme}://{addr}{}",
+            server::STU3_PATH
+        );
+        if print_link {
+            println!("Dashboard (one-time link): {}", hub.one_time_link());
         }
         let result = server::run(listener, hub, server::shutdown_signal()).await;
         if let Some(dir) = &discovery_dir {
