@@ -713,6 +713,33 @@ mod tests {
         assert!(free.moved_from.is_none() && free.note().is_none());
     }
 
+    /// IPv6 loopback, and an IPv4 client of a dual-stack listener (its
+    /// addresses show as `::ffff:127.0.0.1`), are found as ours too.
+    #[cfg(any(target_os = "linux", windows))]
+    #[test]
+    fn ipv6_and_dual_stack_connections_are_ours() {
+        let mut cases = vec![("[::1]:0", "[::1]")];
+        // Windows sockets are IPv6-only by default: no dual stack there.
+        if cfg!(target_os = "linux") {
+            cases.push(("[::]:0", "127.0.0.1"));
+        }
+        for (bind, connect_ip) in cases {
+            let Ok(listener) = std::net::TcpListener::bind(bind) else {
+                eprintln!("skipped {bind}: no IPv6 here");
+                continue;
+            };
+            let port = listener.local_addr().unwrap().port();
+            let _client = std::net::TcpStream::connect(format!("{connect_ip}:{port}")).unwrap();
+            let (accepted, peer) = listener.accept().unwrap();
+            let local = accepted.local_addr().unwrap();
+            assert_eq!(
+                connection_owner(local, peer).unwrap(),
+                PeerOwner::Us,
+                "{bind}: {local} <- {peer}"
+            );
+        }
+    }
+
     #[test]
     fn mapped_ipv4_is_ipv4() {
         let mapped: SocketAddr = "[::ffff:127.0.0.1]:4747".parse().unwrap();
