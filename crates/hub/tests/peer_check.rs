@@ -232,3 +232,33 @@ async fn binary_writes_the_discovery_file_and_removes_it_at_stop() {
     assert!(status.success());
     assert!(!file.exists(), "removed at a clean stop");
 }
+
+/// What the check adds to a whole connection (connect, one request, the
+/// answer, close), against the same hub without it. A measurement for
+/// DEPLOYMENT.md: `cargo test -p lockstep-hub --test peer_check
+/// connection_cost -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn connection_cost_with_and_without_the_peer_check() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CONNECTIONS: u32 = 2000;
+    for peer_check in [false, true, false, true] {
+        let hub = TestHub::start_with(|c| c.peer_check = peer_check).await;
+        let request = format!(
+            "GET /fhircast/STU3/x HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            hub.addr
+        );
+        let start = std::time::Instant::now();
+        for _ in 0..CONNECTIONS {
+            let mut s = tokio::net::TcpStream::connect(hub.addr).await.unwrap();
+            s.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            s.read_to_end(&mut answer).await.unwrap();
+            assert!(answer.starts_with(b"HTTP/1.1 200"));
+        }
+        println!(
+            "peer_check = {peer_check}: {:?} per connection",
+            start.elapsed() / CONNECTIONS
+        );
+    }
+}
