@@ -142,20 +142,17 @@ impl HubListener {
         self
     }
 
-    /// `true` if the peer check lets this connection in; otherwise the
+    /// The connection back if the peer check lets it in; otherwise the
     /// refusal is recorded and answered (in a task) here.
-    fn peer_allowed(&mut self, stream: &mut Option<TcpStream>, peer: SocketAddr) -> bool {
+    fn check_peer(&mut self, stream: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
         let Some(check) = &mut self.peer_check else {
-            return true;
+            return Some(stream);
         };
-        let Some(s) = stream.as_ref() else {
-            return false;
-        };
-        let owner = s
+        let owner = stream
             .local_addr()
             .and_then(|local| crate::peer::connection_owner(local, peer));
         let who = match peer_verdict(peer, owner) {
-            PeerVerdict::Serve => return true,
+            PeerVerdict::Serve => return Some(stream),
             PeerVerdict::Refuse(who) => who,
         };
         if check.window_start.elapsed() >= PEER_WINDOW {
@@ -173,7 +170,6 @@ impl HubListener {
         } else {
             check.unaudited = check.unaudited.saturating_add(1);
         }
-        let stream = stream.take().expect("checked above");
         if let Ok(slot) = self.refusing.clone().try_acquire_owned() {
             let tls = self.tls.clone();
             tokio::spawn(async move {
@@ -182,7 +178,7 @@ impl HubListener {
                 drop(slot);
             });
         }
-        false
+        None
     }
 
     /// A connection to hand to axum now, or `None` if it was refused or
@@ -190,11 +186,7 @@ impl HubListener {
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) -> Option<(Conn, SocketAddr)> {
         // First, before a permit: another user's flood never takes places
         // from this user's apps.
-        let mut stream = Some(stream);
-        if !self.peer_allowed(&mut stream, peer) {
-            return None;
-        }
-        let stream = stream?;
+        let stream = self.check_peer(stream, peer)?;
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             let quiet =
                 matches!(self.logged_refusal, Some(t) if t.elapsed() < Duration::from_secs(10));
