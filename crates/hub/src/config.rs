@@ -97,6 +97,11 @@ pub struct Config {
     /// Hosts (names or IP addresses) that legacy webhook callbacks may
     /// point at besides loopback addresses; empty by default.
     pub webhook_allowed_hosts: Vec<String>,
+    /// Serve only processes of the OS user the hub runs as (issue 17):
+    /// every connection's client socket is looked up right after accept;
+    /// another user's gets a 403 and is closed. On by default; off only
+    /// for a site that must share one hub between accounts.
+    pub peer_check: bool,
 }
 
 impl Config {
@@ -143,6 +148,7 @@ impl Config {
             external_issuers: Vec::new(),
             jwks_policy: JwksPolicy::default(),
             webhook_allowed_hosts: Vec::new(),
+            peer_check: true,
         }
     }
 

@@ -8,6 +8,14 @@
 //! learns why instead of hanging. TLS handshakes run in their own tasks
 //! with a deadline: a slow or silent client never holds up the others.
 //!
+//! Peer check (issue 17, `peer.rs`): right after accept, before any byte
+//! of HTTP is read, the client socket's OS user is asked of the kernel; a
+//! connection from another account's process is answered `403` with a
+//! sentence and closed, and audited. The check fails closed: a socket it
+//! cannot place on loopback is refused too. Log lines and audit records
+//! of refusals are rate-limited, so another user's flood costs this one a
+//! bounded amount of log and disk.
+//!
 //! `Idle`: a connection on which nothing moved either way for
 //! `idle_timeout` fails its next read or write and is closed, giving its
 //! permit back. A request head that trickles in is cut off sooner, by
@@ -36,6 +44,50 @@ const MAX_REFUSING: usize = 32;
 /// How long a refusal may take in all: handshake, reading the request
 /// head, writing the answer.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The body of the peer check's 403.
+pub const PEER_REFUSAL: &str = "this Lockstep hub serves only the user who started it";
+/// Peer refusals audited per window; the rest are counted into the next
+/// record, so a flood from another account cannot fill the disk.
+const PEER_AUDITS_PER_WINDOW: u32 = 10;
+const PEER_WINDOW: Duration = Duration::from_secs(10);
+
+/// Records a peer refusal (the audit trail): the peer's address, who owns
+/// it, and how many refusals since the last record went unrecorded.
+pub type OnPeerRefused = Arc<dyn Fn(SocketAddr, &str, u32) + Send + Sync>;
+
+/// The peer check's bookkeeping: what to call on a refusal, and its rate
+/// limits.
+struct PeerCheck {
+    on_refused: OnPeerRefused,
+    window_start: std::time::Instant,
+    audited_in_window: u32,
+    unaudited: u32,
+    logged: bool,
+}
+
+/// Whether the process at the other end of a connection may be served.
+#[derive(Debug, PartialEq, Eq)]
+enum PeerVerdict {
+    Serve,
+    /// Refused; the text names the other end's owner.
+    Refuse(String),
+}
+
+/// The rule: our own user's processes are served; another user's are not;
+/// a socket not found is a remote client (`--allow-remote`, behind
+/// authorization) unless it came over loopback; a failed lookup refuses.
+fn peer_verdict(peer: SocketAddr, owner: io::Result<crate::peer::PeerOwner>) -> PeerVerdict {
+    use crate::peer::PeerOwner;
+    match owner {
+        Ok(PeerOwner::Us) => PeerVerdict::Serve,
+        Ok(PeerOwner::Other(who)) => PeerVerdict::Refuse(who),
+        Ok(PeerOwner::NotLocal) if !peer.ip().is_loopback() => PeerVerdict::Serve,
+        Ok(PeerOwner::NotLocal) => {
+            PeerVerdict::Refuse("an unknown process (socket not found)".into())
+        }
+        Err(e) => PeerVerdict::Refuse(format!("an unknown process (lookup failed: {e})")),
+    }
+}
 
 pub struct HubListener {
     tcp: TcpListener,
@@ -46,6 +98,8 @@ pub struct HubListener {
     refusing: Arc<Semaphore>,
     /// When a refusal was last logged: one line per burst, not per socket.
     logged_refusal: Option<std::time::Instant>,
+    /// Set with `with_peer_check`: only the hub's own OS user is served.
+    peer_check: Option<PeerCheck>,
     /// Connections whose handshake finished, from their tasks.
     ready_tx: mpsc::UnboundedSender<(Conn, SocketAddr)>,
     ready_rx: mpsc::UnboundedReceiver<(Conn, SocketAddr)>,
@@ -69,14 +123,70 @@ impl HubListener {
             idle_timeout,
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             logged_refusal: None,
+            peer_check: None,
             ready_tx,
             ready_rx,
         }
     }
 
+    /// Serves only processes of the OS user the hub runs as; `on_refused`
+    /// audits the others.
+    pub fn with_peer_check(mut self, on_refused: OnPeerRefused) -> Self {
+        self.peer_check = Some(PeerCheck {
+            on_refused,
+            window_start: std::time::Instant::now(),
+            audited_in_window: 0,
+            unaudited: 0,
+            logged: false,
+        });
+        self
+    }
+
+    /// The connection back if the peer check lets it in; otherwise the
+    /// refusal is recorded and answered (in a task) here.
+    fn check_peer(&mut self, stream: TcpStream, peer: SocketAddr) -> Option<TcpStream> {
+        let Some(check) = &mut self.peer_check else {
+            return Some(stream);
+        };
+        let owner = stream
+            .local_addr()
+            .and_then(|local| crate::peer::connection_owner(local, peer));
+        let who = match peer_verdict(peer, owner) {
+            PeerVerdict::Serve => return Some(stream),
+            PeerVerdict::Refuse(who) => who,
+        };
+        if check.window_start.elapsed() >= PEER_WINDOW {
+            check.window_start = std::time::Instant::now();
+            check.audited_in_window = 0;
+            check.logged = false;
+        }
+        if !check.logged {
+            check.logged = true;
+            tracing::warn!(%peer, owner = %who, "refusing a connection from another OS user's process (peer check; one line per {}s)", PEER_WINDOW.as_secs());
+        }
+        if check.audited_in_window < PEER_AUDITS_PER_WINDOW {
+            check.audited_in_window += 1;
+            (check.on_refused)(peer, &who, std::mem::take(&mut check.unaudited));
+        } else {
+            check.unaudited = check.unaudited.saturating_add(1);
+        }
+        if let Ok(slot) = self.refusing.clone().try_acquire_owned() {
+            let tls = self.tls.clone();
+            tokio::spawn(async move {
+                let answer = plain_answer("403 Forbidden", &format!("{PEER_REFUSAL}.\n"), "");
+                let _ = tokio::time::timeout(REFUSAL_TIMEOUT, refuse(stream, tls, answer)).await;
+                drop(slot);
+            });
+        }
+        None
+    }
+
     /// A connection to hand to axum now, or `None` if it was refused or
     /// its TLS handshake continues in a task.
     fn admit(&mut self, stream: TcpStream, peer: SocketAddr) -> Option<(Conn, SocketAddr)> {
+        // First, before a permit: another user's flood never takes places
+        // from this user's apps.
+        let stream = self.check_peer(stream, peer)?;
         let Ok(permit) = self.permits.clone().try_acquire_owned() else {
             let quiet =
                 matches!(self.logged_refusal, Some(t) if t.elapsed() < Duration::from_secs(10));
@@ -86,9 +196,15 @@ impl HubListener {
             }
             if let Ok(slot) = self.refusing.clone().try_acquire_owned() {
                 let tls = self.tls.clone();
-                let limit = self.limit;
+                let body = format!(
+                    "The Lockstep hub is serving its maximum of {} connections; try again shortly, \
+                     or ask the administrator to raise --max-connections.\n",
+                    self.limit
+                );
+                let answer = plain_answer("503 Service Unavailable", &body, "Retry-After: 5\r\n");
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, refuse(stream, tls, limit)).await;
+                    let _ =
+                        tokio::time::timeout(REFUSAL_TIMEOUT, refuse(stream, tls, answer)).await;
                     drop(slot);
                 });
             }
@@ -193,18 +309,18 @@ async fn tell_to_use_https(stream: TcpStream) -> io::Result<()> {
     answer_and_close(stream, answer.as_bytes()).await
 }
 
-/// The answer to a connection over the limit, in the client's protocol
-/// (after the handshake with TLS).
-async fn refuse(stream: TcpStream, tls: Option<TlsAcceptor>, limit: usize) -> io::Result<()> {
-    let body = format!(
-        "The Lockstep hub is serving its maximum of {limit} connections; try again shortly, \
-         or ask the administrator to raise --max-connections.\n"
-    );
-    let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
-         Content-Length: {}\r\nRetry-After: 5\r\nConnection: close\r\n\r\n{body}",
+/// A complete `HTTP/1.1` answer with a text body, closing the connection.
+fn plain_answer(status: &str, body: &str, extra_headers: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\n{extra_headers}Connection: close\r\n\r\n{body}",
         body.len()
-    );
+    )
+}
+
+/// A refusal (over the limit, or another user's process), in the client's
+/// protocol (after the handshake with TLS).
+async fn refuse(stream: TcpStream, tls: Option<TlsAcceptor>, answer: String) -> io::Result<()> {
     match tls {
         Some(tls) => answer_and_close(tls.accept(stream).await?, answer.as_bytes()).await,
         None => answer_and_close(stream, answer.as_bytes()).await,
@@ -374,5 +490,42 @@ impl AsyncWrite for Conn {
             Io::Plain(s) => s.is_write_vectored(),
             Io::Tls(s) => s.is_write_vectored(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::peer::PeerOwner;
+
+    /// Issue 17: who is served.
+    #[test]
+    fn peer_verdicts() {
+        let local: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:50000".parse().unwrap();
+        assert_eq!(peer_verdict(local, Ok(PeerOwner::Us)), PeerVerdict::Serve);
+        assert_eq!(
+            peer_verdict(local, Ok(PeerOwner::Other("uid 1001".into()))),
+            PeerVerdict::Refuse("uid 1001".into())
+        );
+        // Found on this machine under another user, even via a LAN address.
+        assert!(matches!(
+            peer_verdict(remote, Ok(PeerOwner::Other("uid 1001".into()))),
+            PeerVerdict::Refuse(_)
+        ));
+        // Not a local socket: another machine (--allow-remote) is served.
+        assert_eq!(
+            peer_verdict(remote, Ok(PeerOwner::NotLocal)),
+            PeerVerdict::Serve
+        );
+        // Fails closed on loopback.
+        assert!(matches!(
+            peer_verdict(local, Ok(PeerOwner::NotLocal)),
+            PeerVerdict::Refuse(_)
+        ));
+        assert!(matches!(
+            peer_verdict(local, Err(io::Error::other("denied"))),
+            PeerVerdict::Refuse(w) if w.contains("denied")
+        ));
     }
 }

@@ -101,7 +101,12 @@ pub async fn run(
     };
     let config = hub.config();
     let idle = config.idle_timeout.max(config.ping_interval * 2);
-    let listener = HubListener::new(listener, tls, config.max_connections, idle);
+    let mut listener = HubListener::new(listener, tls, config.max_connections, idle);
+    if config.peer_check && !crate::peer::SUPPORTED {
+        warn!("the peer check (one user, one hub) is not available on this OS: any local user can reach this hub");
+    } else if config.peer_check {
+        listener = listener.with_peer_check(peer_refusal_audit(hub.clone()));
+    }
     hub.set_local_addr(addr);
     let token = hub.shutdown_token().clone();
     hub.start_background();
@@ -129,6 +134,23 @@ pub async fn run(
     hub.flush_storage().await;
     info!("stopped");
     Ok(())
+}
+
+/// Audits a connection refused by the peer check (issue 17).
+fn peer_refusal_audit(hub: Hub) -> crate::listener::OnPeerRefused {
+    std::sync::Arc::new(move |peer, who, unaudited| {
+        use crate::storage::{AuditAction, AuditRecord};
+        let mut record = AuditRecord::new(
+            AuditAction::AuthFailure,
+            format!("403 {}", crate::listener::PEER_REFUSAL),
+        );
+        let mut detail = format!("peer check: connection from {peer} owned by {who}");
+        if unaudited > 0 {
+            detail.push_str(&format!("; {unaudited} more refused since the last record"));
+        }
+        record.detail = Some(detail);
+        hub.audit(record);
+    })
 }
 
 /// Serves each accepted connection with hyper until `shutdown` resolves;

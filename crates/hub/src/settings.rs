@@ -196,6 +196,9 @@ pub struct Values {
     /// Size bound of the event journal in `lockstep.db` (issue 14.7): the
     /// oldest events are pruned past it.
     pub journal_max_mb: u64,
+    /// Serve only the OS user who started the hub (issue 17); IT turns it
+    /// off only where one hub must serve several accounts.
+    pub peer_check: bool,
 }
 
 impl Default for Values {
@@ -214,6 +217,7 @@ impl Default for Values {
             token_lifetime_secs: 8 * 3600,
             topic_idle_secs: 15 * 60,
             journal_max_mb: Config::DEFAULT_JOURNAL_MAX_MB,
+            peer_check: true,
         }
     }
 }
@@ -233,6 +237,7 @@ pub const KEYS: &[&str] = &[
     "token_lifetime_secs",
     "topic_idle_secs",
     "journal_max_mb",
+    "peer_check",
 ];
 
 /// Keys read by the tray app rather than the hub.
@@ -292,6 +297,7 @@ struct FileDoc {
     token_lifetime_secs: Option<u64>,
     topic_idle_secs: Option<u64>,
     journal_max_mb: Option<u64>,
+    peer_check: Option<bool>,
     #[serde(default)]
     locked: Vec<String>,
     #[serde(default)]
@@ -427,7 +433,7 @@ fn check_value(key: &str, value: &toml::Value) -> Result<(), String> {
             .and_then(|s| s.parse::<IpAddr>().ok())
             .map(|_| ())
             .ok_or_else(|| format!("{key}: expected an IP address, e.g. \"127.0.0.1\"")),
-        "tls" | "notifications" | "start_at_login" => value
+        "tls" | "notifications" | "start_at_login" | "peer_check" => value
             .as_bool()
             .map(|_| ())
             .ok_or_else(|| format!("{key}: expected true or false")),
@@ -618,6 +624,9 @@ impl Settings {
         }
         if !skip("journal_max_mb") {
             config.journal_max_bytes = v.journal_max_mb.saturating_mul(1024 * 1024);
+        }
+        if !skip("peer_check") {
+            config.peer_check = v.peer_check;
         }
         // `notifications`, `start_at_login`: not in `Config` (the tray reads
         // them from `Settings` itself).

@@ -38,6 +38,7 @@ fn describe(key: &str) -> (&'static str, &'static str, &'static str) {
         "token_lifetime_secs" => ("Token lifetime", "number", "s"),
         "topic_idle_secs" => ("Keep an unfollowed topic", "number", "s"),
         "journal_max_mb" => ("Event journal size limit", "number", "MB"),
+        "peer_check" => ("Serve only this OS user (peer check)", "bool", ""),
         _ => ("", "text", ""),
     }
 }
@@ -57,6 +58,7 @@ fn running(hub: &Hub, key: &str) -> Option<Value> {
         "token_lifetime_secs" => json!(c.token_lifetime.as_secs()),
         "topic_idle_secs" => json!(c.topic_idle.as_secs()),
         "journal_max_mb" => json!(c.journal_max_bytes / (1024 * 1024)),
+        "peer_check" => json!(c.peer_check),
         _ => return None,
     })
 }

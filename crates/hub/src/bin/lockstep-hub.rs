@@ -9,6 +9,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use lockstep_hub::auth::store::StoreChoice;
 use lockstep_hub::auth::SecretStore;
+use lockstep_hub::discovery_file::{remove_discovery, write_discovery, Discovery};
 use lockstep_hub::settings::{Layout, Settings, SettingsFiles, StartError};
 use lockstep_hub::storage::{ExportFormat, Storage};
 use lockstep_hub::{auth, server, Config, Hub};
@@ -46,6 +47,11 @@ struct Args {
     /// process or web page could then read and change the patient context).
     #[arg(long)]
     no_auth: bool,
+    /// Serve processes of every OS user on this machine, not only yours
+    /// (turns off the peer check; for a site that shares one hub between
+    /// accounts). `peer_check = false` in lockstep.toml does the same.
+    #[arg(long)]
+    no_peer_check: bool,
     /// Where secrets live: auto (the OS keyring, else memory), keyring,
     /// file (secrets.json, 0600, for headless servers), memory.
     #[arg(long, default_value = "auto", value_name = "STORE", global = true)]
@@ -308,6 +314,7 @@ fn main() -> ExitCode {
         .map(|o| o.trim_end_matches('/').to_owned())
         .collect();
     config.no_auth = args.no_auth;
+    config.peer_check = !args.no_peer_check;
     config.webhook_allowed_hosts = args.allow_webhook_hosts.clone();
     config.secret_store = store;
     config.recovery_window = Duration::from_secs(args.recovery_window_secs);
@@ -396,13 +403,22 @@ fn main() -> ExitCode {
     };
     let print_link = !args.no_dashboard_link;
     runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
-            Ok(l) => l,
+        // Another user's hub on the port (multi-session host): this
+        // user's per-user port instead, said in the log and the discovery file.
+        let bound = match lockstep_hub::peer::bind_for_this_user(config.listen).await {
+            Ok(b) => b,
             Err(e) => {
-                eprintln!("error: cannot listen on {}: {e}", config.listen);
+                eprintln!("error: {e}");
                 return ExitCode::FAILURE;
             }
         };
+        if let Some(note) = bound.note() {
+            warn!("{note}");
+        }
+        let per_user_port = bound.moved_from.is_some();
+        // A hub on port 0 (tests) is nobody's discoverable hub.
+        let discoverable = config.listen.port() != 0;
+        let listener = bound.listener;
         let addr = listener
             .local_addr()
             .map(|a| a.to_string())
@@ -423,6 +439,23 @@ fn main() -> ExitCode {
         let hub = Hub::new(config);
         settings.provision_into(&hub);
         let scheme = hub.config().http_scheme();
+        // Before the ready line: whoever waits for it finds the file.
+        let discovery_dir = discoverable
+            .then(lockstep_hub::discovery_file::discovery_dir)
+            .flatten();
+        if let Some(dir) = &discovery_dir {
+            let discovery = Discovery {
+                hub_url: format!("{scheme}://{addr}{}", server::STU3_PATH),
+                topic: hub.session_topic().to_owned(),
+                pid: std::process::id(),
+                port: hub.config().listen.port(),
+                per_user_port,
+            };
+            match write_discovery(dir, &discovery) {
+                Ok(path) => tracing::info!(file = %path.display(), "discovery file written"),
+                Err(e) => warn!(dir = %dir.display(), error = %e, "cannot write the discovery file: apps must be told the port"),
+            }
+        }
         println!(
             "Lockstep hub ready at {scheme}://{addr}{}",
             server::STU3_PATH
@@ -430,7 +463,11 @@ fn main() -> ExitCode {
         if print_link {
             println!("Dashboard (one-time link): {}", hub.one_time_link());
         }
-        match server::run(listener, hub, server::shutdown_signal()).await {
+        let result = server::run(listener, hub, server::shutdown_signal()).await;
+        if let Some(dir) = &discovery_dir {
+            remove_discovery(dir, std::process::id());
+        }
+        match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -454,6 +491,7 @@ const FLAG_KEYS: &[(&str, &str)] = &[
     ("tls", "tls"),
     ("topic_idle_secs", "topic_idle_secs"),
     ("journal_max_mb", "journal_max_mb"),
+    ("no_peer_check", "peer_check"),
 ];
 
 /// The OS's settings files, with `--config` / `--system-config` in their
