@@ -4,7 +4,10 @@
 //! Native apps send no `Origin`; the hub's own dashboard is same-origin;
 //! other web apps (a browser-based viewer) must be allow-listed with
 //! `--allow-origin`, and then get CORS headers (credentials included, as
-//! Medplum's client sends them).
+//! Medplum's client sends them). A registered browser app's origins (from
+//! its redirect URIs) are allowed the same way, but only on the paths a
+//! SMART app calls: the hub URLs, the token endpoint and discovery; never
+//! the dashboard or the consent page.
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -86,11 +89,12 @@ pub async fn guard(State(hub): State<Hub>, request: Request, next: Next) -> Resp
     if same_origin(&origin, headers) {
         return next.run(request).await;
     }
-    if !config
+    let allowed = config
         .allowed_origins
         .iter()
         .any(|allowed| allowed == &origin)
-    {
+        || (browser_app_path(request.uri().path()) && hub.auth().browser_origin_allowed(&origin));
+    if !allowed {
         let path = redacted(request.uri().path());
         tracing::info!(%origin, %path, "request from a web origin that is not allowed");
         return ApiError::new(
@@ -129,6 +133,20 @@ pub async fn guard(State(hub): State<Hub>, request: Request, next: Next) -> Resp
         );
     }
     response
+}
+
+/// Paths a registered browser app's page may call from its own origin.
+fn browser_app_path(path: &str) -> bool {
+    use crate::server::{OHIF_PATH, STU2_PATH, STU3_PATH};
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    under(STU3_PATH)
+        || under(STU2_PATH)
+        || under(OHIF_PATH)
+        || path == "/oauth/token"
+        || path == "/.well-known/smart-configuration"
 }
 
 /// A path fit for the log: endpoint ids are credentials, so only their
