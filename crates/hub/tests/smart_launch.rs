@@ -533,3 +533,80 @@ async fn preapproved_app_gets_no_consent_page() {
         .await;
     assert_eq!(status, 401);
 }
+
+/// The dashboard registers a browser app (no secret), shows its consent
+/// and withdraws it; a bad redirect URI is refused and registers nothing.
+#[tokio::test]
+async fn dashboard_registers_browser_apps_and_withdraws_consent() {
+    let flow = Flow::start().await;
+    let admin = format!("Bearer {}", flow.hub.hub.admin_token());
+    let send = |method: reqwest::Method, path: String, body: Option<Value>| {
+        let mut req = flow
+            .http
+            .request(method, flow.hub.url(&path))
+            .header("authorization", admin.clone());
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move { req.send().await.expect("admin request") }
+    };
+    use reqwest::Method;
+    let before = flow.hub.hub.apps().list().len();
+    let bad = serde_json::json!({"name": "Bad", "scopes": "fhircast/*.read",
+        "redirectUris": ["javascript:alert(1)"]});
+    assert_eq!(
+        send(Method::POST, "/admin/api/apps".into(), Some(bad))
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(flow.hub.hub.apps().list().len(), before, "nothing added");
+
+    let new = serde_json::json!({"name": "RIS Web", "scopes": "fhircast/*.read",
+        "redirectUris": ["https://ris.example/cb"], "launchUrl": "https://ris.example/launch"});
+    let res = send(Method::POST, "/admin/api/apps".into(), Some(new)).await;
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    assert_eq!(created["clientSecret"], Value::Null, "a public client");
+    let id = created["app"]["clientId"].as_str().unwrap().to_owned();
+    assert!(flow
+        .hub
+        .hub
+        .auth()
+        .browser_origin_allowed("https://ris.example"));
+
+    // The consent of the flow's app: asked, approved, withdrawn.
+    let path = format!("/admin/api/apps/{}/consent", flow.client_id);
+    let shown: Value = send(Method::GET, path.clone(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["consent"], Value::Null);
+    let code = flow.code().await;
+    let (_, token) = flow.exchange(&code, Some(VERIFIER)).await;
+    let listed: Value = send(Method::GET, "/admin/api/apps".into(), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["browserApps"][&flow.client_id]["consent"], "approved");
+    assert_eq!(listed["browserApps"][&id]["redirectUris"][0], "https://ris.example/cb");
+    assert_eq!(
+        send(Method::DELETE, path.clone(), None).await.status(),
+        200
+    );
+    let refresh = token["refresh_token"].as_str().unwrap();
+    assert_eq!(flow.refresh(refresh).await.0, 400, "refresh ended");
+    assert_eq!(
+        flow.authorize_with(&flow.authorize_params()).await.status(),
+        200,
+        "the consent page again"
+    );
+    assert_eq!(
+        send(Method::DELETE, "/admin/api/apps/ghost/consent".into(), None)
+            .await
+            .status(),
+        404
+    );
+}
