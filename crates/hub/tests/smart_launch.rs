@@ -226,7 +226,10 @@ async fn browser_app_joins_through_smart_launch_with_pkce() {
     assert_eq!(status, 200, "{refreshed}");
     assert_ne!(refreshed["refresh_token"], token["refresh_token"]);
     let (status, body) = flow.refresh(first).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 }
 
 #[tokio::test]
@@ -235,13 +238,19 @@ async fn wrong_or_missing_verifier_is_refused_and_burns_the_code() {
     let code = flow.code().await;
     let wrong = "x".repeat(43);
     let (status, body) = flow.exchange(&code, Some(&wrong)).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     let (status, _) = flow.exchange(&code, Some(VERIFIER)).await;
     assert_eq!(status, 400, "one try per code");
 
     let code = flow.authorize_code_again().await;
     let (status, body) = flow.exchange(&code, None).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     assert!(body["error_description"]
         .as_str()
         .unwrap()
@@ -306,7 +315,10 @@ async fn unregistered_redirect_uri_gets_a_page_not_a_redirect() {
             ("code_verifier", VERIFIER),
         ])
         .await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 }
 
 #[tokio::test]
@@ -326,7 +338,10 @@ async fn a_code_works_once() {
     let code = flow.code().await;
     assert_eq!(flow.exchange(&code, Some(VERIFIER)).await.0, 200);
     let (status, body) = flow.exchange(&code, Some(VERIFIER)).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 }
 
 #[tokio::test]
@@ -339,7 +354,10 @@ async fn an_expired_code_is_refused() {
         .set_code_lifetime(Duration::ZERO);
     let code = flow.code().await;
     let (status, body) = flow.exchange(&code, Some(VERIFIER)).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     assert!(body["error_description"]
         .as_str()
         .unwrap()
@@ -411,7 +429,10 @@ async fn revoking_the_app_or_its_consent_ends_refresh_tokens() {
     let refresh = token["refresh_token"].as_str().unwrap().to_owned();
     flow.hub.hub.apps().revoke(&flow.client_id).unwrap();
     let (status, body) = flow.refresh(&refresh).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     let access = token["access_token"].as_str().unwrap();
     let topic = flow.hub.hub.session_topic().to_owned();
     assert_eq!(
@@ -590,12 +611,15 @@ async fn dashboard_registers_browser_apps_and_withdraws_consent() {
         .json()
         .await
         .unwrap();
-    assert_eq!(listed["browserApps"][&flow.client_id]["consent"], "approved");
-    assert_eq!(listed["browserApps"][&id]["redirectUris"][0], "https://ris.example/cb");
     assert_eq!(
-        send(Method::DELETE, path.clone(), None).await.status(),
-        200
+        listed["browserApps"][&flow.client_id]["consent"],
+        "approved"
     );
+    assert_eq!(
+        listed["browserApps"][&id]["redirectUris"][0],
+        "https://ris.example/cb"
+    );
+    assert_eq!(send(Method::DELETE, path.clone(), None).await.status(), 200);
     let refresh = token["refresh_token"].as_str().unwrap();
     assert_eq!(flow.refresh(refresh).await.0, 400, "refresh ended");
     assert_eq!(

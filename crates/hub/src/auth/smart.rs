@@ -111,7 +111,9 @@ pub fn origin_of(uri: &str) -> Option<String> {
     let authority = rest.split(['/', '?', '#']).next()?;
     if authority.is_empty()
         || authority.contains('@')
-        || authority.chars().any(|c| c.is_whitespace() || c.is_control())
+        || authority
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
     {
         return None;
     }
@@ -199,8 +201,8 @@ pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     if !well_formed {
         return false;
     }
-    let computed =
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(Sha256::digest(verifier.as_bytes()));
     bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
 }
 
@@ -240,7 +242,10 @@ impl Smart {
 
     /// Codes live 60 s; tests shorten it.
     pub fn set_code_lifetime(&self, lifetime: Duration) {
-        *self.code_lifetime.write().unwrap_or_else(|e| e.into_inner()) = lifetime;
+        *self
+            .code_lifetime
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = lifetime;
     }
 
     /// Records `app` as `client_id`'s browser registration.
@@ -435,7 +440,9 @@ impl Smart {
     ) -> Result<String, AuthError> {
         let mut t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         if !room(&mut t.refresh, |g| g.expires) {
-            return Err(AuthError::Invalid("too many refresh tokens are live".into()));
+            return Err(AuthError::Invalid(
+                "too many refresh tokens are live".into(),
+            ));
         }
         let token = random_token();
         t.refresh.insert(

@@ -200,7 +200,11 @@ async fn token(State(hub): State<Hub>, headers: HeaderMap, body: Body) -> Respon
 
 /// A token response: the token, `hub.url`, `hub.topic`, and `topic` too,
 /// the name OHIF's cast client reads the topic under (CONFORMANCE.md).
-fn issued_response(hub: &Hub, headers: &HeaderMap, issued: &crate::auth::TokenResponse) -> Response {
+fn issued_response(
+    hub: &Hub,
+    headers: &HeaderMap,
+    issued: &crate::auth::TokenResponse,
+) -> Response {
     let mut body = serde_json::to_value(issued).unwrap_or_default();
     body["hub.url"] = format!("{}{STU3_PATH}", base_url(hub, headers)).into();
     body["topic"] = issued.topic.clone().into();
@@ -278,10 +282,10 @@ fn browser_token<'a>(
             oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &e.to_string())
         }
         Err(_) => refused_grant(
-                hub,
-                client_id,
-                "the app was revoked or its consent withdrawn",
-            ),
+            hub,
+            client_id,
+            "the app was revoked or its consent withdrawn",
+        ),
     }
 }
 

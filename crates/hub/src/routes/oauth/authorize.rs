@@ -44,7 +44,10 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 
@@ -106,9 +109,10 @@ fn redirect_with(redirect_uri: &str, pairs: &[(&str, &str)]) -> Response {
             response
                 .headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            response
-                .headers_mut()
-                .insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            response.headers_mut().insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
             response
         }
         Err(_) => error_page("the redirect URI cannot be used"),
@@ -155,7 +159,12 @@ pub async fn authorize(
     if params.values().any(|v| v.len() > MAX_PARAM) {
         return error_page("a parameter is too long");
     }
-    let get = |name: &str| params.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let get = |name: &str| {
+        params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    };
     let Some(client_id) = get("client_id") else {
         return error_page("the request names no client_id");
     };
@@ -316,7 +325,9 @@ pub async fn decide(
         return error_page("the answer must come from the hub's own page");
     }
     let Some(request) = hub.auth().smart().unpark(&form.request) else {
-        return error_page("this page has expired or was already answered; start the sign-in again from the app");
+        return error_page(
+            "this page has expired or was already answered; start the sign-in again from the app",
+        );
     };
     // The app may have been revoked while the page was open.
     if hub.auth().browser_app(&request.client_id).is_none() {
