@@ -89,6 +89,12 @@ pub async fn guard(State(hub): State<Hub>, request: Request, next: Next) -> Resp
     if same_origin(&origin, headers) {
         return next.run(request).await;
     }
+    // Chromium sends `Origin: null` with the consent page's own form; the
+    // page decides (its one-time form token and `Sec-Fetch-Site`). No
+    // CORS headers: a script of an opaque origin cannot read the answer.
+    if origin == "null" && request.uri().path() == "/oauth/authorize" {
+        return next.run(request).await;
+    }
     let allowed = config
         .allowed_origins
         .iter()

@@ -406,7 +406,51 @@ async fn consent_form_refuses_a_foreign_origin() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403, "the guard: not a browser-app path");
+    // An opaque origin (a sandboxed frame) from another site.
+    let res = flow
+        .http
+        .post(flow.hub.url("/oauth/authorize"))
+        .header("origin", "null")
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("request", token.as_str()), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
     assert_eq!(flow.hub.hub.auth().smart().consent(&flow.client_id), None);
+    // The app's script cannot read the page to learn a form token.
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(
+            flow.authorize_params()
+                .iter()
+                .map(|(k, v)| (*k, v.as_str())),
+        )
+        .finish();
+    let res = flow
+        .http
+        .get(flow.hub.url(&format!("/oauth/authorize?{query}")))
+        .header("sec-fetch-mode", "cors")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(!res.text().await.unwrap().contains("name=\"request\""));
+    // The form token still works from the hub's own page (Chromium's
+    // `Origin: null` after the cross-site navigation).
+    let res = flow
+        .http
+        .post(flow.hub.url("/oauth/authorize"))
+        .header("origin", "null")
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("request", token.as_str()), ("decision", "approve")])
+        .send()
+        .await
+        .unwrap();
+    code_of(&res);
+    assert_eq!(
+        flow.hub.hub.auth().smart().consent(&flow.client_id),
+        Some(Consent::Approved)
+    );
 }
 
 #[tokio::test]

@@ -128,11 +128,33 @@ fn redirect_error(redirect_uri: &str, state: Option<&str>, error: &str, why: &st
     redirect_with(redirect_uri, &pairs)
 }
 
-/// A request from another site's script (it sends `Origin`; a top-level
-/// navigation by GET does not, the consent form sends the hub's own).
-fn foreign_origin(headers: &HeaderMap) -> bool {
-    match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+fn header_text<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The authorize page fetched by a script (a browser app reading its own
+/// consent page), not opened by the browser: a `fetch` sends `Origin` and
+/// `Sec-Fetch-Mode: cors`; a navigation sends `navigate` and, as a GET, no
+/// `Origin`.
+fn fetched_by_script(headers: &HeaderMap) -> bool {
+    if header_text(headers, "sec-fetch-mode").is_some_and(|m| m != "navigate") {
+        return true;
+    }
+    header_text(headers, "origin").is_some_and(|o| !crate::guard::same_origin(o, headers))
+}
+
+/// The consent answer posted by anything but the hub's own page. The form
+/// sends the hub's origin, or `null` (Chromium, after the cross-site
+/// navigation that led to the page): then the browser's `Sec-Fetch-Site`
+/// must say same-origin. The one-time form token is checked after this.
+fn foreign_post(headers: &HeaderMap) -> bool {
+    let fetch_site = header_text(headers, "sec-fetch-site");
+    if fetch_site.is_some_and(|s| s != "same-origin") {
+        return true;
+    }
+    match header_text(headers, "origin") {
         None => false,
+        Some("null") => fetch_site.is_none(),
         Some(origin) => !crate::guard::same_origin(origin, headers),
     }
 }
@@ -153,7 +175,7 @@ pub async fn authorize(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    if foreign_origin(&headers) {
+    if fetched_by_script(&headers) {
         return error_page("the sign-in page must be opened by the browser, not fetched by a page");
     }
     if params.values().any(|v| v.len() > MAX_PARAM) {
@@ -321,7 +343,7 @@ pub async fn decide(
     headers: HeaderMap,
     Form(form): Form<Decision>,
 ) -> Response {
-    if foreign_origin(&headers) {
+    if foreign_post(&headers) {
         return error_page("the answer must come from the hub's own page");
     }
     let Some(request) = hub.auth().smart().unpark(&form.request) else {
