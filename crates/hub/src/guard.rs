@@ -110,6 +110,14 @@ pub async fn guard(State(hub): State<Hub>, request: Request, next: Next) -> Resp
         .into_response();
     }
     let preflight = request.method() == Method::OPTIONS;
+    // Chrome's Private Network Access preflight (before Local Network
+    // Access replaced it with a permission prompt) asks this of loopback
+    // servers; an allowed origin gets its yes.
+    let private_network = preflight
+        && request
+            .headers()
+            .get("access-control-request-private-network")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
     let mut response = if preflight {
         StatusCode::NO_CONTENT.into_response()
     } else {
@@ -137,6 +145,12 @@ pub async fn guard(State(hub): State<Hub>, request: Request, next: Next) -> Resp
             header::ACCESS_CONTROL_MAX_AGE,
             HeaderValue::from_static("600"),
         );
+        if private_network {
+            h.insert(
+                "access-control-allow-private-network",
+                HeaderValue::from_static("true"),
+            );
+        }
     }
     response
 }

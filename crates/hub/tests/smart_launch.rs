@@ -505,6 +505,19 @@ async fn cors_follows_registered_redirect_uris() {
     assert_eq!(ok.headers()["access-control-allow-origin"], APP_ORIGIN);
     let ok = preflight(APP_ORIGIN, "/fhircast/STU3").await.unwrap();
     assert_eq!(ok.status(), 204);
+    let pna = flow
+        .http
+        .request(reqwest::Method::OPTIONS, flow.hub.url("/fhircast/STU3"))
+        .header("origin", APP_ORIGIN)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-private-network", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        pna.headers()["access-control-allow-private-network"],
+        "true"
+    );
     let foreign = preflight("http://evil.example", "/oauth/token")
         .await
         .unwrap();
