@@ -691,3 +691,96 @@ async fn dashboard_registers_browser_apps_and_withdraws_consent() {
         404
     );
 }
+
+/// A refresh never widens the grant (RFC 6749 §6), and a scope change of
+/// the app's registration asks the clinician again.
+#[tokio::test]
+async fn refresh_cannot_widen_and_a_scope_change_asks_again() {
+    let hub = TestHub::start_with_auth().await;
+    hub.hub
+        .auth()
+        .smart()
+        .save_app(
+            "ris-web",
+            BrowserApp {
+                redirect_uris: vec![REDIRECT.to_owned()],
+                launch_url: None,
+                preapproved: false,
+            },
+        )
+        .unwrap();
+    hub.hub
+        .apps()
+        .provision("ris-web", "RIS Web", "fhircast/*.*", vec![], None)
+        .unwrap();
+    let flow = Flow {
+        hub,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        client_id: "ris-web".into(),
+    };
+    let mut params = flow.authorize_params();
+    params.retain(|(k, _)| *k != "scope");
+    params.push(("scope", "fhircast/*.read".into()));
+    let token = flow.consent_page_for(&params).await;
+    let code = code_of(&flow.decide(&token, "approve").await);
+    let (_, issued) = flow.exchange(&code, Some(VERIFIER)).await;
+    assert_eq!(issued["scope"], "fhircast/*.read");
+    let (status, wider) = flow
+        .hub
+        .token_request(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", issued["refresh_token"].as_str().unwrap()),
+            ("client_id", "ris-web"),
+            ("scope", "fhircast/*.read fhircast/*.write"),
+        ])
+        .await;
+    assert_eq!(status, 200, "{wider}");
+    assert_eq!(wider["scope"], "fhircast/*.read", "not widened");
+
+    flow.hub
+        .hub
+        .apps()
+        .provision("ris-web", "RIS Web", "fhircast/*.read", vec![], None)
+        .unwrap();
+    assert_eq!(flow.hub.hub.auth().smart().consent("ris-web"), None);
+    assert_eq!(
+        flow.refresh(wider["refresh_token"].as_str().unwrap())
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        flow.authorize_with(&params).await.status(),
+        200,
+        "asked again"
+    );
+}
+
+/// Every open consent page holds an entry: a page that loops on
+/// authorize fills the table and is refused; it does not grow the hub.
+#[tokio::test]
+async fn open_consent_requests_are_capped() {
+    use lockstep_hub::auth::smart::MAX_ENTRIES;
+    let flow = Flow::start().await;
+    for _ in 0..MAX_ENTRIES {
+        assert_eq!(
+            flow.authorize_with(&flow.authorize_params()).await.status(),
+            200
+        );
+    }
+    let (_, pairs) = location(&flow.authorize_with(&flow.authorize_params()).await);
+    assert_eq!(param(&pairs, "error"), Some("temporarily_unavailable"));
+    assert_eq!(flow.hub.hub.auth().smart().sizes().1, MAX_ENTRIES);
+}
+
+impl Flow {
+    async fn consent_page_for(&self, params: &[(&str, String)]) -> String {
+        let html = self.authorize_with(params).await.text().await.unwrap();
+        let marker = "name=\"request\" value=\"";
+        let start = html.find(marker).expect("a consent form") + marker.len();
+        html[start..start + html[start..].find('"').unwrap()].to_owned()
+    }
+}

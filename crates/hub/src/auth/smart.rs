@@ -289,13 +289,13 @@ impl Smart {
         }
     }
 
-    /// Forgets everything about `client_id` (app removed or revoked).
+    /// The app was revoked, removed, or its scopes or topics changed: its
+    /// grants end and the clinician is asked again (a consent covers what
+    /// the app asked for then). Its registration stays cached: CORS and
+    /// authorize ask the registry whether the app is still active.
     pub fn forget(&self, client_id: &str) {
-        self.apps
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(client_id);
         self.end_grants(client_id);
+        let _ = self.store.delete(&consent_key(client_id));
     }
 
     /// Is `origin` one of a known browser app's? `active` says whether a

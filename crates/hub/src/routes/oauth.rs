@@ -261,9 +261,12 @@ fn browser_token<'a>(
             );
         };
         match smart.redeem_refresh(token, client_id) {
+            // Never wider than what was granted (RFC 6749 §6).
             Some(grant) => hub.auth().issue_for_browser_app(
                 client_id,
-                field("scope").unwrap_or(&grant.scope),
+                &crate::auth::Scopes::parse(&grant.scope)
+                    .grant(field("scope"))
+                    .to_string(),
                 Some(grant.generation),
             ),
             None => {
