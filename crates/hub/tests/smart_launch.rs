@@ -784,3 +784,70 @@ impl Flow {
         html[start..start + html[start..].find('"').unwrap()].to_owned()
     }
 }
+
+/// `lockstep-hub apps add --redirect-uri` registers a public client that a
+/// hub on the same data folder and secret store serves; a bad URI is
+/// refused and registers nothing; `apps forget-consent` withdraws.
+#[tokio::test]
+async fn cli_registers_a_browser_app() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
+            .arg("apps")
+            .args(args)
+            .args(["--secret-store", "file", "--data-dir", &data])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, _) = cli(&["add", "Bad", "--redirect-uri", "javascript:alert(1)"]);
+    assert!(!ok, "a bad redirect URI is refused");
+    assert_eq!(cli(&["list"]).1.trim(), "", "nothing registered");
+    let (ok, added) = cli(&[
+        "add",
+        "Web Viewer",
+        "--redirect-uri",
+        REDIRECT,
+        "--launch-url",
+        &format!("{APP_ORIGIN}/launch"),
+    ]);
+    assert!(ok, "{added}");
+    assert!(added.contains("public client"), "{added}");
+    assert!(!added.contains("client_secret"), "no secret: {added}");
+    assert!(
+        added.contains(&format!("origins:       {APP_ORIGIN}")),
+        "{added}"
+    );
+    let client_id = printed_field(&added, "client_id:");
+
+    let store = std::sync::Arc::new(lockstep_hub::auth::FileStore::new(
+        dir.path().join("secrets.json"),
+    ));
+    let hub = TestHub::start_with(|c| {
+        c.no_auth = false;
+        c.data_dir = dir.path().to_path_buf();
+        c.secret_store = store;
+    })
+    .await;
+    let flow = Flow {
+        hub,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        client_id: client_id.clone(),
+    };
+    let token = flow.consent_page_for(&flow.authorize_params()).await;
+    let code = code_of(&flow.decide(&token, "approve").await);
+    assert_eq!(flow.exchange(&code, Some(VERIFIER)).await.0, 200);
+
+    let (ok, _) = cli(&["forget-consent", &client_id]);
+    assert!(ok);
+    assert_eq!(flow.hub.hub.auth().smart().consent(&client_id), None);
+    assert!(!cli(&["forget-consent", "ghost"]).0);
+}
