@@ -851,3 +851,51 @@ async fn cli_registers_a_browser_app() {
     assert_eq!(flow.hub.hub.auth().smart().consent(&client_id), None);
     assert!(!cli(&["forget-consent", "ghost"]).0);
 }
+
+/// `[[apps]]` in the system file registers a browser app (pre-approved:
+/// no page); `preapproved` in a user file is refused; a bad redirect URI
+/// stops the system file with its name.
+#[tokio::test]
+async fn settings_files_register_browser_apps() {
+    use lockstep_hub::settings::{Layout, Settings};
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout {
+        system: dir.path().join("system.toml"),
+        user: dir.path().join("user.toml"),
+    };
+    let app = |extra: &str| {
+        format!(
+            "[[apps]]\nclient_id = \"web\"\nname = \"Web\"\nscopes = \"fhircast/*.read\"\n\
+             redirect_uris = [\"{REDIRECT}\"]\n{extra}"
+        )
+    };
+    std::fs::write(&layout.user, app("preapproved = true\n")).unwrap();
+    let s = Settings::load(&layout).unwrap();
+    assert!(s.apps.is_empty(), "ignored");
+    assert!(s.warnings.iter().any(|w| w.contains("system file only")));
+
+    std::fs::write(&layout.user, "").unwrap();
+    std::fs::write(
+        &layout.system,
+        "[[apps]]\nclient_id = \"web\"\nname = \"Web\"\nscopes = \"fhircast/*.read\"\n\
+         redirect_uris = [\"ftp://x/\"]\n",
+    )
+    .unwrap();
+    assert!(Settings::load(&layout).is_err(), "a bad URI stops the hub");
+
+    std::fs::write(&layout.system, app("preapproved = true\n")).unwrap();
+    let s = Settings::load(&layout).unwrap();
+    let hub = TestHub::start_with_auth().await;
+    s.provision_into(&hub.hub);
+    let flow = Flow {
+        hub,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        client_id: "web".into(),
+    };
+    let code = flow.authorize_code_again().await;
+    assert_eq!(flow.exchange(&code, Some(VERIFIER)).await.0, 200);
+    assert!(flow.hub.hub.auth().browser_origin_allowed(APP_ORIGIN));
+}
