@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
+import path from 'node:path';
 import { WAIT_MS, event, patient, publish, startHub, withTimeout } from './support.mjs';
 
 // The test app: one page for /launch and /callback. All it knows is the
@@ -92,6 +93,7 @@ export async function smartLaunch(t) {
     for (const expected of ['Test web viewer', app.origin, 'fhircast/*.read', 'fhircast/*.write']) {
       assert.ok(text.includes(expected), `the consent page shows ${expected}: ${text}`);
     }
+    if (t.artifacts) await page.screenshot({ path: path.join(t.artifacts, 'consent-light.png'), fullPage: true });
     // Keyboard only: "Allow" has the focus; Enter submits it.
     assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Allow');
     await page.keyboard.press('Enter');
