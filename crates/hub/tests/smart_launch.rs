@@ -765,6 +765,7 @@ async fn refresh_cannot_widen_and_a_scope_change_asks_again() {
 async fn open_consent_requests_are_capped() {
     use lockstep_hub::auth::smart::MAX_ENTRIES;
     let flow = Flow::start().await;
+    let mut events = flow.hub.hub.events();
     for _ in 0..MAX_ENTRIES {
         assert_eq!(
             flow.authorize_with(&flow.authorize_params()).await.status(),
@@ -774,6 +775,12 @@ async fn open_consent_requests_are_capped() {
     let (_, pairs) = location(&flow.authorize_with(&flow.authorize_params()).await);
     assert_eq!(param(&pairs, "error"), Some("temporarily_unavailable"));
     assert_eq!(flow.hub.hub.auth().smart().sizes().1, MAX_ENTRIES);
+    // The tray was told once, not once per reload.
+    let mut told = 0;
+    while let Ok(event) = events.try_recv() {
+        told += usize::from(matches!(event, HubEvent::ConsentRequested { .. }));
+    }
+    assert_eq!(told, 1);
 }
 
 impl Flow {

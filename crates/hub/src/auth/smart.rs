@@ -351,14 +351,19 @@ impl Smart {
     }
 
     /// Parks a request for the consent page; returns the form's one-time
-    /// token (it doubles as the CSRF token).
-    pub fn park(&self, request: AuthorizeRequest) -> Result<String, AuthError> {
+    /// token (it doubles as the CSRF token), and whether it is the app's
+    /// only open request (the tray is told once, not once per reload).
+    pub fn park(&self, request: AuthorizeRequest) -> Result<(String, bool), AuthError> {
         let mut t = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         if !room(&mut t.pending, |p| p.expires) {
             return Err(AuthError::Invalid(
                 "too many consent requests are open; answer or close some first".into(),
             ));
         }
+        let first = !t
+            .pending
+            .values()
+            .any(|p| p.request.client_id == request.client_id);
         let token = random_token();
         t.pending.insert(
             token.clone(),
@@ -367,7 +372,7 @@ impl Smart {
                 expires: Instant::now() + CONSENT_LIFETIME,
             },
         );
-        Ok(token)
+        Ok((token, first))
     }
 
     /// Takes back a parked request (once).

@@ -257,14 +257,16 @@ pub async fn authorize(
         ),
         None => {
             let origins = browser.origins().join(", ");
-            let token = match hub.auth().smart().park(request.clone()) {
+            let (token, first) = match hub.auth().smart().park(request.clone()) {
                 Ok(t) => t,
                 Err(e) => return fail("temporarily_unavailable", &e.to_string()),
             };
-            hub.emit(HubEvent::ConsentRequested {
-                app: app.name.clone(),
-            });
-            tracing::info!(client = %client_id, "consent requested");
+            if first {
+                hub.emit(HubEvent::ConsentRequested {
+                    app: app.name.clone(),
+                });
+                tracing::info!(client = %client_id, "consent requested");
+            }
             consent_page(&app.name, &origins, &request.scope, &token)
         }
     }
