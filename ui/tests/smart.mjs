@@ -108,6 +108,16 @@ export async function smartLaunch(t) {
     await publish(hub.hubUrl, event(token.topic, 'Patient-open', [{ key: 'patient', resource: patient(patientId, 'Hopper', 'Grace') }]));
     await page.waitForFunction((id) => document.getElementById('status')?.textContent === `acknowledged ${id}`, patientId, { timeout: WAIT_MS });
 
+    // The hub got the ACK: the dashboard's model shows it as the app's last.
+    const admin = await context.newPage();
+    await admin.goto(hub.link);
+    const lastAck = await admin.waitForFunction(async () => {
+      const state = await (await fetch('/admin/api/state')).json();
+      const subs = (state.topics || []).flatMap((topic) => topic.subscriptions || []);
+      return subs.map((sub) => sub.lastAck).find((ack) => ack && ack.count > 0) || false;
+    }, null, { timeout: WAIT_MS, polling: 100 });
+    assert.equal((await lastAck.jsonValue()).status, 200);
+
     // A page of another origin may not call the hub.
     const foreign = await withTimeout(fetch(`${hub.base}/oauth/token`, { method: 'OPTIONS', headers: { origin: 'http://evil.example', 'access-control-request-method': 'POST' } }), WAIT_MS, 'preflight');
     assert.equal(foreign.status, 403);
