@@ -14,6 +14,7 @@ import { chromium } from 'playwright-core';
 import { REPO_ROOT, startHub } from './support.mjs';
 import { TESTS } from './tests.mjs';
 import { screenshots } from './screenshots.mjs';
+import { smartLaunch } from './smart.mjs';
 
 const ARTIFACTS = path.join(REPO_ROOT, 'artifacts', 'ui');
 const WATCHDOG_MS = 240000;
@@ -54,7 +55,11 @@ page.on('response', (r) => r.status() >= 400 && pageErrors.push(`${r.status()} $
 const t = { hub, browser, context, page, artifacts: ARTIFACTS, shared: {} };
 let failed = 0;
 let n = 0;
-const all = [...TESTS, ['screenshots of every view, light and dark, and at 200 % zoom', screenshots]];
+const all = [
+  ...TESTS,
+  ['SMART launch: a web app from another origin signs in with PKCE, consents, receives and ACKs an event', smartLaunch],
+  ['screenshots of every view, light and dark, and at 200 % zoom', screenshots],
+];
 for (const [name, test] of all) {
   n += 1;
   const started = Date.now();

@@ -4,7 +4,10 @@
 //! Native apps send no `Origin`; the hub's own dashboard is same-origin;
 //! other web apps (a browser-based viewer) must be allow-listed with
 //! `--allow-origin`, and then get CORS headers (credentials included, as
-//! Medplum's client sends them).
+//! Medplum's client sends them). A registered browser app's origins (from
+//! its redirect URIs) are allowed the same way, but only on the paths a
+//! SMART app calls: the hub URLs, the token endpoint and discovery; never
+//! the dashboard or the consent page.
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -86,11 +89,18 @@ pub async fn guard(State(hub): State<Hub>, request: Request, next: Next) -> Resp
     if same_origin(&origin, headers) {
         return next.run(request).await;
     }
-    if !config
+    // Chromium sends `Origin: null` with the consent page's own form; the
+    // page decides (its one-time form token and `Sec-Fetch-Site`). No
+    // CORS headers: a script of an opaque origin cannot read the answer.
+    if origin == "null" && request.uri().path() == "/oauth/authorize" {
+        return next.run(request).await;
+    }
+    let allowed = config
         .allowed_origins
         .iter()
         .any(|allowed| allowed == &origin)
-    {
+        || (browser_app_path(request.uri().path()) && hub.auth().browser_origin_allowed(&origin));
+    if !allowed {
         let path = redacted(request.uri().path());
         tracing::info!(%origin, %path, "request from a web origin that is not allowed");
         return ApiError::new(
@@ -100,6 +110,14 @@ pub async fn guard(State(hub): State<Hub>, request: Request, next: Next) -> Resp
         .into_response();
     }
     let preflight = request.method() == Method::OPTIONS;
+    // Chrome's Private Network Access preflight (before Local Network
+    // Access replaced it with a permission prompt) asks this of loopback
+    // servers; an allowed origin gets its yes.
+    let private_network = preflight
+        && request
+            .headers()
+            .get("access-control-request-private-network")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
     let mut response = if preflight {
         StatusCode::NO_CONTENT.into_response()
     } else {
@@ -127,8 +145,28 @@ pub async fn guard(State(hub): State<Hub>, request: Request, next: Next) -> Resp
             header::ACCESS_CONTROL_MAX_AGE,
             HeaderValue::from_static("600"),
         );
+        if private_network {
+            h.insert(
+                "access-control-allow-private-network",
+                HeaderValue::from_static("true"),
+            );
+        }
     }
     response
+}
+
+/// Paths a registered browser app's page may call from its own origin.
+fn browser_app_path(path: &str) -> bool {
+    use crate::server::{OHIF_PATH, STU2_PATH, STU3_PATH};
+    let under = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    under(STU3_PATH)
+        || under(STU2_PATH)
+        || under(OHIF_PATH)
+        || path == "/oauth/token"
+        || path == "/.well-known/smart-configuration"
 }
 
 /// A path fit for the log: endpoint ids are credentials, so only their

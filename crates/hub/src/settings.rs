@@ -263,6 +263,16 @@ pub struct AppEntry {
     /// what the CLI or the dashboard chose.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledges: Option<bool>,
+    /// A browser app (SMART App Launch with PKCE, issue 16): its exact
+    /// redirect URIs; their origins are allowed for CORS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
+    /// Where the tray's "Open app" opens it (EHR launch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_url: Option<String>,
+    /// IT approved it: the clinician is not asked (system file only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preapproved: bool,
 }
 
 impl fmt::Debug for AppEntry {
@@ -274,6 +284,9 @@ impl fmt::Debug for AppEntry {
             .field("topics", &self.topics)
             .field("secret", &self.secret.as_ref().map(|_| "…"))
             .field("acknowledges", &self.acknowledges)
+            .field("redirect_uris", &self.redirect_uris)
+            .field("launch_url", &self.launch_url)
+            .field("preapproved", &self.preapproved)
             .finish()
     }
 }
@@ -381,6 +394,13 @@ fn parse(path: &Path, text: &str, system: bool) -> Result<Parsed, FileError> {
             "[[apps]]: a secret belongs in the system file only; use `lockstep-hub apps rotate-secret CLIENT_ID`",
         ));
     }
+    if !system && doc.apps.iter().any(|a| a.preapproved) {
+        // Only IT may decide for the clinician.
+        return Err(file_error(
+            path,
+            "[[apps]]: preapproved belongs in the system file only",
+        ));
+    }
     let mut ids = BTreeSet::new();
     for app in &doc.apps {
         check_app(app).map_err(|m| file_error(path, m))?;
@@ -479,6 +499,20 @@ fn check_app(app: &AppEntry) -> Result<(), String> {
     if crate::auth::scopes::Scopes::parse(&app.scopes).is_empty() {
         return Err(format!(
             "[[apps]] {}: at least one fhircast/ scope is needed, e.g. \"fhircast/*.read\"",
+            app.client_id
+        ));
+    }
+    if !app.redirect_uris.is_empty() {
+        crate::auth::smart::BrowserApp {
+            redirect_uris: app.redirect_uris.clone(),
+            launch_url: app.launch_url.clone(),
+            preapproved: app.preapproved,
+        }
+        .checked()
+        .map_err(|e| format!("[[apps]] {}: {e}", app.client_id))?;
+    } else if app.launch_url.is_some() || app.preapproved {
+        return Err(format!(
+            "[[apps]] {}: launch_url and preapproved are for browser apps: add redirect_uris",
             app.client_id
         ));
     }
@@ -662,7 +696,19 @@ impl Settings {
 
     /// `provision_apps` into a running hub, with what happened in the log.
     pub fn provision_into(&self, hub: &crate::Hub) {
-        let (notes, warnings) = self.provision_apps(hub.apps());
+        let (notes, mut warnings) = self.provision_apps(hub.apps());
+        for app in self.apps.iter().filter(|a| !a.redirect_uris.is_empty()) {
+            let browser = crate::auth::smart::BrowserApp {
+                redirect_uris: app.redirect_uris.clone(),
+                launch_url: app.launch_url.clone(),
+                preapproved: app.preapproved,
+            };
+            if hub.auth().smart().app(&app.client_id).as_ref() != Some(&browser) {
+                if let Err(e) = hub.auth().smart().save_app(&app.client_id, browser) {
+                    warnings.push(format!("app {} from a settings file: {e}", app.client_id));
+                }
+            }
+        }
         notes.iter().for_each(|n| tracing::info!("{n}"));
         warnings.iter().for_each(|w| tracing::warn!("{w}"));
     }
@@ -688,7 +734,7 @@ impl Settings {
             match result {
                 Ok(Provisioned::Added { secret_stored }) => {
                     info.push(format!("registered app {id} ({}) from a settings file", app.name));
-                    if !secret_stored {
+                    if !secret_stored && app.redirect_uris.is_empty() {
                         warn.push(format!(
                             "app {id} has no client secret yet: run `lockstep-hub apps rotate-secret {id}`"
                         ));

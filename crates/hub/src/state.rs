@@ -101,6 +101,9 @@ pub enum HubEvent {
     /// A topic other than the session's was dropped, with its contexts,
     /// after `Config::topic_idle` without a subscriber.
     TopicEnded { topic: String },
+    /// A browser app asks for the clinician's consent (SMART launch); the
+    /// consent page is open in the browser. `app` is its display name.
+    ConsentRequested { app: String },
 }
 
 impl Hub {

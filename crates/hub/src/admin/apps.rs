@@ -1,6 +1,8 @@
 //! Registrations from the dashboard: list, register (the secret is shown
 //! once, in this answer only), revoke, rotate a secret, mark an app as one
-//! that never sends ACKs (`PATCH`, issue 19). Thin handlers over
+//! that never sends ACKs (`PATCH`, issue 19); browser apps (issue 16):
+//! registered with `redirectUris` (a public client, no secret), their
+//! consent shown and withdrawn (`/apps/{id}/consent`). Thin handlers over
 //! `Hub::apps()`; the registry may touch the OS keyring, so calls run on
 //! the blocking pool.
 
@@ -22,6 +24,10 @@ pub(crate) fn routes() -> Router<Hub> {
         .route("/apps", get(list).post(register))
         .route("/apps/{client_id}", delete(revoke).patch(update))
         .route("/apps/{client_id}/rotate", post(rotate))
+        .route(
+            "/apps/{client_id}/consent",
+            get(consent).delete(revoke_consent),
+        )
 }
 
 fn refused(e: AuthError) -> Response {
@@ -48,8 +54,28 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn list(State(hub): State<Hub>) -> Response {
-    match blocking(hub, |h| Ok(h.apps().list())).await {
-        Ok(apps) => axum::Json(json!({"apps": apps})).into_response(),
+    match blocking(hub, |h| {
+        let apps = h.apps().list();
+        // What makes some of them browser apps, with the clinician's answer.
+        let browser: serde_json::Map<String, serde_json::Value> = apps
+            .iter()
+            .filter_map(|a| {
+                let b = h.auth().smart().app(&a.client_id)?;
+                let consent = h.auth().smart().consent(&a.client_id);
+                Some((
+                    a.client_id.clone(),
+                    json!({"redirectUris": b.redirect_uris, "launchUrl": b.launch_url,
+                           "preapproved": b.preapproved, "consent": consent}),
+                ))
+            })
+            .collect();
+        Ok((apps, browser))
+    })
+    .await
+    {
+        Ok((apps, browser)) => {
+            axum::Json(json!({"apps": apps, "browserApps": browser})).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -65,6 +91,13 @@ struct NewApp {
     /// `false`: a known client that never sends an ACK.
     #[serde(default)]
     acknowledges: Option<bool>,
+    /// A browser app (SMART App Launch, PKCE): its exact redirect URIs.
+    /// It gets no secret.
+    #[serde(default, rename = "redirectUris")]
+    redirect_uris: Vec<String>,
+    /// Where the tray's "Open app" opens it (EHR launch).
+    #[serde(default, rename = "launchUrl")]
+    launch_url: Option<String>,
 }
 
 /// What `PATCH /apps/{client_id}` may change.
@@ -90,9 +123,22 @@ async fn register(State(hub): State<Hub>, body: axum::body::Bytes) -> Response {
     let name = new.name.trim().to_owned();
     let scopes = new.scopes.clone();
     let registered = blocking(hub.clone(), move |h| {
-        let (mut app, secret) = h
-            .apps()
-            .register(new.name.trim(), &new.scopes, new.topics)?;
+        let (mut app, secret) = if new.redirect_uris.is_empty() {
+            let (app, secret) = h
+                .apps()
+                .register(new.name.trim(), &new.scopes, new.topics)?;
+            (app, Some(secret))
+        } else {
+            let browser = crate::auth::smart::BrowserApp {
+                redirect_uris: new.redirect_uris,
+                launch_url: new.launch_url,
+                preapproved: false,
+            };
+            let app =
+                h.auth()
+                    .register_browser_app(new.name.trim(), &new.scopes, new.topics, browser)?;
+            (app, None)
+        };
         if let Some(acks) = new.acknowledges {
             h.apps().set_acknowledges(&app.client_id, acks)?;
             app.acknowledges = acks;
@@ -159,6 +205,43 @@ async fn revoke(State(hub): State<Hub>, Path(client_id): Path<String>) -> Respon
         Err(r) => r,
     };
     audited(&hub, None, format!("revoke app {client_id}"), answer)
+}
+
+/// The clinician's answer for a browser app: `approved`, `denied` or
+/// `null` (not asked yet).
+async fn consent(State(hub): State<Hub>, Path(client_id): Path<String>) -> Response {
+    match blocking(hub, move |h| {
+        h.auth()
+            .browser_app(&client_id)
+            .ok_or(AuthError::UnknownClient)?;
+        Ok(h.auth().smart().consent(&client_id))
+    })
+    .await
+    {
+        Ok(consent) => axum::Json(json!({"consent": consent})).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Withdraws the answer: the app's refresh tokens end and the next
+/// sign-in asks the clinician again.
+async fn revoke_consent(State(hub): State<Hub>, Path(client_id): Path<String>) -> Response {
+    let id = client_id.clone();
+    let answer = match blocking(hub.clone(), move |h| {
+        h.auth().smart().app(&id).ok_or(AuthError::UnknownClient)?;
+        h.auth().smart().revoke_consent(&id)
+    })
+    .await
+    {
+        Ok(()) => axum::Json(json!({"consent": null})).into_response(),
+        Err(r) => r,
+    };
+    audited(
+        &hub,
+        None,
+        format!("withdraw the consent of app {client_id}"),
+        answer,
+    )
 }
 
 async fn rotate(State(hub): State<Hub>, Path(client_id): Path<String>) -> Response {

@@ -16,6 +16,7 @@ pub mod jwks;
 pub mod keys;
 pub mod registry;
 pub mod scopes;
+pub mod smart;
 pub mod store;
 mod token;
 
@@ -99,6 +100,9 @@ pub struct TokenResponse {
     pub scope: String,
     #[serde(rename = "hub.topic")]
     pub topic: String,
+    /// Issued to browser apps (`authorization_code`), rotated on use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 pub struct Auth {
@@ -109,6 +113,7 @@ pub struct Auth {
     token_lifetime: Duration,
     assertions: assertion::Assertions,
     external: external::External,
+    smart: Arc<smart::Smart>,
 }
 
 const SIGNING_KEY: &str = "token-signing-key";
@@ -147,6 +152,10 @@ impl Auth {
             warn!(error = %e, "cannot read the app registry; starting with no registered apps");
             AppRegistry::load(None, None, store.clone()).expect("in-memory registry")
         });
+        let smart = Arc::new(smart::Smart::new(store.clone()));
+        smart.preload(apps.list().iter().map(|a| a.client_id.as_str()));
+        let forget = smart.clone();
+        apps.on_revoke(move |client_id| forget.forget(client_id));
         if enabled {
             info!(secrets = %store.describe(), apps = apps.list().len(), "authorization on");
         }
@@ -158,7 +167,75 @@ impl Auth {
             token_lifetime,
             assertions: assertion::Assertions::default(),
             external: external::External::new(Vec::new(), JwksPolicy::default()),
+            smart,
         }
+    }
+
+    /// Browser apps: codes, consents, refresh tokens, launches.
+    pub fn smart(&self) -> &smart::Smart {
+        &self.smart
+    }
+
+    /// Registers a browser app: a public client (no secret, no keys) with
+    /// its redirect URIs.
+    pub fn register_browser_app(
+        &self,
+        name: &str,
+        scopes: &str,
+        topics: Vec<String>,
+        browser: smart::BrowserApp,
+    ) -> Result<AppInfo, AuthError> {
+        let browser = browser.checked()?;
+        let info = self.apps.register_public(name, scopes, topics)?;
+        if let Err(e) = self.smart.save_app(&info.client_id, browser) {
+            let _ = self.apps.remove(&info.client_id);
+            return Err(e);
+        }
+        Ok(info)
+    }
+
+    /// The active browser app `client_id`, with its registration.
+    pub fn browser_app(&self, client_id: &str) -> Option<(AppInfo, smart::BrowserApp)> {
+        let (info, _) = self.apps.active(client_id, None).ok()?;
+        Some((info, self.smart.app(client_id)?))
+    }
+
+    /// Is `origin` a registered, active browser app's (CORS)?
+    pub fn browser_origin_allowed(&self, origin: &str) -> bool {
+        self.smart
+            .origin_allowed(origin, |id| self.apps.active(id, None).is_ok())
+    }
+
+    /// A token for a browser app after a redeemed code or refresh token,
+    /// with a new refresh token.
+    pub fn issue_for_browser_app(
+        &self,
+        client_id: &str,
+        scope: &str,
+        generation: Option<u64>,
+    ) -> Result<TokenResponse, AuthError> {
+        let (app, current) = self.apps.active(client_id, generation)?;
+        if self.smart.consent(client_id) != Some(smart::Consent::Approved) {
+            return Err(AuthError::Revoked);
+        }
+        let mut issued = self.grant(app, current, Some(scope))?;
+        issued.refresh_token = Some(self.smart.mint_refresh(client_id, &issued.scope, current)?);
+        Ok(issued)
+    }
+
+    /// For the tray's "Open app" (EHR launch): the app's launch URL with a
+    /// fresh `launch` id and `iss` (this hub's base URL), or `None` if the
+    /// app is not an active browser app with a launch URL.
+    pub fn launch_url(&self, client_id: &str, iss: &str) -> Option<String> {
+        let (_, browser) = self.browser_app(client_id)?;
+        let base = browser.launch_url?;
+        let launch = self.smart.mint_launch(client_id)?;
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("launch", &launch)
+            .append_pair("iss", iss)
+            .finish();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        Some(format!("{base}{sep}{query}"))
     }
 
     /// Also accepts access tokens from `issuers`, verified against their
@@ -272,6 +349,7 @@ impl Auth {
             expires_in: self.token_lifetime.as_secs(),
             scope: claims.scope,
             topic: topics.into_iter().next().unwrap_or_default(),
+            refresh_token: None,
         })
     }
 

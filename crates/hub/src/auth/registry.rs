@@ -286,6 +286,18 @@ impl AppRegistry {
         Ok((info, secret.unwrap_or_default()))
     }
 
+    /// Registers a public client (a browser app): no secret, no keys; it
+    /// gets tokens only by `authorization_code` with PKCE.
+    pub fn register_public(
+        &self,
+        name: &str,
+        scopes: &str,
+        topics: Vec<String>,
+    ) -> Result<AppInfo, AuthError> {
+        self.register_app_inner(name, scopes, topics, None, false, true)
+            .map(|(info, _)| info)
+    }
+
     /// Registers an app with public keys for `private_key_jwt`, a client
     /// secret (`with_secret`), or both. Returns the secret, if one was
     /// made: it is shown only once.
@@ -296,6 +308,18 @@ impl AppRegistry {
         topics: Vec<String>,
         keys: Option<PublicKeys<'_>>,
         with_secret: bool,
+    ) -> Result<(AppInfo, Option<String>), AuthError> {
+        self.register_app_inner(name, scopes, topics, keys, with_secret, false)
+    }
+
+    fn register_app_inner(
+        &self,
+        name: &str,
+        scopes: &str,
+        topics: Vec<String>,
+        keys: Option<PublicKeys<'_>>,
+        with_secret: bool,
+        public: bool,
     ) -> Result<(AppInfo, Option<String>), AuthError> {
         let name = name.trim();
         if name.is_empty() {
@@ -323,7 +347,7 @@ impl AppRegistry {
             acknowledges: true,
         };
         let (jwks, jwks_url) = checked_keys(keys)?;
-        if keys.is_none() && !with_secret {
+        if keys.is_none() && !with_secret && !public {
             return Err(AuthError::Invalid(
                 "an app needs a client secret or public keys (a JWK set)".into(),
             ));

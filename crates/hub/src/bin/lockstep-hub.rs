@@ -207,7 +207,19 @@ enum AppsAction {
         /// CLI): it is not dropped or reported for a missing ACK.
         #[arg(long)]
         no_ack: bool,
+        /// A browser app (SMART App Launch with PKCE, a public client with
+        /// no secret): an exact redirect URI (repeatable). Its origin is
+        /// then allowed for CORS.
+        #[arg(long = "redirect-uri", value_name = "URL", conflicts_with_all = ["jwks", "jwks_url", "secret"])]
+        redirect_uris: Vec<String>,
+        /// With --redirect-uri: where the tray's "Open app" opens it
+        /// (SMART EHR launch, `launch` and `iss` are appended).
+        #[arg(long, value_name = "URL", requires = "redirect_uris")]
+        launch_url: Option<String>,
     },
+    /// Forget the clinician's consent for a browser app: its refresh
+    /// tokens end and the next sign-in asks again.
+    ForgetConsent { client_id: String },
     /// List registered apps: client id, name, state, scopes, topics, and
     /// whether the hub expects ACKs (`acks` or `no-ack`).
     List,
@@ -522,6 +534,7 @@ fn apps_command(
             return ExitCode::FAILURE;
         }
     };
+    let smart = auth::smart::Smart::new(store.clone());
     let registry =
         match auth::AppRegistry::load(Some(db.clone()), Some(data_dir.join("apps.json")), store) {
             Ok(r) => r,
@@ -535,10 +548,54 @@ fn apps_command(
             name,
             scopes,
             topics,
+            no_ack,
+            redirect_uris,
+            launch_url,
+            ..
+        } if !redirect_uris.is_empty() => {
+            let browser = auth::smart::BrowserApp {
+                redirect_uris,
+                launch_url,
+                preapproved: false,
+            };
+            browser
+                .checked()
+                .and_then(|browser| {
+                    let app = registry.register_public(&name, &scopes, topics)?;
+                    if let Err(e) = smart.save_app(&app.client_id, browser.clone()) {
+                        let _ = registry.remove(&app.client_id);
+                        return Err(e);
+                    }
+                    if no_ack {
+                        registry.set_acknowledges(&app.client_id, false)?;
+                    }
+                    Ok((app, browser))
+                })
+                .map(|(app, browser)| {
+                    println!("client_id:     {}", app.client_id);
+                    println!("auth:          public client (SMART launch, PKCE S256; no secret)");
+                    println!("redirect_uris: {}", browser.redirect_uris.join(" "));
+                    println!("origins:       {}", browser.origins().join(" "));
+                    if let Some(url) = &browser.launch_url {
+                        println!("launch_url:    {url}");
+                    }
+                    println!("scopes:        {}", app.scopes.join(" "));
+                    println!("topics:        {}", app.topics.join(" "));
+                })
+        }
+        AppsAction::ForgetConsent { client_id } => match smart.app(&client_id) {
+            Some(_) => smart.revoke_consent(&client_id),
+            None => Err(auth::AuthError::UnknownClient),
+        },
+        AppsAction::Add {
+            name,
+            scopes,
+            topics,
             jwks,
             jwks_url,
             secret,
             no_ack,
+            ..
         } => {
             let jwks = match jwks.map(|p| read_jwks(&p)).transpose() {
                 Ok(j) => j,

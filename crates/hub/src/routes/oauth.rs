@@ -5,6 +5,12 @@
 //! Services) and
 //! `/.well-known/smart-configuration`. The token response carries the SMART
 //! launch context `hub.url` and `hub.topic` (2-1; checklist 114).
+//!
+//! Browser apps (public clients) use SMART App Launch instead:
+//! `GET /oauth/authorize` (`authorize`), then `authorization_code` with a
+//! PKCE verifier, then `refresh_token` (issue 16).
+
+mod authorize;
 
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
@@ -25,11 +31,15 @@ use crate::Hub;
 pub fn router(hub: Hub) -> Router {
     Router::new()
         .route("/oauth/token", post(token))
+        .route(
+            "/oauth/authorize",
+            get(authorize::authorize).post(authorize::decide),
+        )
         .route("/.well-known/smart-configuration", get(smart_configuration))
         .with_state(hub)
 }
 
-fn base_url(hub: &Hub, headers: &HeaderMap) -> String {
+pub(crate) fn base_url(hub: &Hub, headers: &HeaderMap) -> String {
     let scheme = hub.config().http_scheme();
     format!("{scheme}://{}", super::public_host(hub, headers))
 }
@@ -52,12 +62,21 @@ fn smart_configuration_of(hub: &Hub, headers: &HeaderMap) -> Json<Value> {
     Json(json!({
         "issuer": base,
         "token_endpoint": format!("{base}/oauth/token"),
+        "authorization_endpoint": format!("{base}/oauth/authorize"),
         "token_endpoint_auth_methods_supported":
-            ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": alg_names(&ASSERTION_ALGS),
-        "grant_types_supported": ["client_credentials"],
-        "scopes_supported": ["fhircast/*.read", "fhircast/*.write", "fhircast/*.*"],
-        "capabilities": ["client-confidential-symmetric", "client-confidential-asymmetric"],
+        "grant_types_supported": ["client_credentials", "authorization_code", "refresh_token"],
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": ["fhircast/*.read", "fhircast/*.write", "fhircast/*.*", "launch"],
+        "capabilities": [
+            "client-confidential-symmetric",
+            "client-confidential-asymmetric",
+            "client-public",
+            "launch-ehr",
+            "launch-standalone",
+        ],
         "hub.url": format!("{base}{STU3_PATH}"),
     }))
 }
@@ -84,11 +103,14 @@ async fn token(State(hub): State<Hub>, headers: HeaderMap, body: Body) -> Respon
     };
     match field("grant_type") {
         Some("client_credentials") => {}
+        Some(grant @ ("authorization_code" | "refresh_token")) => {
+            return browser_token(&hub, &headers, grant, &field)
+        }
         Some(other) => {
             return oauth_error(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
-                &format!("grant_type {other:?} is not supported; use client_credentials"),
+                &format!("grant_type {other:?} is not supported; use client_credentials, authorization_code or refresh_token"),
             )
         }
         None => {
@@ -148,16 +170,7 @@ async fn token(State(hub): State<Hub>, headers: HeaderMap, body: Body) -> Respon
         refused(&hub, &client_id, e);
     }
     match result {
-        Ok(issued) => {
-            let mut body = serde_json::to_value(&issued).unwrap_or_default();
-            body["hub.url"] = format!("{}{STU3_PATH}", base_url(&hub, &headers)).into();
-            (
-                StatusCode::OK,
-                [(header::CACHE_CONTROL, "no-store")],
-                Json(body),
-            )
-                .into_response()
-        }
+        Ok(issued) => issued_response(&hub, &headers, &issued),
         Err(e @ AuthError::Invalid(_)) => {
             oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &e.to_string())
         }
@@ -183,6 +196,123 @@ async fn token(State(hub): State<Hub>, headers: HeaderMap, body: Body) -> Respon
             )
         }
     }
+}
+
+/// A token response: the token, `hub.url`, `hub.topic`, and `topic` too,
+/// the name OHIF's cast client reads the topic under (CONFORMANCE.md).
+fn issued_response(
+    hub: &Hub,
+    headers: &HeaderMap,
+    issued: &crate::auth::TokenResponse,
+) -> Response {
+    let mut body = serde_json::to_value(issued).unwrap_or_default();
+    body["hub.url"] = format!("{}{STU3_PATH}", base_url(hub, headers)).into();
+    body["topic"] = issued.topic.clone().into();
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// `authorization_code` (with the PKCE verifier) and `refresh_token` for
+/// browser apps: public clients, no secret (RFC 6749 §4.1.3, §6; RFC 7636
+/// §4.5).
+fn browser_token<'a>(
+    hub: &Hub,
+    headers: &HeaderMap,
+    grant: &str,
+    field: &dyn Fn(&str) -> Option<&'a str>,
+) -> Response {
+    let Some(client_id) = field("client_id") else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_id is required",
+        );
+    };
+    let smart = hub.auth().smart();
+    let issued = if grant == "authorization_code" {
+        let (Some(code), Some(redirect_uri)) = (field("code"), field("redirect_uri")) else {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "code and redirect_uri are required",
+            );
+        };
+        let Some(verifier) = field("code_verifier") else {
+            // The code is still used up: one try per code.
+            let _ = smart.redeem_code(code, client_id, redirect_uri, "");
+            return refused_grant(hub, client_id, "code_verifier is required (PKCE)");
+        };
+        match smart.redeem_code(code, client_id, redirect_uri, verifier) {
+            Ok(request) => hub
+                .auth()
+                .issue_for_browser_app(client_id, &request.scope, None),
+            Err(why) => return refused_grant(hub, client_id, &why),
+        }
+    } else {
+        let Some(token) = field("refresh_token") else {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "refresh_token is required",
+            );
+        };
+        match smart.redeem_refresh(token, client_id) {
+            // Never wider than what was granted (RFC 6749 §6).
+            Some(grant) => hub.auth().issue_for_browser_app(
+                client_id,
+                &crate::auth::Scopes::parse(&grant.scope)
+                    .grant(field("scope"))
+                    .to_string(),
+                Some(grant.generation),
+            ),
+            None => {
+                return refused_grant(
+                    hub,
+                    client_id,
+                    "the refresh token is unknown, used, expired or not this client's",
+                )
+            }
+        }
+    };
+    match issued {
+        Ok(issued) => issued_response(hub, headers, &issued),
+        Err(e @ AuthError::Invalid(_)) => {
+            refused(hub, client_id, &e);
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", &e.to_string())
+        }
+        Err(_) => refused_grant(
+            hub,
+            client_id,
+            "the app was revoked or its consent withdrawn",
+        ),
+    }
+}
+
+impl Hub {
+    /// For the tray's "Open app" (SMART EHR launch): the browser app's
+    /// launch URL with a fresh `launch` id and `iss` (this hub's base
+    /// URL, also the `aud` it accepts). `None` when `client_id` is not an
+    /// active browser app with a launch URL, or the hub is not serving.
+    pub fn launch_url(&self, client_id: &str) -> Option<String> {
+        let addr = self.local_addr()?;
+        let iss = format!("{}://{addr}", self.config().http_scheme());
+        self.auth().launch_url(client_id, &iss)
+    }
+}
+
+/// RFC 6749 §5.2 `invalid_grant`, and an audit record.
+fn refused_grant(hub: &Hub, client_id: &str, why: &str) -> Response {
+    tracing::info!(client = %client_id, reason = %why, "token refused");
+    let mut record = AuditRecord::new(AuditAction::AuthFailure, "400 invalid_grant");
+    record.client_id = Some(client_id.to_owned()).filter(|c| !c.is_empty());
+    record.event_name = Some("token".to_owned());
+    record.detail = Some(why.to_owned());
+    hub.audit(record);
+    oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", why)
 }
 
 /// The URLs a client assertion's `aud` may name: the token endpoint as
