@@ -5,10 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use lockstep_hub::{HubEvent, SubscriberInfo};
+use lockstep_hub::{context_summary, HubEvent, SubscriberInfo};
 use serde_json::Value;
-
-use crate::summary::context_summary;
 
 /// How long a failure keeps the icon in the attention state.
 pub const ATTENTION_FOR: Duration = Duration::from_secs(5 * 60);
