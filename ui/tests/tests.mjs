@@ -341,6 +341,8 @@ async function nowViewSyncStates(t) {
   await breakButton.click();
   await row('Reporting (test)').getByRole('button', { name: /Confirm: Break the link/ }).click();
   await expectRow('Reporting (test)', 'paused', /Link broken by support/, 'warn');
+  // docs/screenshots/now-sync-states.png: in sync, behind, link broken, and the refusal in the banner.
+  await page.screenshot({ path: `${t.artifacts}/now-sync-states.png`, fullPage: true });
   const told = await linked.nextEvent('SyncError');
   assert.match(JSON.stringify(told), /until it is rejoined/);
   // A change it does not follow while unlinked, then Rejoin sends it the current context.
@@ -354,7 +356,6 @@ async function nowViewSyncStates(t) {
   assert.equal((await linked.nextEvent('Patient-close')).id, close.id);
   assert.equal((await linked.nextEvent('Patient-open')).id, reopen.id);
   await expectRow('Reporting (test)', 'in-sync', /In sync/, 'good');
-  await page.screenshot({ path: `${t.artifacts}/now-sync-states.png`, fullPage: true });
 
   // Acknowledge the SyncError: the banner goes, for good.
   await alarm.getByRole('button', { name: /Acknowledge/ }).click();
