@@ -266,7 +266,8 @@ async def main():
     items = layout(service, menu)
     labels = [l for _, _, l, _ in items]
     assert "Connected apps (2)" in labels, labels
-    assert "PACS viewer — Connected" in labels and "Reporting — Connected" in labels, labels
+    # Each app's sync state, in the hub's words (issue 15).
+    assert "PACS viewer — In sync" in labels and "Reporting — In sync" in labels, labels
     assert "Patient-open" in labels, labels
 
     step("publish Patient-open; Reporting refuses it (ACK 500)")

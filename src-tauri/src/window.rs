@@ -32,6 +32,14 @@ pub fn show<R: Runtime>(app: &AppHandle<R>) {
             return;
         }
     };
+    // The Settings view shows where the log files are (the hub alone does
+    // not know: the tray writes them). A JSON string literal, so any path
+    // is safe in the script.
+    let logs_dir = shell.paths.as_ref().map(|p| p.logs.display().to_string());
+    let script = format!(
+        "window.__LOCKSTEP_LOGS_DIR__ = {};",
+        serde_json::Value::from(logs_dir)
+    );
     let app = app.clone();
     // Off the event handler's thread: building a webview inside a menu
     // handler can deadlock on Windows.
@@ -39,6 +47,7 @@ pub fn show<R: Runtime>(app: &AppHandle<R>) {
         let built = WebviewWindowBuilder::new(&app, LABEL, WebviewUrl::External(url))
             .title("Lockstep")
             .inner_size(1100.0, 760.0)
+            .initialization_script(&script)
             .on_page_load(|_, payload| {
                 if payload.event() == PageLoadEvent::Finished {
                     // Path only: the login link's code never reaches the log.
