@@ -158,11 +158,11 @@ fn break_link_and_rejoin_from_the_tray() {
             .collect()
     };
     let break_id = format!("{}{}", ids::BREAK_LINK, sub.endpoint_id);
-    assert_eq!(action_ids(&app), [break_id.clone()]);
+    assert_eq!(action_ids(&app), std::slice::from_ref(&break_id));
     on_menu(app.handle(), &break_id);
     assert_eq!(hub.subscribers()[0].sync, "paused");
     let rejoin_id = format!("{}{}", ids::REJOIN, sub.endpoint_id);
-    assert_eq!(action_ids(&app), [rejoin_id.clone()]);
+    assert_eq!(action_ids(&app), std::slice::from_ref(&rejoin_id));
     on_menu(app.handle(), &rejoin_id);
     assert_ne!(hub.subscribers()[0].sync, "paused");
     assert_eq!(action_ids(&app), [break_id]);
