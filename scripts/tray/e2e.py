@@ -339,6 +339,31 @@ async def main():
             break
     wait_for("the label without 'paused'", lambda: label() == "ROE, Jane · MRN 67890 · 1 app")
 
+    step("Break link from the app's submenu, then Rejoin: it gets the current context (issue 15)")
+    click(service, menu, "Break link")
+    while True:  # told, by a SyncError (after any replay still queued; ACK those)
+        frame = json.loads(await asyncio.wait_for(ws_a.recv(), 10))
+        if frame.get("event", {}).get("hub.event") == "SyncError":
+            break
+        await ws_a.send(json.dumps({"id": frame["id"], "status": 200}))
+    assert "until it is rejoined" in json.dumps(frame), frame
+    want = "ROE, Jane · MRN 67890 · 1 app · 1 paused"
+    wait_for(f"label {want!r}", lambda: label() == want)
+    wait_for("the app's state in the menu", lambda: "PACS viewer — Link broken by support"
+             in [l for _, _, l, _ in layout(service, menu)])
+    with open(f"{ART}/menu-link-broken.txt", "w") as f:
+        for depth, ident, l, enabled in layout(service, menu):
+            f.write(f"{'  ' * (depth - 1)}{l}{'' if enabled else '  (disabled)'}  [{ident}]\n")
+    click(service, menu, "Rejoin (send it the current context)")
+    while True:  # the current context again; ACK it
+        frame = json.loads(await asyncio.wait_for(ws_a.recv(), 10))
+        await ws_a.send(json.dumps({"id": frame["id"], "status": 200}))
+        if frame["id"] == held:
+            break
+    wait_for("the label in sync again", lambda: label() == "ROE, Jane · MRN 67890 · 1 app")
+    wait_for("'PACS viewer: link broken' notified", lambda: "PACS viewer: link broken" in notes())
+    wait_for("'PACS viewer rejoined' notified", lambda: "PACS viewer rejoined" in notes())
+
     step("Start at login: on by default, the menu switches it and saves the setting")
     # auto-launch writes under $HOME/.config, whatever XDG_CONFIG_HOME says.
     desktop = f"{home}/.config/autostart/Lockstep.desktop"
