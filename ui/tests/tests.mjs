@@ -188,6 +188,10 @@ async function pauseAndResume(t) {
   // Applied by the hub (the dashboard shows it) while apps are not told.
   await publish(hub.hubUrl, event(t.shared.topic, 'Patient-open', [{ key: 'patient', resource: patient('p2', 'Hopper', 'Grace') }]));
   await page.locator('ls-now article.context.current').getByText('HOPPER, Grace', { exact: true }).waitFor({ timeout: WAIT_MS });
+  // Every app's row says it is paused (amber, in words).
+  const risRow = page.locator('li.sync-row[data-app="RIS (test)"]');
+  await risRow.and(page.locator('[data-sync="paused"].tone-warn')).waitFor({ timeout: WAIT_MS });
+  assert.match(await risRow.locator('.badge').innerText(), /Sync paused/);
   await page.goto(`${hub.base}/ui/#events`);
   await page.locator('.log li.entry').first().getByText('held: delivery paused').waitFor({ timeout: WAIT_MS });
   await page.locator('button[data-key="pause-delivery"]').getByText('Resume sync').click();
