@@ -390,6 +390,9 @@ async def main():
     except websockets.ConnectionClosed as e:
         assert e.code == 1001, e
     assert not os.path.exists(disc_path), "discovery file left behind"
+    # The open dashboard's size and place, for the next start.
+    geometry = json.load(open(f"{env['XDG_CONFIG_HOME']}/lockstep/window.json"))
+    assert geometry["width"] >= 320 and geometry["height"] >= 320, geometry
     logs = os.listdir(f"{home}/state/lockstep/logs")
     assert any(n.startswith("lockstep.") and n.endswith(".log") for n in logs), logs
 

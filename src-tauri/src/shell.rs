@@ -382,6 +382,11 @@ pub fn quit<R: Runtime>(app: AppHandle<R>) {
             running.stop().await;
         }
         shell.remove_discovery();
+        if let Some(w) = app.get_webview_window(crate::window::LABEL) {
+            if w.is_visible().unwrap_or(false) {
+                crate::window::remember(&w.as_ref().window());
+            }
+        }
         tracing::info!("quit");
         app.exit(0);
     });
