@@ -303,7 +303,15 @@ async def main():
     # login redirect); the live view then shows the context.
     wait_for("the dashboard page", lambda: re.search(r"dashboard loaded.*path.*/ui/",
                                                       open(f"{ART}/app.log").read()), timeout=90)
-    screenshot("dashboard")
+    # The load event comes before the first paint: take it again until
+    # the window's left part (no notifications there) is no longer blank.
+    def drawn():
+        screenshot("dashboard")
+        spread = subprocess.run(["convert", f"{ART}/dashboard.png", "-crop", "900x700+0+0", "+repage",
+                                 "-format", "%[fx:standard_deviation]", "info:"],
+                                capture_output=True, text=True).stdout.strip()
+        return float(spread or 0) > 0.02
+    wait_for("the dashboard drawn", drawn, timeout=30, interval=0.5)
 
     step("Open dashboard in browser hands the desktop a one-time link")
     click(service, menu, "Open dashboard in browser")
