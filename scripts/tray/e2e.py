@@ -266,7 +266,8 @@ async def main():
     items = layout(service, menu)
     labels = [l for _, _, l, _ in items]
     assert "Connected apps (2)" in labels, labels
-    assert "PACS viewer — Connected" in labels and "Reporting — Connected" in labels, labels
+    # Each app's sync state, in the hub's words (issue 15).
+    assert "PACS viewer — In sync" in labels and "Reporting — In sync" in labels, labels
     assert "Patient-open" in labels, labels
 
     step("publish Patient-open; Reporting refuses it (ACK 500)")
@@ -302,7 +303,15 @@ async def main():
     # login redirect); the live view then shows the context.
     wait_for("the dashboard page", lambda: re.search(r"dashboard loaded.*path.*/ui/",
                                                       open(f"{ART}/app.log").read()), timeout=90)
-    screenshot("dashboard")
+    # The load event comes before the first paint: take it again until
+    # the window's left part (no notifications there) is no longer blank.
+    def drawn():
+        screenshot("dashboard")
+        spread = subprocess.run(["convert", f"{ART}/dashboard.png", "-crop", "900x700+0+0", "+repage",
+                                 "-format", "%[fx:standard_deviation]", "info:"],
+                                capture_output=True, text=True).stdout.strip()
+        return float(spread or 0) > 0.02
+    wait_for("the dashboard drawn", drawn, timeout=30, interval=0.5)
 
     step("Open dashboard in browser hands the desktop a one-time link")
     click(service, menu, "Open dashboard in browser")
@@ -338,6 +347,31 @@ async def main():
             break
     wait_for("the label without 'paused'", lambda: label() == "ROE, Jane · MRN 67890 · 1 app")
 
+    step("Break link from the app's submenu, then Rejoin: it gets the current context (issue 15)")
+    click(service, menu, "Break link")
+    while True:  # told, by a SyncError (after any replay still queued; ACK those)
+        frame = json.loads(await asyncio.wait_for(ws_a.recv(), 10))
+        if frame.get("event", {}).get("hub.event") == "SyncError":
+            break
+        await ws_a.send(json.dumps({"id": frame["id"], "status": 200}))
+    assert "until it is rejoined" in json.dumps(frame), frame
+    want = "ROE, Jane · MRN 67890 · 1 app · 1 paused"
+    wait_for(f"label {want!r}", lambda: label() == want)
+    wait_for("the app's state in the menu", lambda: "PACS viewer — Link broken by support"
+             in [l for _, _, l, _ in layout(service, menu)])
+    with open(f"{ART}/menu-link-broken.txt", "w") as f:
+        for depth, ident, l, enabled in layout(service, menu):
+            f.write(f"{'  ' * (depth - 1)}{l}{'' if enabled else '  (disabled)'}  [{ident}]\n")
+    click(service, menu, "Rejoin (send it the current context)")
+    while True:  # the current context again; ACK it
+        frame = json.loads(await asyncio.wait_for(ws_a.recv(), 10))
+        await ws_a.send(json.dumps({"id": frame["id"], "status": 200}))
+        if frame["id"] == held:
+            break
+    wait_for("the label in sync again", lambda: label() == "ROE, Jane · MRN 67890 · 1 app")
+    wait_for("'PACS viewer: link broken' notified", lambda: "PACS viewer: link broken" in notes())
+    wait_for("'PACS viewer rejoined' notified", lambda: "PACS viewer rejoined" in notes())
+
     step("Start at login: on by default, the menu switches it and saves the setting")
     # auto-launch writes under $HOME/.config, whatever XDG_CONFIG_HOME says.
     desktop = f"{home}/.config/autostart/Lockstep.desktop"
@@ -364,6 +398,9 @@ async def main():
     except websockets.ConnectionClosed as e:
         assert e.code == 1001, e
     assert not os.path.exists(disc_path), "discovery file left behind"
+    # The open dashboard's size and place, for the next start.
+    geometry = json.load(open(f"{env['XDG_CONFIG_HOME']}/lockstep/window.json"))
+    assert geometry["width"] >= 320 and geometry["height"] >= 320, geometry
     logs = os.listdir(f"{home}/state/lockstep/logs")
     assert any(n.startswith("lockstep.") and n.endswith(".log") for n in logs), logs
 

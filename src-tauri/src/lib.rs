@@ -1,7 +1,7 @@
 //! Lockstep's tray app: a thin Tauri shell over `lockstep_hub`.
 //!
 //! - `hub_runner.rs` runs the hub in-process on the configured port.
-//! - `model.rs` (with `summary.rs`) turns hub events and a snapshot into
+//! - `model.rs` turns hub events and a snapshot into
 //!   what the tray shows: pure, tested without a display.
 //! - `notify.rs`: which events notify, and the rate limit.
 //! - `shell.rs`: managed state, the task following `Hub::events()`, and
@@ -18,7 +18,6 @@ pub mod model;
 pub mod notify;
 pub mod paths;
 mod shell;
-pub mod summary;
 mod tray;
 mod window;
 

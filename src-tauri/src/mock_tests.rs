@@ -61,7 +61,12 @@ fn pause_and_resume_from_the_menu() {
 #[test]
 fn tray_actions_are_audited() {
     let (app, hub, _dir) = app_with(Settings::default(), None, true);
-    for id in [ids::PAUSE, ids::RESUME, ids::CLOSE_ALL] {
+    for id in [
+        ids::PAUSE,
+        ids::RESUME,
+        ids::CLOSE_ALL,
+        ids::CONFIRM_CLOSE_ALL,
+    ] {
         on_menu(app.handle(), id);
     }
     let storage = hub.storage().expect("a database");
@@ -98,6 +103,84 @@ fn tray_actions_are_audited() {
     );
 }
 
+/// The tray's own audit records: (detail, outcome).
+fn tray_audit(hub: &Hub) -> Vec<(String, String)> {
+    let storage = hub.storage().expect("a database");
+    storage.flush().wait().unwrap();
+    let mut out = Vec::new();
+    storage
+        .export_audit(
+            None,
+            None,
+            lockstep_hub::storage::ExportFormat::Ndjson,
+            &mut out,
+        )
+        .unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["action"] == "admin" && r["subscriber_name"] == "tray")
+        .map(|r| {
+            (
+                r["detail"].as_str().unwrap().to_owned(),
+                r["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Issue 15: support breaks one app's link from the tray (the app's
+/// submenu), its state says paused and the submenu offers Rejoin; Rejoin
+/// brings it back. Both audited, as from the dashboard.
+#[test]
+fn break_link_and_rejoin_from_the_tray() {
+    let (app, hub, _dir) = app_with(Settings::default(), None, true);
+    let topic = hub.session_topic().to_owned();
+    let _queue =
+        tauri::async_runtime::block_on(async { subscribe_local(&hub, &topic, "Patient-open") });
+    let sub = hub.subscribers().remove(0);
+    let action_ids = |app: &tauri::App<MockRuntime>| -> Vec<String> {
+        let view = app.state::<Shell>().view();
+        let Entry::Submenu { items, .. } = &view.menu[1] else {
+            panic!("apps submenu")
+        };
+        items
+            .iter()
+            .flat_map(|e| match e {
+                Entry::Submenu { items, .. } => items.clone(),
+                _ => vec![],
+            })
+            .filter_map(|e| match e {
+                Entry::AppAction { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect()
+    };
+    let break_id = format!("{}{}", ids::BREAK_LINK, sub.endpoint_id);
+    assert_eq!(action_ids(&app), std::slice::from_ref(&break_id));
+    on_menu(app.handle(), &break_id);
+    assert_eq!(hub.subscribers()[0].sync, "paused");
+    let rejoin_id = format!("{}{}", ids::REJOIN, sub.endpoint_id);
+    assert_eq!(action_ids(&app), std::slice::from_ref(&rejoin_id));
+    on_menu(app.handle(), &rejoin_id);
+    assert_ne!(hub.subscribers()[0].sync, "paused");
+    assert_eq!(action_ids(&app), [break_id]);
+    // An app that left meanwhile: nothing happens, nothing is audited.
+    on_menu(
+        app.handle(),
+        &format!("{}no-such-endpoint", ids::BREAK_LINK),
+    );
+    let done = |d: String| (d, "done".to_owned());
+    assert_eq!(
+        tray_audit(&hub),
+        [
+            done(format!("break the link of {}", sub.name)),
+            done(format!("rejoin {}", sub.name)),
+        ]
+    );
+}
+
 #[test]
 fn context_shows_then_close_all_clears_it() {
     let (app, hub, _dir) = app_with_hub();
@@ -115,11 +198,27 @@ fn context_shows_then_close_all_clears_it() {
     assert_eq!(view.state, TrayState::Linked);
     assert!(view.menu.contains(&Entry::Item {
         id: Some(ids::CLOSE_ALL),
-        text: "Close all contexts".into(),
+        text: "Close all contexts…".into(),
         enabled: true
     }));
+    // A stray click closes nothing: it asks for the confirmation.
     on_menu(app.handle(), ids::CLOSE_ALL);
+    assert_ne!(hub.current_context(&topic)["context"], json!([]));
+    let view = app.state::<Shell>().view();
+    assert!(view.menu.contains(&Entry::Item {
+        id: Some(ids::CONFIRM_CLOSE_ALL),
+        text: "Confirm: close all contexts".into(),
+        enabled: true
+    }));
+    on_menu(app.handle(), ids::CONFIRM_CLOSE_ALL);
     assert_eq!(hub.current_context(&topic)["context"], json!([]));
+    // Back to the first step for the next time.
+    assert!(app
+        .state::<Shell>()
+        .view()
+        .menu
+        .iter()
+        .any(|e| matches!(e, Entry::Item { id: Some(id), .. } if *id == ids::CLOSE_ALL)));
     assert_eq!(label(&app), "no context · 1 app");
 }
 

@@ -5,13 +5,18 @@
 
 use std::time::{Duration, Instant};
 
-use lockstep_hub::{HubEvent, SubscriberInfo};
+use lockstep_hub::{context_summary, HubEvent, SubscriberInfo};
 use serde_json::Value;
-
-use crate::summary::context_summary;
 
 /// How long a failure keeps the icon in the attention state.
 pub const ATTENTION_FOR: Duration = Duration::from_secs(5 * 60);
+
+/// How long "Confirm close all contexts" stays in the menu after the
+/// first click. The dialog plugin is not a dependency (and a modal dialog
+/// from a tray menu behaves differently on each desktop): a second,
+/// explicit menu item is the confirmation, as the dashboard's button asks
+/// twice.
+pub const CONFIRM_FOR: Duration = Duration::from_secs(15);
 
 /// Menu item ids, matched in `tray.rs`.
 pub mod ids {
@@ -22,6 +27,12 @@ pub mod ids {
     pub const PAUSE: &str = "pause";
     pub const RESUME: &str = "resume";
     pub const CLOSE_ALL: &str = "close-all";
+    /// The second click of "Close all contexts" (see [`super::CONFIRM_FOR`]).
+    pub const CONFIRM_CLOSE_ALL: &str = "confirm-close-all";
+    pub const OPEN_LOGS: &str = "open-logs";
+    /// Prefixes of the per-app items: `break-link:<endpoint id>`.
+    pub const BREAK_LINK: &str = "break-link:";
+    pub const REJOIN: &str = "rejoin:";
     pub const NOTIFICATIONS: &str = "notifications";
     pub const AUTOSTART: &str = "autostart";
     pub const QUIT: &str = "quit";
@@ -33,7 +44,8 @@ pub enum TrayState {
     Linked,
     /// The hub runs, no app is connected.
     Idle,
-    /// An app failed to follow (SyncError) or dropped, within [`ATTENTION_FOR`].
+    /// An app failed to follow (SyncError) or dropped, within [`ATTENTION_FOR`],
+    /// or an app is `refused` or `unresponsive` now.
     Attention,
     /// The hub is not running (e.g. its port was taken).
     Stopped,
@@ -75,6 +87,10 @@ impl Tracker {
                 self.trouble = Some((now, format!("{subscriber} dropped its connection")));
             }
             HubEvent::Published { topic, .. } => self.last_topic = Some(topic.clone()),
+            // Its contexts went with it: show the session again.
+            HubEvent::TopicEnded { topic } if self.last_topic.as_ref() == Some(topic) => {
+                self.last_topic = None
+            }
             _ => {}
         }
     }
@@ -121,6 +137,10 @@ pub struct Snapshot {
     pub notifications_managed: bool,
     /// IT locked `start_at_login`.
     pub autostart_managed: bool,
+    /// "Close all contexts" was clicked: the menu offers the confirmation.
+    pub close_all_armed: bool,
+    /// Where the log files are (the "Open logs folder" item), if known.
+    pub logs: Option<String>,
 }
 
 /// One menu entry; `tray.rs` builds the Tauri menu from these.
@@ -142,6 +162,12 @@ pub enum Entry {
     Submenu {
         text: String,
         items: Vec<Entry>,
+    },
+    /// An action on one app: its id names the app (`ids::BREAK_LINK` +
+    /// endpoint id), so it is built at run time.
+    AppAction {
+        id: String,
+        text: String,
     },
     Separator,
 }
@@ -186,14 +212,49 @@ pub struct View {
     pub menu: Vec<Entry>,
 }
 
+/// How bad a sync state is: the tray shows the worst one. Red states
+/// (the app will not catch up by itself) above amber ones above in sync.
+pub fn severity(sync: &str) -> u8 {
+    match sync {
+        "in-sync" => 0,
+        "no-ack" => 1,
+        "paused" => 2,
+        "behind" => 3,
+        "refused" => 5,
+        "unresponsive" => 4,
+        _ => 3,
+    }
+}
+
+/// True for the red states: the app needs someone to look.
+pub fn is_red(sync: &str) -> bool {
+    severity(sync) >= 4
+}
+
+/// The worst sync state among the apps and how many are in it, unless
+/// every app is in sync.
+fn worst(subscribers: &[SubscriberInfo]) -> Option<(&'static str, usize)> {
+    let worst = subscribers
+        .iter()
+        .map(|s| s.sync)
+        .max_by_key(|s| severity(s))?;
+    if severity(worst) == 0 {
+        return None;
+    }
+    let n = subscribers.iter().filter(|s| s.sync == worst).count();
+    Some((worst, n))
+}
+
 pub fn view(tracker: &Tracker, snap: &Snapshot, now: Instant) -> View {
     let connected = snap.subscribers.iter().filter(|s| s.connected()).count();
     let trouble = tracker.trouble(now);
-    let state = match (&snap.stopped, trouble, connected) {
+    let worst = worst(&snap.subscribers);
+    let red = worst.is_some_and(|(s, _)| is_red(s));
+    let state = match (&snap.stopped, trouble.is_some() || red, connected) {
         (Some(_), _, _) => TrayState::Stopped,
-        (None, Some(_), _) => TrayState::Attention,
-        (None, None, 0) => TrayState::Idle,
-        (None, None, _) => TrayState::Linked,
+        (None, true, _) => TrayState::Attention,
+        (None, false, 0) => TrayState::Idle,
+        (None, false, _) => TrayState::Linked,
     };
     let context = context_summary(&snap.context);
     let apps = match connected {
@@ -203,9 +264,16 @@ pub fn view(tracker: &Tracker, snap: &Snapshot, now: Instant) -> View {
     let label = match &snap.stopped {
         Some(_) => "Lockstep stopped".to_owned(),
         None => {
+            // The worst app state in words: "· 1 refused", "· 2 behind".
+            let worst = match worst {
+                Some((state, n)) if !(snap.paused && state == "paused") => {
+                    format!(" · {n} {state}")
+                }
+                _ => String::new(),
+            };
             let paused = if snap.paused { " · paused" } else { "" };
             format!(
-                "{} · {apps}{paused}",
+                "{} · {apps}{worst}{paused}",
                 context.as_deref().unwrap_or("no context")
             )
         }
@@ -234,12 +302,28 @@ fn menu(snap: &Snapshot, context: Option<&str>, connected: usize) -> Vec<Entry> 
     let apps: Vec<Entry> = if snap.subscribers.is_empty() {
         vec![Entry::info("No apps")]
     } else {
-        snap.subscribers.iter().map(app_entry).collect()
+        snap.subscribers
+            .iter()
+            .map(|s| app_entry(s, snap.paused))
+            .collect()
     };
     let (sync_id, sync_text) = if snap.paused {
         (ids::RESUME, "Resume sync")
     } else {
         (ids::PAUSE, "Pause sync")
+    };
+    let close_all = if snap.close_all_armed {
+        Entry::action(
+            ids::CONFIRM_CLOSE_ALL,
+            "Confirm: close all contexts",
+            running && context.is_some(),
+        )
+    } else {
+        Entry::action(
+            ids::CLOSE_ALL,
+            "Close all contexts…",
+            running && context.is_some(),
+        )
     };
     vec![
         Entry::info(headline),
@@ -254,11 +338,7 @@ fn menu(snap: &Snapshot, context: Option<&str>, connected: usize) -> Vec<Entry> 
         Entry::action(ids::COPY_TOPIC, "Copy topic", running),
         Entry::Separator,
         Entry::action(sync_id, sync_text, running),
-        Entry::action(
-            ids::CLOSE_ALL,
-            "Close all contexts",
-            running && context.is_some(),
-        ),
+        close_all,
         Entry::Separator,
         Entry::toggle(
             ids::NOTIFICATIONS,
@@ -273,18 +353,39 @@ fn menu(snap: &Snapshot, context: Option<&str>, connected: usize) -> Vec<Entry> 
             snap.autostart_managed,
         ),
         Entry::Separator,
+        Entry::action(ids::OPEN_LOGS, "Open logs folder", snap.logs.is_some()),
         Entry::action(ids::QUIT, "Quit", true),
     ]
 }
 
-/// "PowerScribe — Connected", opening onto the events it follows.
-fn app_entry(s: &SubscriberInfo) -> Entry {
-    let mut items: Vec<Entry> = s.events.iter().map(|e| Entry::info(e.as_str())).collect();
-    if items.is_empty() {
+/// "⚠ PowerScribe — Refused the last event" (its sync state, the hub's
+/// words; a mark for the red states, so it is not colour or order alone),
+/// opening onto its connection, the events it follows, and Break link or
+/// Rejoin (reversible, so no confirmation: Rejoin sends it the current
+/// context).
+fn app_entry(s: &SubscriberInfo, hub_paused: bool) -> Entry {
+    let mut items = vec![Entry::info(s.state_label)];
+    items.extend(s.events.iter().map(|e| Entry::info(e.as_str())));
+    if s.events.is_empty() {
         items.push(Entry::info("no events"));
     }
+    items.push(Entry::Separator);
+    // Paused while the hub is not: support broke this app's link.
+    let broken = s.sync == "paused" && !hub_paused;
+    items.push(if broken {
+        Entry::AppAction {
+            id: format!("{}{}", ids::REJOIN, s.endpoint_id),
+            text: "Rejoin (send it the current context)".to_owned(),
+        }
+    } else {
+        Entry::AppAction {
+            id: format!("{}{}", ids::BREAK_LINK, s.endpoint_id),
+            text: "Break link".to_owned(),
+        }
+    });
+    let mark = if is_red(s.sync) { "⚠ " } else { "" };
     Entry::Submenu {
-        text: format!("{} — {}", s.name, s.state_label),
+        text: format!("{mark}{} — {}", s.name, s.sync_label),
         items,
     }
 }

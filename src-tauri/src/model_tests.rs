@@ -28,6 +28,15 @@ fn app(name: &str, state: &'static str) -> SubscriberInfo {
     }
 }
 
+/// A connected app in sync state `sync` (the hub's words as label).
+fn syncing(name: &str, sync: &'static str, label: &'static str) -> SubscriberInfo {
+    SubscriberInfo {
+        sync,
+        sync_label: label,
+        ..app(name, "connected")
+    }
+}
+
 fn patient_context() -> Value {
     json!({"context.type": "Patient", "context": [{"key": "patient", "resource":
         {"resourceType": "Patient", "name": [{"family": "Doe", "given": ["John"]}], "identifier": [{"value": "123"}]}}]})
@@ -54,9 +63,10 @@ fn labels(entries: &[Entry]) -> Vec<String> {
     entries
         .iter()
         .map(|e| match e {
-            Entry::Item { text, .. } | Entry::Check { text, .. } | Entry::Submenu { text, .. } => {
-                text.clone()
-            }
+            Entry::Item { text, .. }
+            | Entry::Check { text, .. }
+            | Entry::Submenu { text, .. }
+            | Entry::AppAction { text, .. } => text.clone(),
             Entry::Separator => "---".into(),
         })
         .collect()
@@ -83,15 +93,16 @@ fn idle_with_no_apps_and_no_context() {
 
 #[test]
 fn linked_shows_patient_and_app_count() {
-    let mut snap = running(vec![
-        app("PACS", "connected"),
-        app("RIS", "connected"),
-        app("Old", "disconnected"),
-    ]);
+    let mut snap = running(vec![app("PACS", "connected"), app("RIS", "connected")]);
     snap.context = patient_context();
     let v = view(&Tracker::default(), &snap, Instant::now());
     assert_eq!(v.state, TrayState::Linked);
     assert_eq!(v.label, "DOE, John · MRN 123 · 2 apps");
+    // An app that is gone is the worst state: the label and icon say so.
+    snap.subscribers.push(app("Old", "disconnected"));
+    let v = view(&Tracker::default(), &snap, Instant::now());
+    assert_eq!(v.state, TrayState::Attention);
+    assert_eq!(v.label, "DOE, John · MRN 123 · 2 apps · 1 unresponsive");
     assert!(v.tooltip.contains("DOE, John"));
     let l = labels(&v.menu);
     assert_eq!(l[0], "Context: DOE, John · MRN 123");
@@ -101,17 +112,182 @@ fn linked_shows_patient_and_app_count() {
     };
     assert_eq!(
         labels(items),
-        // The hub's order (Hub::subscribers sorts by name).
-        ["PACS — Connected", "RIS — Connected", "Old — Disconnected"]
+        // The hub's order (Hub::subscribers sorts by name); each app's
+        // sync state in words, red ones marked.
+        ["PACS — In sync", "RIS — In sync", "⚠ Old — Not connected"]
     );
     let Entry::Submenu { items: events, .. } = &items[0] else {
         panic!("app submenu")
     };
-    assert_eq!(labels(events), ["Patient-open", "Patient-close"]);
+    assert_eq!(
+        labels(events),
+        [
+            "Connected",
+            "Patient-open",
+            "Patient-close",
+            "---",
+            "Break link"
+        ]
+    );
+    assert_eq!(
+        events.last(),
+        Some(&Entry::AppAction {
+            id: "break-link:PACS-endpoint".into(),
+            text: "Break link".into()
+        })
+    );
     assert!(matches!(
         item(&v.menu, ids::CLOSE_ALL),
         Entry::Item { enabled: true, .. }
     ));
+}
+
+/// Issue 15: the apps submenu shows each app's sync state, and the icon
+/// and label the worst one: red (refused, unresponsive) is attention,
+/// amber (behind, paused, no-ack) names the state but keeps the icon.
+#[test]
+fn the_worst_sync_state_sets_icon_and_label() {
+    let mut snap = running(vec![
+        syncing("PACS", "in-sync", "In sync"),
+        syncing("Dictation", "behind", "Waiting for its ACK"),
+        syncing("Viewer", "no-ack", "Does not acknowledge"),
+    ]);
+    snap.context = patient_context();
+    let now = Instant::now();
+    let v = view(&Tracker::default(), &snap, now);
+    assert_eq!(v.state, TrayState::Linked);
+    assert_eq!(v.label, "DOE, John · MRN 123 · 3 apps · 1 behind");
+    let Entry::Submenu { items, .. } = &v.menu[1] else {
+        panic!("apps submenu")
+    };
+    assert_eq!(
+        labels(items),
+        [
+            "PACS — In sync",
+            "Dictation — Waiting for its ACK",
+            "Viewer — Does not acknowledge"
+        ]
+    );
+
+    snap.subscribers
+        .push(syncing("Reporting", "paused", "Link broken by support"));
+    snap.subscribers
+        .push(syncing("AI", "refused", "Refused the last event"));
+    let v = view(&Tracker::default(), &snap, now);
+    assert_eq!(v.state, TrayState::Attention, "refused is red");
+    assert_eq!(v.label, "DOE, John · MRN 123 · 5 apps · 1 refused");
+    let Entry::Submenu { items, .. } = &v.menu[1] else {
+        panic!("apps submenu")
+    };
+    let l = labels(items);
+    assert!(
+        l.contains(&"Reporting — Link broken by support".to_owned()),
+        "{l:?}"
+    );
+    // Its submenu offers Rejoin instead of Break link.
+    let reporting = items
+        .iter()
+        .find_map(|e| match e {
+            Entry::Submenu { text, items } if text.starts_with("Reporting") => Some(items),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        reporting.last(),
+        Some(&Entry::AppAction {
+            id: "rejoin:Reporting-endpoint".into(),
+            text: "Rejoin (send it the current context)".into()
+        })
+    );
+    assert!(
+        l.contains(&"⚠ AI — Refused the last event".to_owned()),
+        "{l:?}"
+    );
+
+    // Pause sync: every app is paused, and the label says it once.
+    let mut paused = running(vec![syncing("PACS", "paused", "Sync paused")]);
+    paused.paused = true;
+    let v = view(&Tracker::default(), &paused, now);
+    assert_eq!(v.label, "no context · 1 app · paused");
+    assert_eq!(v.state, TrayState::Linked);
+}
+
+#[test]
+fn close_all_asks_for_a_confirmation_and_logs_can_be_opened() {
+    let mut snap = running(vec![app("PACS", "connected")]);
+    snap.context = patient_context();
+    let v = view(&Tracker::default(), &snap, Instant::now());
+    assert_eq!(
+        item(&v.menu, ids::CLOSE_ALL),
+        &Entry::Item {
+            id: Some(ids::CLOSE_ALL),
+            text: "Close all contexts…".into(),
+            enabled: true
+        }
+    );
+    assert!(matches!(
+        item(&v.menu, ids::OPEN_LOGS),
+        Entry::Item { enabled: false, .. }
+    ));
+    snap.close_all_armed = true;
+    snap.logs = Some("/home/u/.local/state/lockstep/logs".into());
+    let v = view(&Tracker::default(), &snap, Instant::now());
+    assert_eq!(
+        item(&v.menu, ids::CONFIRM_CLOSE_ALL),
+        &Entry::Item {
+            id: Some(ids::CONFIRM_CLOSE_ALL),
+            text: "Confirm: close all contexts".into(),
+            enabled: true
+        }
+    );
+    assert!(!v.menu.iter().any(|e| matches!(
+        e,
+        Entry::Item {
+            id: Some(ids::CLOSE_ALL),
+            ..
+        }
+    )));
+    assert!(matches!(
+        item(&v.menu, ids::OPEN_LOGS),
+        Entry::Item { enabled: true, .. }
+    ));
+}
+
+#[test]
+fn link_broken_is_not_trouble_and_an_ended_topic_is_not_shown() {
+    let now = Instant::now();
+    let mut tracker = Tracker::default();
+    tracker.observe(
+        &HubEvent::LinkBroken {
+            topic: "t".into(),
+            subscriber: "Reporting".into(),
+        },
+        now,
+    );
+    tracker.observe(
+        &HubEvent::Rejoined {
+            topic: "t".into(),
+            subscriber: "Reporting".into(),
+        },
+        now,
+    );
+    assert_eq!(tracker.trouble(now), None, "support's own action");
+    tracker.observe(
+        &HubEvent::Published {
+            topic: "other".into(),
+            event: "Patient-open".into(),
+        },
+        now,
+    );
+    assert_eq!(tracker.shown_topic("session", |_| true), "session");
+    assert_eq!(tracker.shown_topic("session", |t| t == "other"), "other");
+    tracker.observe(
+        &HubEvent::TopicEnded {
+            topic: "other".into(),
+        },
+        now,
+    );
+    assert_eq!(tracker.shown_topic("session", |t| t == "other"), "session");
 }
 
 #[test]

@@ -1,7 +1,11 @@
 //! Desktop notifications for what a clinician should know: an app
-//! connected, disconnected, or failed to follow (SyncError). Rate-limited
-//! so that a flapping app does not flood the screen, and switchable from
-//! the tray menu.
+//! connected, disconnected, failed to follow (SyncError), or had its link
+//! broken or rejoined by support. Rate-limited so that a flapping app does
+//! not flood the screen, and switchable from the tray menu. A SyncError is
+//! never held back by the global cap (issue 15: it is the notice that
+//! matters for safety); it is still one per app per [`PER_APP`], which
+//! bounds it by the number of apps (the Now view lists each one until
+//! acknowledged).
 //!
 //! Shown with tauri-plugin-notification (notify-rust over D-Bus on Linux,
 //! the OS toast APIs on Windows and macOS) rather than notify-rust
@@ -22,7 +26,7 @@ pub const WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notice {
-    /// What the rate limit counts: `presence:APP` or `sync:APP`.
+    /// What the rate limit counts: `presence:APP`, `sync:APP`, `link:APP`, `rejoin:APP`.
     pub key: String,
     pub title: String,
     pub body: String,
@@ -59,9 +63,28 @@ pub fn notice_for(event: &HubEvent) -> Option<Notice> {
             format!("{subscriber} failed to follow"),
             format!("{event}: {reason}. Check that it shows the right patient."),
         ),
+        HubEvent::LinkBroken { subscriber, .. } => (
+            format!("link:{subscriber}"),
+            format!("{subscriber}: link broken"),
+            "Support stopped its context changes: it may show another patient until it is rejoined."
+                .to_owned(),
+        ),
+        HubEvent::Rejoined { subscriber, .. } => (
+            // Its own key: a rejoin soon after the break is still told.
+            format!("rejoin:{subscriber}"),
+            format!("{subscriber} rejoined"),
+            "It was sent the current context and follows it again.".to_owned(),
+        ),
         _ => return None,
     };
     Some(Notice { key, title, body })
+}
+
+impl Notice {
+    /// A SyncError: an app did not follow the context.
+    pub fn is_sync_error(&self) -> bool {
+        self.key.starts_with("sync:")
+    }
 }
 
 /// Counts what was shown and decides what may be shown next.
@@ -85,7 +108,8 @@ impl RateLimiter {
         }
         self.last_by_key
             .retain(|_, t| now.saturating_duration_since(*t) < PER_APP);
-        if self.last_by_key.contains_key(&notice.key) || self.shown.len() >= BURST {
+        let capped = self.shown.len() >= BURST && !notice.is_sync_error();
+        if self.last_by_key.contains_key(&notice.key) || capped {
             self.held_back += 1;
             return None;
         }
@@ -223,6 +247,60 @@ mod tests {
         })
         .unwrap();
         assert!(limiter.admit(err, now).is_some());
+    }
+
+    fn sync_error(app: &str) -> HubEvent {
+        HubEvent::SyncError {
+            topic: "t".into(),
+            subscriber: app.into(),
+            event: "Patient-open".into(),
+            reason: "ACK status 409".into(),
+        }
+    }
+
+    /// Issue 15: the global cap is full of presence notices, and every
+    /// app's SyncError is still shown (one per app per minute).
+    #[test]
+    fn sync_errors_are_never_dropped_by_the_cap() {
+        let t0 = Instant::now();
+        let mut limiter = RateLimiter::default();
+        for i in 0..BURST {
+            let n = notice_for(&connected(&format!("app{i}"))).unwrap();
+            assert!(limiter.admit(n, t0).is_some());
+        }
+        assert!(limiter
+            .admit(notice_for(&connected("late")).unwrap(), t0)
+            .is_none());
+        for i in 0..20 {
+            let n = notice_for(&sync_error(&format!("app{i}"))).unwrap();
+            let shown = limiter.admit(n, t0).expect("a SyncError is never capped");
+            assert_eq!(shown.title, format!("app{i} failed to follow"));
+        }
+        // Presence notices stay capped for the rest of the window.
+        assert!(limiter
+            .admit(notice_for(&connected("later")).unwrap(), t0)
+            .is_none());
+    }
+
+    #[test]
+    fn link_broken_and_rejoined_are_told() {
+        let broken = notice_for(&HubEvent::LinkBroken {
+            topic: "t".into(),
+            subscriber: "Reporting".into(),
+        })
+        .unwrap();
+        assert_eq!(broken.title, "Reporting: link broken");
+        assert!(!broken.is_sync_error());
+        let rejoined = notice_for(&HubEvent::Rejoined {
+            topic: "t".into(),
+            subscriber: "Reporting".into(),
+        })
+        .unwrap();
+        assert_eq!(rejoined.title, "Reporting rejoined");
+        assert_eq!(
+            notice_for(&HubEvent::TopicEnded { topic: "t".into() }),
+            None
+        );
     }
 
     #[test]

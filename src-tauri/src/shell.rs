@@ -45,6 +45,9 @@ struct State {
     /// Whether the OS start-at-login entry is there.
     autostart: bool,
     discovery: Option<PathBuf>,
+    /// "Close all contexts" was clicked at this time: the menu offers the
+    /// confirmation until [`model::CONFIRM_FOR`] has passed.
+    close_all_armed: Option<Instant>,
 }
 
 impl Shell {
@@ -72,6 +75,7 @@ impl Shell {
                 layout,
                 autostart,
                 discovery: None,
+                close_all_armed: None,
             }),
             nudge: Notify::new(),
         }
@@ -123,7 +127,11 @@ impl Shell {
             }
             None => Default::default(),
         };
+        let now = Instant::now();
         let state = self.lock();
+        let armed = state
+            .close_all_armed
+            .is_some_and(|at| now.saturating_duration_since(at) < model::CONFIRM_FOR);
         let snap = Snapshot {
             stopped: self.stopped.clone(),
             paused,
@@ -133,8 +141,10 @@ impl Shell {
             autostart: state.autostart,
             notifications_managed: state.settings.is_locked("notifications"),
             autostart_managed: state.settings.is_locked("start_at_login"),
+            close_all_armed: armed,
+            logs: self.paths.as_ref().map(|p| p.logs.display().to_string()),
         };
-        model::view(&state.tracker, &snap, Instant::now())
+        model::view(&state.tracker, &snap, now)
     }
 
     /// Records an event; the notification to show, if any.
@@ -241,6 +251,18 @@ pub async fn follow<R: Runtime>(app: AppHandle<R>, drawn: View) {
 pub fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
     let shell = app.state::<Shell>();
     let hub = shell.hub.clone();
+    if let Some(hub) = &hub {
+        if let Some(endpoint) = id.strip_prefix(ids::BREAK_LINK) {
+            link_action(hub, "break the link of", hub.break_link(endpoint));
+            shell.nudge();
+            return;
+        }
+        if let Some(endpoint) = id.strip_prefix(ids::REJOIN) {
+            link_action(hub, "rejoin", hub.rejoin(endpoint));
+            shell.nudge();
+            return;
+        }
+    }
     match (id, hub) {
         (ids::OPEN, Some(_)) => crate::window::show(app),
         (ids::OPEN_BROWSER, Some(hub)) => {
@@ -260,7 +282,15 @@ pub fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
             hub.resume();
             hub.audit_admin("tray", None, "resume delivery", "done");
         }
-        (ids::CLOSE_ALL, Some(hub)) => close_all(&hub),
+        // The first click only arms the confirmation item.
+        (ids::CLOSE_ALL, Some(_)) => shell.lock().close_all_armed = Some(Instant::now()),
+        (ids::CONFIRM_CLOSE_ALL, Some(hub)) => {
+            let armed = shell.lock().close_all_armed.take();
+            if armed.is_some_and(|at| at.elapsed() < model::CONFIRM_FOR) {
+                close_all(&hub);
+            }
+        }
+        (ids::OPEN_LOGS, _) => open_logs(app, &shell),
         (ids::NOTIFICATIONS, _) => shell.toggle_notifications(),
         (ids::AUTOSTART, _) => toggle_autostart(app, &shell),
         (ids::QUIT, _) => quit(app.clone()),
@@ -280,6 +310,30 @@ fn close_all(hub: &Hub) {
     tracing::info!(closed, "contexts closed from the tray");
     let detail = format!("close all contexts: {closed} closed");
     hub.audit_admin("tray", None, &detail, "done");
+}
+
+/// Audits a break link / rejoin from the tray, as the dashboard's are
+/// ("break the link of Reporting", "rejoin Reporting").
+fn link_action(hub: &Hub, what: &str, result: Result<String, lockstep_hub::ActionError>) {
+    match result {
+        Ok(name) => hub.audit_admin("tray", None, &format!("{what} {name}"), "done"),
+        // The app left between drawing the menu and the click.
+        Err(e) => tracing::warn!("cannot {what} an app: {e:?}"),
+    }
+}
+
+/// Opens the log folder in the desktop's file manager.
+fn open_logs<R: Runtime>(app: &AppHandle<R>, shell: &Shell) {
+    use tauri_plugin_opener::OpenerExt;
+    let Some(paths) = &shell.paths else {
+        return;
+    };
+    // It exists once logging started; make sure before handing it over.
+    let _ = std::fs::create_dir_all(&paths.logs);
+    let dir = paths.logs.display().to_string();
+    if let Err(e) = app.opener().open_path(&dir, None::<&str>) {
+        tracing::warn!("cannot open the logs folder {dir}: {e}");
+    }
 }
 
 fn copy<R: Runtime>(app: &AppHandle<R>, text: String) {
@@ -328,6 +382,11 @@ pub fn quit<R: Runtime>(app: AppHandle<R>) {
             running.stop().await;
         }
         shell.remove_discovery();
+        if let Some(w) = app.get_webview_window(crate::window::LABEL) {
+            if w.is_visible().unwrap_or(false) {
+                crate::window::remember(&w.as_ref().window());
+            }
+        }
         tracing::info!("quit");
         app.exit(0);
     });

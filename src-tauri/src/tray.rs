@@ -112,6 +112,13 @@ fn items<R: Runtime>(
                 let refs: Vec<&dyn IsMenuItem<R>> = children.iter().map(|i| i.as_ref()).collect();
                 Box::new(Submenu::with_items(app, text, true, &refs)?)
             }
+            Entry::AppAction { id, text } => Box::new(MenuItem::with_id(
+                app,
+                id.as_str(),
+                text,
+                true,
+                None::<&str>,
+            )?),
             Entry::Separator => Box::new(PredefinedMenuItem::separator(app)?),
         });
     }

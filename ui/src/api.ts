@@ -11,7 +11,17 @@ export interface Version {
   eventName: string;
 }
 
+/** The context in a few words, computed by the hub (the tray shows the same). */
+export interface ContextSummary {
+  text: string;
+  patient: string | null;
+  mrn: string | null;
+  study: string | null;
+  report: string | null;
+}
+
 export interface OpenContext {
+  summary: ContextSummary | null;
   anchorType: string;
   anchorId: string;
   versionId: string;
@@ -44,12 +54,36 @@ export interface Sub {
   state: 'connected' | 'grace' | 'disconnected' | 'waiting';
   stateLabel: string;
   lastAck: { status: number; latencyMs: number; count: number } | null;
+  sync: Sync;
   queueDepth: number | null;
   queueCapacity: number;
 }
 
+export type SyncState = 'in-sync' | 'behind' | 'refused' | 'unresponsive' | 'paused' | 'no-ack';
+
+/** Is the app on the hub's context, from what it acknowledged. */
+export interface Sync {
+  state: SyncState;
+  label: string;
+  acked: { event: string; id: string; versionId: string | null; at: string } | null;
+  pending: number;
+}
+
+/** A SyncError shown until someone acknowledges it; newest first. */
+export interface SyncErrorItem {
+  seq: number;
+  topic: string;
+  app: string;
+  event: string;
+  reason: string;
+  when: string;
+}
+
 export interface Topic {
   topic: string;
+  /** The clinician's session topic (listed first, even with no app). */
+  session: boolean;
+  summary: ContextSummary | null;
   contexts: OpenContext[];
   subscriptions: Sub[];
 }
@@ -93,6 +127,7 @@ export interface ReadModel {
   settings: Record<string, Setting>;
   topics: Topic[];
   gone: Gone[];
+  syncErrors: SyncErrorItem[];
   events: LogEntry[];
   lastSeq: number;
 }
@@ -111,6 +146,8 @@ declare global {
   interface Window {
     /** Set by the tray app for its own window (Tauri initialization script). */
     __LOCKSTEP_ADMIN_TOKEN__?: string;
+    /** Set by the tray app: the folder of its log files. */
+    __LOCKSTEP_LOGS_DIR__?: string;
   }
 }
 

@@ -73,13 +73,22 @@ export function dl(rows: [string, Child][], cls = 'facts'): HTMLDListElement {
   );
 }
 
-/** Local time of an ISO timestamp, with the date when it is not today. */
+/** The short name of the browser's time zone at `d` ("UTC", "CET", "GMT+1"). */
+export function zone(d: Date): string {
+  const part = new Intl.DateTimeFormat(undefined, { timeZoneName: 'short' }).formatToParts(d).find((p) => p.type === 'timeZoneName');
+  return part?.value ?? '';
+}
+
+/**
+ * Local time of an ISO timestamp with its zone (logs and exports are UTC,
+ * so a time without one is ambiguous), with the date when it is not today.
+ */
 export function time(iso: string | null | undefined): string {
   if (!iso) return NONE;
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return iso;
   const today = new Date().toDateString() === d.toDateString();
-  const t = d.toLocaleTimeString(undefined, { hour12: false }) + '.' + String(d.getMilliseconds()).padStart(3, '0');
+  const t = `${d.toLocaleTimeString(undefined, { hour12: false })}.${String(d.getMilliseconds()).padStart(3, '0')} ${zone(d)}`.trim();
   return today ? t : `${d.toLocaleDateString()} ${t}`;
 }
 

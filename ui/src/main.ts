@@ -1,4 +1,4 @@
-// The dashboard shell: a header (hub, live link, pause/resume delivery), a
+// The dashboard shell: a header (hub, live link, pause/resume sync), a
 // nav of plain links (#now, #apps, …: Tab and Enter, the browser's back
 // button) and one visible view. Each view is a custom element fed by the
 // Store.
@@ -107,11 +107,11 @@ class App extends HTMLElement {
     this.status.className = `link ${link}`;
     this.hubInfo.textContent = model ? `hub ${model.hub.version} · ${model.hub.url}` : '';
     const paused = model?.hub.paused ?? false;
-    this.pauseButton.textContent = paused ? 'Resume delivery' : 'Pause delivery';
+    this.pauseButton.textContent = paused ? 'Resume sync' : 'Pause sync';
     this.pauseButton.hidden = !model;
     this.banner.hidden = !paused;
     this.banner.textContent = paused
-      ? 'Delivery is paused: apps are not told about new events. The hub still accepts and applies them; Resume sends every app the current context.'
+      ? 'Sync is paused: apps are not told about new events. The hub still accepts and applies them; Resume sync sends every app the current context.'
       : '';
   }
 }

@@ -78,9 +78,12 @@ export async function startHub(extraArgs = [], systemSettings = '') {
   };
 }
 
-/** A subscriber app: subscribes over HTTP, connects, ACKs every event. */
+/**
+ * A subscriber app: subscribes over HTTP, connects, and answers every event
+ * with `ack` (200: follows; 409: refuses; null: stays silent).
+ */
 export class App {
-  static async join(hubUrl, topic, events, name) {
+  static async join(hubUrl, topic, events, name, ack = 200) {
     const body = new URLSearchParams({
       'hub.channel.type': 'websocket',
       'hub.mode': 'subscribe',
@@ -91,20 +94,21 @@ export class App {
     const res = await fetch(hubUrl, { method: 'POST', body });
     if (res.status !== 202) throw new Error(`subscribe refused: ${res.status} ${await res.text()}`);
     const endpoint = (await res.json())['hub.channel.endpoint'];
-    const app = new App(endpoint);
+    const app = new App(endpoint, ack);
     const confirmation = await app.next();
     if (confirmation['hub.mode'] !== 'subscribe') throw new Error(`expected a confirmation, got ${JSON.stringify(confirmation)}`);
     return app;
   }
 
-  constructor(endpoint) {
+  constructor(endpoint, ack = 200) {
+    this.ack = ack;
     this.frames = [];
     this.waiters = [];
     this.ws = new WebSocket(endpoint);
     this.closed = new Promise((resolve) => this.ws.once('close', resolve));
     this.ws.on('message', (data) => {
       const frame = JSON.parse(String(data));
-      if (frame.event && frame.id) this.ws.send(JSON.stringify({ id: frame.id, status: 200 }));
+      if (frame.event && frame.id && this.ack !== null) this.ws.send(JSON.stringify({ id: frame.id, status: this.ack }));
       const w = this.waiters.shift();
       if (w) w(frame);
       else this.frames.push(frame);

@@ -51,7 +51,7 @@ async function patientOpenWithin500ms(t) {
     };
     const observer = new MutationObserver(check);
     observer.observe(document.body, { subtree: true, childList: true, characterData: true });
-  }, 'Lovelace, Ada');
+  }, 'LOVELACE, Ada');
   const t0 = Date.now();
   await publish(hub.hubUrl, event(t.shared.topic, 'Patient-open', [{ key: 'patient', resource: patient('p1', 'Lovelace', 'Ada') }]));
   const seenAt = await (await page.waitForFunction(() => window.__seenAt, null, { timeout: WAIT_MS })).jsonValue();
@@ -60,7 +60,7 @@ async function patientOpenWithin500ms(t) {
   const card = page.locator('ls-now article.context.current .card.patient');
   await card.getByText('MRN-p1').waitFor({ timeout: WAIT_MS });
   const text = await card.innerText();
-  for (const expected of ['Lovelace, Ada', 'MRN-p1', 'urn:oid:1.2.36.146.595.217.0.1', '1815-12-10', 'Female']) {
+  for (const expected of ['LOVELACE, Ada', 'MRN-p1', 'urn:oid:1.2.36.146.595.217.0.1', '1815-12-10', 'Female']) {
     assert.ok(text.includes(expected), `the patient card shows ${expected}: ${text}`);
   }
   await t.shared.ris.nextEvent('Patient-open');
@@ -182,15 +182,19 @@ async function pauseAndResume(t) {
   const ris = t.shared.ris;
   await page.goto(`${hub.base}/ui/#now`);
   const button = page.locator('button[data-key="pause-delivery"]');
-  await button.getByText('Pause delivery').waitFor({ timeout: WAIT_MS });
+  await button.getByText('Pause sync').waitFor({ timeout: WAIT_MS });
   await button.click();
-  await page.locator('.banner').getByText('Delivery is paused').waitFor({ timeout: WAIT_MS });
+  await page.locator('.banner').getByText('Sync is paused').waitFor({ timeout: WAIT_MS });
   // Applied by the hub (the dashboard shows it) while apps are not told.
   await publish(hub.hubUrl, event(t.shared.topic, 'Patient-open', [{ key: 'patient', resource: patient('p2', 'Hopper', 'Grace') }]));
-  await page.locator('ls-now article.context.current').getByText('Hopper, Grace').waitFor({ timeout: WAIT_MS });
+  await page.locator('ls-now article.context.current').getByText('HOPPER, Grace', { exact: true }).waitFor({ timeout: WAIT_MS });
+  // Every app's row says it is paused (amber, in words).
+  const risRow = page.locator('li.sync-row[data-app="RIS (test)"]');
+  await risRow.and(page.locator('[data-sync="paused"].tone-warn')).waitFor({ timeout: WAIT_MS });
+  assert.match(await risRow.locator('.badge').innerText(), /Sync paused/);
   await page.goto(`${hub.base}/ui/#events`);
   await page.locator('.log li.entry').first().getByText('held: delivery paused').waitFor({ timeout: WAIT_MS });
-  await page.locator('button[data-key="pause-delivery"]').getByText('Resume delivery').click();
+  await page.locator('button[data-key="pause-delivery"]').getByText('Resume sync').click();
   await page.locator('.banner').waitFor({ state: 'hidden', timeout: WAIT_MS });
   // On resume the app is sent the current context.
   const replayed = await ris.nextEvent('Patient-open');
@@ -286,6 +290,125 @@ async function settings(t) {
   assert.match(await page.locator('tr[data-setting="grace_period_ms"]').innerText(), /Command-line flag/);
 }
 
+/**
+ * Issue 15, "is every app on the same patient?": four real apps on one
+ * topic, one that ACKs, one silent, one that refuses, and one whose link
+ * support breaks from the Now view. Each row says its state in words and
+ * colour; the refusal stays in the SyncError banner until acknowledged;
+ * Rejoin brings the broken link back in sync.
+ */
+async function nowViewSyncStates(t) {
+  const { page, hub } = t;
+  const topic = randomUUID();
+  t.shared.syncTopic = topic;
+  const events = 'Patient-open,Patient-close';
+  const acks = await App.join(hub.hubUrl, topic, events, 'Viewer that ACKs (test)');
+  const silent = await App.join(hub.hubUrl, topic, events, 'Silent dictation (test)', null);
+  const refuses = await App.join(hub.hubUrl, topic, events, 'Refusing AI (test)', 409);
+  const linked = await App.join(hub.hubUrl, topic, events, 'Reporting (test)');
+  await page.goto(`${hub.base}/ui/#now`);
+  const section = page.locator(`section.topic:has(h2 code[title="${topic}"])`);
+  const row = (name) => section.locator(`li.sync-row[data-app="${name}"]`);
+  // Before any context every connected app is in sync.
+  await row('Viewer that ACKs (test)').and(page.locator('[data-sync="in-sync"]')).waitFor({ timeout: WAIT_MS });
+
+  const open = event(topic, 'Patient-open', [{ key: 'patient', resource: patient('p9', 'Curie', 'Marie') }]);
+  await publish(hub.hubUrl, open);
+  await acks.nextEvent('Patient-open');
+  await silent.nextEvent('Patient-open');
+  await linked.nextEvent('Patient-open');
+  await refuses.nextEvent('Patient-open').catch(() => undefined);
+  // The summary is the hub's, the tray's format.
+  await section.locator('article.context.current p.summary').getByText('CURIE, Marie · MRN MRN-p9').waitFor({ timeout: WAIT_MS });
+
+  const expectRow = async (name, state, words, tone) => {
+    const r = row(name);
+    await r.and(page.locator(`[data-sync="${state}"]`)).waitFor({ timeout: WAIT_MS });
+    assert.match(await r.locator('.badge').innerText(), words, `${name}: words, not colour alone`);
+    assert.ok(await r.evaluate((el, c) => el.classList.contains(c), `tone-${tone}`), `${name} is ${tone}`);
+    return r.innerText();
+  };
+  const acked = await expectRow('Viewer that ACKs (test)', 'in-sync', /In sync/, 'good');
+  assert.match(acked, /Last acknowledged Patient-open version \S+ at \d\d:\d\d:\d\d\.\d{3} \S+/, `what and when, with a zone: ${acked}`);
+  const behind = await expectRow('Silent dictation (test)', 'behind', /Waiting for its ACK/, 'warn');
+  assert.match(behind, /Nothing acknowledged yet; 1 waiting for its ACK/);
+  // The refusing app is reported (SyncError) and dropped by the hub: the
+  // banner says so until someone acknowledges it.
+  const alarm = page.locator('ls-now .sync-errors li.sync-error[data-app="Refusing AI (test)"]');
+  await alarm.waitFor({ timeout: WAIT_MS });
+  assert.match(await alarm.innerText(), /did not follow Patient-open/);
+  t.shared.refusedRow = await row('Refusing AI (test)').count();
+  if (t.shared.refusedRow) await expectRow('Refusing AI (test)', (await row('Refusing AI (test)').getAttribute('data-sync')) ?? '', /./, 'bad');
+
+  // Break the link: it asks first, then the row says so (amber, words).
+  const breakButton = row('Reporting (test)').getByRole('button', { name: /Break the link of Reporting/ });
+  await breakButton.click();
+  await row('Reporting (test)').getByRole('button', { name: /Confirm: Break the link/ }).click();
+  await expectRow('Reporting (test)', 'paused', /Link broken by support/, 'warn');
+  // docs/screenshots/now-sync-states.png: in sync, behind, link broken, and the refusal in the banner.
+  await page.screenshot({ path: `${t.artifacts}/now-sync-states.png`, fullPage: true });
+  const told = await linked.nextEvent('SyncError');
+  assert.match(JSON.stringify(told), /until it is rejoined/);
+  // A change it does not follow while unlinked, then Rejoin sends it the current context.
+  const close = event(topic, 'Patient-close', [{ key: 'patient', resource: patient('p9', 'Curie', 'Marie') }]);
+  await publish(hub.hubUrl, close);
+  await acks.nextEvent('Patient-close');
+  const reopen = event(topic, 'Patient-open', [{ key: 'patient', resource: patient('p10', 'Meitner', 'Lise') }]);
+  await publish(hub.hubUrl, reopen);
+  await acks.nextEvent('Patient-open');
+  await row('Reporting (test)').getByRole('button', { name: /Rejoin Reporting/ }).click();
+  assert.equal((await linked.nextEvent('Patient-close')).id, close.id);
+  assert.equal((await linked.nextEvent('Patient-open')).id, reopen.id);
+  await expectRow('Reporting (test)', 'in-sync', /In sync/, 'good');
+
+  // Acknowledge the SyncError: the banner goes, for good.
+  await alarm.getByRole('button', { name: /Acknowledge/ }).click();
+  await alarm.waitFor({ state: 'detached', timeout: WAIT_MS });
+  t.shared.syncApps = [acks, silent, refuses, linked];
+  return t.shared.refusedRow ? 'refusing app kept its row' : 'refusing app dropped by the hub (D5); shown in the banner';
+}
+
+/** The audit export from the Settings view: CSV or NDJSON, a range of days. */
+async function auditExport(t) {
+  const { page, hub } = t;
+  await page.goto(`${hub.base}/ui/#settings`);
+  const link = page.locator('#audit-link');
+  await link.waitFor({ timeout: WAIT_MS });
+  const fetchLink = async () => {
+    const href = await link.getAttribute('href');
+    const res = await t.context.request.get(new URL(href, hub.base).toString());
+    assert.equal(res.status(), 200, href);
+    return { href, type: res.headers()['content-type'], body: await res.text() };
+  };
+  const csv = await fetchLink();
+  assert.match(csv.href, /format=csv/);
+  assert.match(csv.type, /text\/csv/);
+  assert.match(csv.body, /break the link of Reporting \(test\)/, 'the support action is audited');
+  await page.locator('#audit-format').selectOption('ndjson');
+  const today = await page.evaluate(() => {
+    const d = new Date();
+    return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+  });
+  await page.locator('#audit-since').fill(today);
+  await page.locator('#audit-until').fill(today);
+  const nd = await fetchLink();
+  assert.match(nd.href, /format=ndjson&since=.*&until=/);
+  assert.match(nd.type, /ndjson/);
+  const lines = nd.body.trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(lines.some((l) => JSON.stringify(l).includes('rejoin Reporting (test)')), 'today\'s range has the rejoin');
+  // A range in the past has none of today's actions.
+  await page.locator('#audit-since').fill('2001-01-01');
+  await page.locator('#audit-until').fill('2001-01-02');
+  assert.doesNotMatch((await fetchLink()).body, /Reporting \(test\)/);
+  // A range that ends before it starts is refused in the page.
+  await page.locator('#audit-since').fill('2001-01-03');
+  await page.locator('#view-settings .audit-export .error').getByText('The range ends before it starts.').waitFor({ timeout: WAIT_MS });
+  assert.equal(await link.getAttribute('href'), null);
+  // Where the logs are (a bare hub: standard error).
+  assert.match(await page.locator('#view-settings section.logs').innerText(), /standard error/);
+  for (const app of t.shared.syncApps ?? []) app.close();
+}
+
 export const TESTS = [
   ['the one-time link signs in once, sets an HttpOnly SameSite=Strict cookie, and leaves the URL', signIn],
   ['Patient-open published by a script appears in Now within 500 ms', patientOpenWithin500ms],
@@ -294,5 +417,7 @@ export const TESTS = [
   ['keyboard only: between views, drop an app, filters', keyboardOnly],
   ['pause holds delivery; resume sends the current context', pauseAndResume],
   ['registrations: add (secret shown once), rotate, revoke', registrations],
+  ['Now view: per app, in sync / behind / refused / link broken, in words and colour; SyncError acknowledged; break link and rejoin', nowViewSyncStates],
+  ['audit export from the dashboard: CSV, NDJSON, a date range', auditExport],
   ['settings: change the ACK timeout (live) and the lease (after restart), save, reload: persisted; Reset goes back to the default; an IT-locked key is read-only', settings],
 ];

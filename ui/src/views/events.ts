@@ -45,13 +45,13 @@ export class EventsView extends View {
           'button',
           {
             type: 'button',
-            'data-key': 'pause-log',
+            'data-key': 'freeze-list',
             onclick: () => {
               this.frozen = this.frozen ? null : log.slice();
               this.update();
             },
           },
-          this.frozen ? 'Resume log' : 'Pause log',
+          this.frozen ? 'Unfreeze list' : 'Freeze list',
         ),
         h('a', { class: 'button', href: '/admin/api/events.ndjson', download: 'lockstep-events.ndjson', 'data-key': 'export' }, 'Export NDJSON'),
       ),
@@ -59,7 +59,7 @@ export class EventsView extends View {
         'p',
         { class: 'muted', 'aria-live': 'polite' },
         `${filtered.length} of ${shown.length} events shown`,
-        this.frozen ? ` — log paused, ${waiting} new` : '',
+        this.frozen ? ` — list frozen, ${waiting} new` : '',
       ),
       filtered.length === 0
         ? h('p', { class: 'empty' }, 'No events yet.')

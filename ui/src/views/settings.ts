@@ -50,6 +50,55 @@ function same(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
+/**
+ * The audit trail as a file (`GET /admin/api/audit`): CSV or NDJSON, all
+ * of it or a range of days. Days are the browser's local days, sent as
+ * RFC 3339 instants (the export's times are UTC).
+ */
+function auditExport(): HTMLElement {
+  const format = h('select', { id: 'audit-format' }, h('option', { value: 'csv' }, 'CSV'), h('option', { value: 'ndjson' }, 'NDJSON'));
+  const since = h('input', { id: 'audit-since', type: 'date' });
+  const until = h('input', { id: 'audit-until', type: 'date' });
+  const link = h('a', { class: 'button', id: 'audit-link', 'data-key': 'audit-export' }, 'Export audit trail');
+  const problem = h('p', { class: 'error', role: 'alert', hidden: true });
+  const update = () => {
+    const q = new URLSearchParams({ format: format.value });
+    // Midnight local time at the start of `since`, and at the end of `until`.
+    if (since.value) q.set('since', new Date(`${since.value}T00:00:00`).toISOString());
+    if (until.value) {
+      const end = new Date(`${until.value}T00:00:00`);
+      end.setDate(end.getDate() + 1);
+      q.set('until', end.toISOString());
+    }
+    const bad = since.value && until.value && since.value > until.value;
+    problem.hidden = !bad;
+    problem.textContent = bad ? 'The range ends before it starts.' : '';
+    if (bad) link.removeAttribute('href');
+    else link.setAttribute('href', `/admin/api/audit?${q}`);
+    link.setAttribute('download', `lockstep-audit.${format.value}`);
+  };
+  for (const el of [format, since, until]) el.addEventListener('change', update);
+  update();
+  return h(
+    'section',
+    { class: 'audit-export', 'aria-labelledby': 'audit-heading' },
+    h('h2', { id: 'audit-heading' }, 'Audit trail'),
+    h('p', {}, 'Who changed what, and when (times in UTC). Leave the dates empty for everything kept.'),
+    h(
+      'div',
+      { class: 'row' },
+      h('label', { for: 'audit-format' }, 'Format '),
+      format,
+      h('label', { for: 'audit-since' }, 'From '),
+      since,
+      h('label', { for: 'audit-until' }, 'To (inclusive) '),
+      until,
+      link,
+    ),
+    problem,
+  );
+}
+
 export class SettingsView extends FetchedView<SettingsAnswer> {
   readonly label = 'Settings';
   protected readonly source = {
@@ -76,7 +125,22 @@ export class SettingsView extends FetchedView<SettingsAnswer> {
           model.hub.journalMaxBytes ? ` (event journal kept within ${bytes(model.hub.journalMaxBytes)}).` : '.',
         ),
       this.fetched((a) => this.form(a)),
+      this.logs(),
+      auditExport(),
     ];
+  }
+
+  /** Where the logs are: the tray says (it writes them); a bare hub logs to stderr. */
+  private logs(): HTMLElement {
+    const dir = window.__LOCKSTEP_LOGS_DIR__;
+    return h(
+      'section',
+      { class: 'logs', 'aria-labelledby': 'logs-heading', 'data-key': 'logs' },
+      h('h2', { id: 'logs-heading' }, 'Logs'),
+      dir
+        ? h('p', {}, 'Log files (one a day, times in UTC) are in ', h('code', { class: 'logs-dir' }, dir), '. Open them from the tray: “Open logs folder”.')
+        : h('p', {}, 'This hub writes its log to standard error: see how lockstep-hub was started (service manager, terminal). The tray app keeps daily log files; its menu has “Open logs folder”.'),
+    );
   }
 
   private intro(a: SettingsAnswer): Child[] {

@@ -85,7 +85,14 @@ fn topic_json(hub: &Hub, id: &str, topic: &Topic, paused: bool) -> Value {
         .iter()
         .rev()
         .map(|c| {
+            // The same rules as the tray's label (crate::summary): the
+            // dashboard formats no patient itself.
+            let summary = crate::summary::summarize(&json!({
+                "context.type": c.anchor_type,
+                "context": c.open_message["event"]["context"],
+            }));
             json!({
+                "summary": summary,
                 "anchorType": c.anchor_type,
                 "anchorId": c.anchor_id,
                 "versionId": c.version_id,
@@ -98,10 +105,12 @@ fn topic_json(hub: &Hub, id: &str, topic: &Topic, paused: bool) -> Value {
         .collect();
     let mut subs: Vec<&Subscription> = topic.subscriptions.values().collect();
     subs.sort_by_key(|s| s.display_name());
+    let snapshot = topic.contexts.snapshot();
     json!({
         "topic": id,
         "session": id == hub.session_topic(),
-        "current": topic.contexts.snapshot(),
+        "summary": crate::summary::summarize(&snapshot),
+        "current": snapshot,
         "contexts": contexts,
         "subscriptions": subs.iter().map(|s| subscription_json(hub, s, paused)).collect::<Vec<_>>(),
     })
