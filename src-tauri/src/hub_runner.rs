@@ -16,21 +16,22 @@ pub struct Running {
     pub hub: Hub,
     stop: oneshot::Sender<()>,
     task: tauri::async_runtime::JoinHandle<io::Result<()>>,
+    /// Where this session's hub listens when not where configured, in words
+    /// ("port 4747 is used by another user's Lockstep; this session uses …").
+    pub note: Option<String>,
 }
 
 /// Binds `config.listen` and starts serving. The error is a sentence for
 /// the tray and the notification.
 pub fn start(mut config: Config) -> Result<Running, String> {
-    let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
-        if e.kind() == io::ErrorKind::AddrInUse {
-            format!(
-                "port {} is in use (is another Lockstep or FHIRcast hub running?)",
-                config.listen.port()
-            )
-        } else {
-            format!("cannot listen on {}: {e}", config.listen)
-        }
-    })?;
+    // Another OS user's hub on the port (fast user switching, a multi-
+    // session host): this session moves to its per-user port and says so.
+    let bound = lockstep_hub::peer::bind_for_this_user_std(config.listen)?;
+    let note = bound.note();
+    if let Some(note) = &note {
+        tracing::warn!("{note}");
+    }
+    let listener = bound.listener;
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -57,7 +58,12 @@ pub fn start(mut config: Config) -> Result<Running, String> {
         };
         server::run(listener, serving, shutdown).await
     });
-    Ok(Running { hub, stop, task })
+    Ok(Running {
+        hub,
+        stop,
+        task,
+        note,
+    })
 }
 
 impl Running {
@@ -117,7 +123,8 @@ mod tests {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap().to_string();
         let err = start(config(&addr, dir.path())).err().expect("refused");
-        assert!(err.contains("is in use"), "{err}");
+        // Held by this same user: not moved to a per-user port, an error.
+        assert!(err.contains("running already"), "{err}");
         assert!(
             err.contains(&addr.rsplit(':').next().unwrap().to_string()),
             "{err}"

@@ -30,8 +30,9 @@ use lockstep_hub::Config;
 use tauri::{AppHandle, Builder, Manager, RunEvent, Runtime};
 
 use crate::config::Overrides;
-use crate::paths::{Discovery, Paths};
+use crate::paths::Paths;
 use crate::shell::Shell;
+use lockstep_hub::discovery_file::{write_discovery, Discovery};
 
 /// Opens the dashboard as soon as the app starts (end-to-end tests,
 /// screenshots); normally the app starts quietly in the tray.
@@ -130,15 +131,33 @@ fn setup<R: Runtime>(app: &AppHandle<R>, paths: Option<Paths>) -> tauri::Result<
             },
         );
     }
+    // Another user's Lockstep holds the configured port: say plainly where
+    // this session's hub is (apps find it through the discovery file).
+    let moved = started.as_ref().ok().and_then(|r| r.note.clone());
+    if let Some(note) = &moved {
+        notify::show(
+            app,
+            &notify::Notice {
+                key: "port".into(),
+                title: "Lockstep uses this session's own port".into(),
+                body: format!("{note}. Apps find it through the discovery file."),
+            },
+        );
+    }
     let autostart = sync_autostart(app, &loaded);
     let shell = Shell::new(started, loaded.settings, layout, paths, autostart);
     if let (Some(hub), Some(url), Some(p)) = (&shell.hub, &shell.hub_url, &shell.paths) {
+        // The documented contract (README "Discovery file"), the same file
+        // `lockstep-hub` writes.
+        let port = hub.local_addr().map_or(0, |a| a.port());
         let discovery = Discovery {
             hub_url: url.clone(),
             topic: hub.session_topic().to_owned(),
             pid: std::process::id(),
+            port,
+            per_user_port: moved.is_some(),
         };
-        match paths::write_discovery(&p.runtime, &discovery) {
+        match write_discovery(&p.runtime, &discovery) {
             Ok(path) => shell.set_discovery(path),
             Err(e) => tracing::warn!("cannot write the discovery file: {e}"),
         }

@@ -75,6 +75,16 @@ pub fn notice_for(event: &HubEvent) -> Option<Notice> {
             format!("{subscriber} rejoined"),
             "It was sent the current context and follows it again.".to_owned(),
         ),
+        HubEvent::ConsentRequested { app } => (
+            format!("consent:{app}"),
+            format!("{app} asks to join the session"),
+            "Approve or deny it in the browser window it opened.".to_owned(),
+        ),
+        HubEvent::Hibernated { .. } => (
+            "hibernate".to_owned(),
+            "Session suspended".to_owned(),
+            "An app announced that the session is hibernating (UserHibernate).".to_owned(),
+        ),
         _ => return None,
     };
     Some(Notice { key, title, body })

@@ -1,12 +1,10 @@
 //! Where the tray keeps things: OS folders from `directories`, the
-//! rotated log files, and the discovery file that tells local apps where
-//! the running hub is. Settings are the hub's `lockstep.toml` files (see
-//! `config.rs`).
+//! rotated log files, and the folder of the discovery file that tells local
+//! apps where the running hub is (the file itself is the hub's
+//! `discovery_file`, the same for `lockstep-hub`). Settings are the hub's
+//! `lockstep.toml` files (see `config.rs`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
 
 /// Log files kept (one per day).
 pub const LOG_FILES_KEPT: usize = 7;
@@ -36,32 +34,6 @@ impl Paths {
             runtime: d.runtime_dir().unwrap_or(d.config_dir()).to_path_buf(),
         })
     }
-}
-
-/// What the discovery file says: enough for a local app to find the hub.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Discovery {
-    /// `hub.url`, e.g. `http://127.0.0.1:4747/fhircast/STU3`.
-    pub hub_url: String,
-    pub topic: String,
-    pub pid: u32,
-}
-
-/// Writes `dir/hub.json` readable by this user only (0600 on Unix, the
-/// folder 0700), replacing an older one.
-pub fn write_discovery(dir: &Path, discovery: &Discovery) -> std::io::Result<PathBuf> {
-    create_private_dir(dir)?;
-    let path = dir.join(DISCOVERY_FILE);
-    let _ = std::fs::remove_file(&path); // a stale file may have other permissions
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&path)?;
-    let text = serde_json::to_vec_pretty(discovery).map_err(std::io::Error::other)?;
-    file.write_all(&text)?;
-    Ok(path)
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
@@ -108,32 +80,4 @@ pub fn init_logging(logs: Option<&Path>) {
         )
         .with(file_layer)
         .try_init();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn discovery_file_is_private_and_replaced() {
-        let dir = tempfile::tempdir().unwrap();
-        let runtime = dir.path().join("lockstep");
-        let d = Discovery {
-            hub_url: "http://127.0.0.1:4747/fhircast/STU3".into(),
-            topic: "abc".into(),
-            pid: 7,
-        };
-        let path = write_discovery(&runtime, &d).unwrap();
-        let again = write_discovery(&runtime, &d).unwrap();
-        assert_eq!(path, again);
-        let read: Discovery = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(read, d);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode(&path), 0o600);
-            assert_eq!(mode(&runtime), 0o700);
-        }
-    }
 }

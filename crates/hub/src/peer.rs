@@ -593,9 +593,40 @@ impl Bound {
 /// next free ones in the range). Held by this same user: an error (the
 /// hub is probably running already; see the discovery file).
 pub async fn bind_for_this_user(addr: SocketAddr) -> Result<Bound, String> {
-    let in_use = match tokio::net::TcpListener::bind(addr).await {
+    let bound = bind_for_this_user_std(addr)?;
+    let listener = bound
+        .listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(bound.listener))
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    Ok(Bound {
+        listener,
+        moved_from: bound.moved_from,
+    })
+}
+
+/// [`bind_for_this_user`] for callers outside an async context (the tray
+/// binds before its runtime serves): a blocking std listener.
+pub struct StdBound {
+    pub listener: std::net::TcpListener,
+    pub moved_from: Option<(u16, String)>,
+}
+
+impl StdBound {
+    /// As [`Bound::note`].
+    pub fn note(&self) -> Option<String> {
+        let (port, who) = self.moved_from.as_ref()?;
+        let now = self.listener.local_addr().ok()?.port();
+        Some(format!(
+            "port {port} is used by another user ({who}); this session uses {now}"
+        ))
+    }
+}
+
+pub fn bind_for_this_user_std(addr: SocketAddr) -> Result<StdBound, String> {
+    let in_use = match std::net::TcpListener::bind(addr) {
         Ok(listener) => {
-            return Ok(Bound {
+            return Ok(StdBound {
                 listener,
                 moved_from: None,
             })
@@ -606,8 +637,9 @@ pub async fn bind_for_this_user(addr: SocketAddr) -> Result<Bound, String> {
     let who = match listener_owner(addr) {
         Ok(PeerOwner::Us) => {
             return Err(format!(
-                "cannot listen on {addr}: {in_use}; a process of yours holds it (is Lockstep running already? \
-                 its discovery file says where)"
+                "port {} is in use by another program of yours (is Lockstep running already? \
+                 its discovery file says where; {in_use})",
+                addr.port()
             ))
         }
         Ok(PeerOwner::Other(who)) => who,
@@ -616,8 +648,8 @@ pub async fn bind_for_this_user(addr: SocketAddr) -> Result<Bound, String> {
     };
     for port in per_user_candidates(&current_user_key(), PER_USER_TRIES) {
         let candidate = SocketAddr::new(addr.ip(), port);
-        if let Ok(listener) = tokio::net::TcpListener::bind(candidate).await {
-            return Ok(Bound {
+        if let Ok(listener) = std::net::TcpListener::bind(candidate) {
+            return Ok(StdBound {
                 listener,
                 moved_from: Some((addr.port(), who)),
             });
@@ -706,7 +738,7 @@ mod tests {
         let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = held.local_addr().unwrap();
         let err = bind_for_this_user(addr).await.unwrap_err();
-        assert!(err.contains("a process of yours holds it"), "{err}");
+        assert!(err.contains("in use by another program of yours"), "{err}");
         let free = bind_for_this_user("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();

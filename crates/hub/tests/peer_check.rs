@@ -220,7 +220,7 @@ async fn binary_writes_the_discovery_file_and_removes_it_at_stop() {
         .unwrap();
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
-    assert!(err.contains("a process of yours holds it"), "{err}");
+    assert!(err.contains("in use by another program of yours"), "{err}");
     assert!(file.exists(), "the first hub's file stays");
 
     // SAFETY: a signal to our own child.
