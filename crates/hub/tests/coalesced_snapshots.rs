@@ -164,3 +164,63 @@ async fn kill_9_after_a_burst_restores_the_context_from_snapshot_and_journal() {
     let res = http.post(&hub.hub_url).json(&update).send().await.unwrap();
     assert_eq!(res.status(), 409, "r1 is closed after the replay too");
 }
+
+/// The journal's size bound never prunes rows a snapshot still needs: the
+/// topic's rows after its snapshot stay, however much else is pruned.
+#[tokio::test]
+async fn pruning_keeps_the_journal_tail_after_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (storage, _) = Storage::open(dir.path()).unwrap();
+        storage
+            .append_event("t", "e0", "Patient-open", "{}")
+            .await
+            .unwrap();
+        storage
+            .save_contexts_json("t", r#"{"open":[]}"#.into())
+            .await
+            .unwrap();
+        for id in ["e1", "e2", "e3"] {
+            storage
+                .append_event("t", id, "Patient-open", "{}")
+                .await
+                .unwrap();
+        }
+        let big = format!("\"{}\"", "x".repeat(2000));
+        for n in 0..100 {
+            storage
+                .append_event("u", &format!("u{n}"), "Patient-open", &big)
+                .await
+                .unwrap();
+        }
+        storage.set_journal_max_bytes(20_000);
+        // Dropping the last handle prunes down to the bound before closing.
+    }
+    let (storage, _) = Storage::open(dir.path()).unwrap();
+    let ids: Vec<String> = storage
+        .journal_after(0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert!(
+        !ids.contains(&"e0".to_owned()),
+        "before the snapshot: prunable"
+    );
+    for id in ["e1", "e2", "e3"] {
+        assert!(
+            ids.contains(&id.to_owned()),
+            "tail row {id} pruned: {ids:?}"
+        );
+    }
+    let others = ids.iter().filter(|i| i.starts_with('u')).count();
+    assert!(
+        others < 10,
+        "the bound still holds for the rest: {others} rows"
+    );
+    assert!(ids.contains(&"u99".to_owned()), "the newest stay");
+    let snapshot = &storage.load_context_snapshots().unwrap()[0];
+    assert_eq!(snapshot.journal_seq, 1, "stamped with the append before it");
+    let tail = storage.journal_tail("t", snapshot.journal_seq, 10).unwrap();
+    assert_eq!(tail.len(), 3);
+}
