@@ -193,6 +193,10 @@ pub(crate) fn recover(
                     // current: nothing rather than that.
                     error!(topic = short(&topic_id), reason = %why, "the journal after the saved context cannot be applied; context discarded");
                     storage.delete_contexts(&topic_id).detach();
+                    if let Some(current) = contexts.open_contexts().last() {
+                        let reason = "Lockstep restarted and could not rebuild the previous context from its journal: it was discarded rather than restored; open the current study again";
+                        notify_discarded(topic, &topic_id, &current.open_message, reason);
+                    }
                     continue;
                 }
             }

@@ -224,3 +224,44 @@ async fn pruning_keeps_the_journal_tail_after_a_snapshot() {
     let tail = storage.journal_tail("t", snapshot.journal_seq, 10).unwrap();
     assert_eq!(tail.len(), 3);
 }
+
+/// A journal tail that cannot be applied (here: a close of a context the
+/// snapshot does not hold) discards the topic's context instead of
+/// restoring half a session.
+#[tokio::test]
+async fn a_tail_that_cannot_be_replayed_discards_the_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let topic = topic();
+    {
+        let hub = TestHub::start_in(dir.path(), |c| c.persist = true).await;
+        hub.publish_ok(&patient_open(&topic, "p1")).await;
+        assert_eq!(hub.context(&topic).await["context.type"], "Patient");
+        hub.stop().await;
+    }
+    {
+        let (storage, _) = Storage::open(dir.path()).unwrap();
+        let close = patient_close(&topic, "p-never-opened");
+        storage
+            .append_event(&topic, "bad", "Patient-close", &close.to_string())
+            .await
+            .unwrap();
+        storage
+            .mark_alive(std::time::SystemTime::now())
+            .await
+            .unwrap();
+    }
+    let hub = TestHub::start_in(dir.path(), |c| c.persist = true).await;
+    let after = hub.context(&topic).await;
+    assert_ne!(after["context.type"], "Patient", "not restored: {after}");
+    let storage = hub.hub.storage().unwrap();
+    storage.flush().await.unwrap();
+    assert!(
+        storage
+            .load_contexts()
+            .unwrap()
+            .iter()
+            .all(|(t, _, _)| t != &topic),
+        "the discarded snapshot is deleted"
+    );
+    hub.stop().await;
+}
