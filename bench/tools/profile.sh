@@ -10,6 +10,7 @@
 # (`perf report --sort pid`). callgrind: the hub under valgrind, instrumentation switched on
 # only for the measured phase (callgrind_control) → OUT.cg.out; RATE defaults to 20 (valgrind
 # runs the hub ~50x slower). Load-generator output → OUT.load.txt, hub logs → OUT.hub.err.
+# HUB_BIN: another hub binary (a build kept for a before/after comparison).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tool=${1:?perf or callgrind} out=${2:?output prefix} mode=${3:-persist} patients=${4:-64}
@@ -17,7 +18,7 @@ flags=()
 [[ $mode == no-persist ]] && flags=(--no-persist)
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-hub_cmd=(target/release/lockstep-hub --listen "127.0.0.1:$port" --data-dir "$data" --no-auth "${flags[@]}")
+hub_cmd=("${HUB_BIN:-target/release/lockstep-hub}" --listen "127.0.0.1:$port" --data-dir "$data" --no-auth "${flags[@]}")
 case $tool in
 perf)
     rate=${5:-1000}

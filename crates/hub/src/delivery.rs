@@ -177,10 +177,13 @@ impl Hub {
                 EventKind::Open(_) | EventKind::Close(_) | EventKind::Update(_)
             ) || event.name.folded() == "userlogout"
             {
-                crate::persist::save_contexts(
+                // Coalesced (issue 18): most changes are only in the journal
+                // until the next snapshot; recovery replays them.
+                crate::persist::save_contexts_coalesced(
                     state.storage.as_ref(),
                     &event.topic,
                     &topic.contexts,
+                    frame.text.len(),
                 );
             }
             let recent = &mut state.recent;
@@ -305,7 +308,7 @@ pub(crate) fn deliver(
 /// The open events implied by an `{type}-open` (4.6), least specific first:
 /// Patient-open, Encounter-open, one ImagingStudy-open per study. They keep
 /// the source's timestamp; each gets one fresh id shared by all recipients.
-fn derive_opens(event: &Event, resource: &str) -> Vec<Map<String, Value>> {
+pub(crate) fn derive_opens(event: &Event, resource: &str) -> Vec<Map<String, Value>> {
     let entries =
         |key: &str| -> Vec<&Value> { event.context().iter().filter(|i| i["key"] == key).collect() };
     let (patient, encounter, studies) =

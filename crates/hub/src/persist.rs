@@ -156,7 +156,8 @@ pub(crate) fn recover(
     }
     let down_for = report.last_alive.and_then(|t| now.duration_since(t).ok());
     let fresh = down_for.is_some_and(|d| d <= config.recovery_window);
-    for (topic_id, value, _saved_at) in storage.load_contexts().unwrap_or_default() {
+    for snapshot in storage.load_context_snapshots().unwrap_or_default() {
+        let (topic_id, value) = (snapshot.topic, snapshot.state);
         // A topic nobody follows (yet) keeps its contexts too, within the
         // window: the apps come back after the hub does.
         if fresh && !state.topics.contains_key(&topic_id) {
@@ -166,7 +167,7 @@ pub(crate) fn recover(
             storage.delete_contexts(&topic_id).detach();
             continue;
         };
-        let Ok(contexts) = serde_json::from_value::<ContextStack>(value) else {
+        let Ok(mut contexts) = serde_json::from_value::<ContextStack>(value) else {
             warn!(
                 topic = short(&topic_id),
                 "stored context unreadable; discarded"
@@ -175,6 +176,30 @@ pub(crate) fn recover(
             continue;
         };
         if fresh {
+            // Snapshots are coalesced: the events accepted after this one
+            // are in the journal, applied again in order.
+            match replay_tail(storage, &topic_id, snapshot.journal_seq, &mut contexts) {
+                Ok(0) => {}
+                Ok(n) => {
+                    info!(
+                        topic = short(&topic_id),
+                        events = n,
+                        "contexts rebuilt from the snapshot and the journal"
+                    );
+                    save_contexts(Some(storage), &topic_id, &contexts);
+                }
+                Err(why) => {
+                    // Half a replay could show a patient who is no longer
+                    // current: nothing rather than that.
+                    error!(topic = short(&topic_id), reason = %why, "the journal after the saved context cannot be applied; context discarded");
+                    storage.delete_contexts(&topic_id).detach();
+                    if let Some(current) = contexts.open_contexts().last() {
+                        let reason = "Lockstep restarted and could not rebuild the previous context from its journal: it was discarded rather than restored; open the current study again";
+                        notify_discarded(topic, &topic_id, &current.open_message, reason);
+                    }
+                    continue;
+                }
+            }
             topic.contexts = contexts;
             continue;
         }
@@ -247,6 +272,92 @@ pub(crate) fn stored(sub: &Subscription) -> StoredSubscription {
         lease_until: SystemTime::now() + left,
         created_at: SystemTime::now(),
         callback: sub.webhook.as_ref().map(|h| h.callback.clone()),
+    }
+}
+
+/// The longest journal tail applied to a snapshot: snapshots are written
+/// at least every `SNAPSHOT_EVERY_EVENTS` changes, so a longer one means
+/// something else went wrong.
+const MAX_REPLAY: usize = 100 * crate::storage::SNAPSHOT_EVERY_EVENTS as usize;
+
+/// Applies `topic`'s journal rows after `after_seq` to `contexts`, as the
+/// publish did (with the versionIds it handed out); returns how many.
+fn replay_tail(
+    storage: &Storage,
+    topic: &str,
+    after_seq: u64,
+    contexts: &mut ContextStack,
+) -> Result<usize, String> {
+    let tail = storage
+        .journal_tail(topic, after_seq, MAX_REPLAY + 1)
+        .map_err(|e| e.to_string())?;
+    if tail.len() > MAX_REPLAY {
+        return Err(format!("more than {MAX_REPLAY} events after the snapshot"));
+    }
+    for entry in &tail {
+        replay(contexts, &entry.message_json)
+            .map_err(|e| format!("journal seq {} ({}): {e}", entry.seq, entry.event_name))?;
+    }
+    Ok(tail.len())
+}
+
+/// One journaled (broadcast) event applied to a context stack again.
+pub(crate) fn replay(contexts: &mut ContextStack, message_json: &str) -> Result<(), String> {
+    let value: Value = serde_json::from_str(message_json).map_err(|e| e.to_string())?;
+    // The journal holds what was broadcast, accepted once already: the
+    // relaxed edition's rules, so an STU2 path's event replays too.
+    let mut event = fhircast::Event::from_value(value, fhircast::Version::Stu2).map_err(|e| e.0)?;
+    if event.name.folded() == "userlogout" {
+        *contexts = ContextStack::default();
+        return Ok(());
+    }
+    let broadcast_version = || {
+        event
+            .event()
+            .get("context.versionId")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or("no context.versionId in the journaled event")
+    };
+    match event.name.kind() {
+        EventKind::Open(resource) => {
+            let version = broadcast_version()?;
+            contexts
+                .open(&event, &resource, version)
+                .map_err(|e| e.to_string())?;
+            contexts.set_derived(crate::delivery::derive_opens(&event, &resource));
+        }
+        EventKind::Close(resource) => contexts
+            .close(&event, &resource)
+            .map_err(|e| e.to_string())?,
+        EventKind::Update(resource) => {
+            let version = broadcast_version()?;
+            // The request carried the prior version; the broadcast, both.
+            event.version_id = event
+                .event()
+                .get("context.priorVersionId")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            contexts
+                .update(&event, &resource, version)
+                .map_err(|e| e.to_string())?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// After a publish changed a topic's contexts: saves them if a snapshot is
+/// due (`Storage::snapshot_due`), else leaves the change to the journal
+/// until the next one. `journal_bytes`: the size of the change's journal row.
+pub(crate) fn save_contexts_coalesced(
+    storage: Option<&Storage>,
+    topic_id: &str,
+    contexts: &ContextStack,
+    journal_bytes: usize,
+) {
+    if storage.is_some_and(|s| s.snapshot_due(topic_id, journal_bytes)) {
+        save_contexts(storage, topic_id, contexts);
     }
 }
 
@@ -324,8 +435,10 @@ impl Hub {
             // `lockstep-hub apps remove` in another process takes effect within a second.
             let mut registrations = tokio::time::interval(Duration::from_secs(1));
             let mut prune = tokio::time::interval(PRUNE_EVERY);
+            let mut snapshots = tokio::time::interval(crate::storage::SNAPSHOT_EVERY);
             loop {
                 tokio::select! {
+                    _ = snapshots.tick() => hub.save_overdue_snapshots(&storage),
                     _ = alive.tick() => { storage.mark_alive(SystemTime::now()).detach(); }
                     _ = prune.tick() => {
                         let cutoff = SystemTime::now() - hub.config().audit_retention;
@@ -339,9 +452,31 @@ impl Hub {
         });
     }
 
+    /// Saves the contexts of topics whose changes since their snapshot are
+    /// [`crate::storage::SNAPSHOT_EVERY`] old (coalesced snapshots).
+    fn save_overdue_snapshots(&self, storage: &Storage) {
+        let due = storage.overdue_snapshots();
+        if due.is_empty() {
+            return;
+        }
+        let state = self.lock();
+        for topic_id in due {
+            if let Some(topic) = state.topics.get(&topic_id) {
+                save_contexts(Some(storage), &topic_id, &topic.contexts);
+            }
+        }
+    }
+
     /// At shutdown: note the time and wait until everything is on disk.
     pub(crate) async fn flush_storage(&self) {
         if let Some(storage) = self.storage() {
+            // The journal tails become snapshots: a clean start replays nothing.
+            for topic_id in storage.overdue_snapshots_all() {
+                let state = self.lock();
+                if let Some(topic) = state.topics.get(&topic_id) {
+                    save_contexts(Some(storage), &topic_id, &topic.contexts);
+                }
+            }
             storage.mark_alive(SystemTime::now()).detach();
             if let Err(e) = storage.flush().await {
                 error!(error = %e, "could not flush the database at shutdown");

@@ -78,7 +78,8 @@ async fn hub_post(
         // Bounded parse (depth, keys): no body costs more than linear time.
         BodyKind::Json => match fhircast::json::parse_bounded(&bytes) {
             Ok(value) if value.get("hub.mode").is_some() => subscribe::json(&api, &headers, &value).await,
-            _ => publish::handle(&api, &headers, None, &bytes).await,
+            // An event is built from this same value: parsed once.
+            parsed => publish::handle(&api, &headers, None, parsed.map_err(|e| e.to_string())).await,
         },
         BodyKind::Other(ct) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

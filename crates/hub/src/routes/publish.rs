@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use fhircast::Event;
-use serde_json::json;
+use serde_json::{json, Value};
 use tracing::info;
 
 use super::{read_body, Api};
@@ -43,18 +43,22 @@ pub async fn at_topic(
             .negotiated(&headers);
         }
     }
-    handle(&api, &headers, Some(&topic), bytes).await
+    // Bounded parse (depth, keys), once: the event is built from this value.
+    let parsed = fhircast::json::parse_bounded(bytes).map_err(|e| e.to_string());
+    handle(&api, &headers, Some(&topic), parsed).await
 }
 
+/// `parsed`: the body as parsed by the caller (`parse_bounded`), or why it
+/// is not JSON. The event is built from that value: one parse per publish.
 pub async fn handle(
     api: &Api,
     headers: &HeaderMap,
     path_topic: Option<&str>,
-    body: &[u8],
+    parsed: Result<Value, String>,
 ) -> Response {
-    let event = match Event::parse(body, api.version) {
+    let event = match parsed.and_then(|v| Event::from_value(v, api.version).map_err(|e| e.0)) {
         Ok(e) => e,
-        Err(e) => return rejected(ApiError::bad_request(e.0), None),
+        Err(e) => return rejected(ApiError::bad_request(e), None),
     };
     if let Some(topic) = path_topic {
         if topic != event.topic {
@@ -66,18 +70,22 @@ pub async fn handle(
         }
     }
     let name = event.name.to_string();
-    if let Err(e) = api
+    // One authentication gives both the decision and the caller for the
+    // audit record (`None` with auth off).
+    let caller = match api
         .hub
         .auth()
         .check(headers, &event.topic, Need::Write(event.name.as_str()))
         .await
     {
-        let mut r = record(AuditAction::AuthFailure, &event.topic, None);
-        (r.event_name, r.outcome) = (Some(name.clone()), outcome(&e));
-        api.hub.audit(r);
-        return e.into_response();
-    }
-    let caller = api.hub.auth().authenticate(headers).await.ok();
+        Ok(caller) => caller,
+        Err(e) => {
+            let mut r = record(AuditAction::AuthFailure, &event.topic, None);
+            (r.event_name, r.outcome) = (Some(name.clone()), outcome(&e));
+            api.hub.audit(r);
+            return e.into_response();
+        }
+    };
     let mut audit = record(AuditAction::Publish, &event.topic, caller.as_ref());
     audit.event_name = Some(name.clone());
     audit.event_id = Some(event.id.clone());

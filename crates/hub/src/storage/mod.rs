@@ -37,6 +37,7 @@ mod records;
 mod schema;
 mod writer;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,7 +55,9 @@ use tokio::sync::oneshot;
 pub use audit::{resource_ids, AuditAction, AuditRecord, ExportFormat};
 pub use backup::BACKUP_FILE;
 pub use error::StorageError;
-pub use records::{from_unix_ms, to_unix_ms, App, JournalEntry, StoredSubscription, WriterStats};
+pub use records::{
+    from_unix_ms, to_unix_ms, App, ContextSnapshot, JournalEntry, StoredSubscription, WriterStats,
+};
 pub use schema::{DB_FILE, MIGRATIONS};
 
 use writer::{Op, Request};
@@ -75,6 +78,36 @@ struct Inner {
     path: Option<PathBuf>,
     /// The journal's size bound in bytes; 0 until set (no bound).
     journal_cap: Arc<AtomicU64>,
+    /// Per topic: when its contexts were last saved and how many changes
+    /// since (coalesced snapshots, issue 18).
+    snapshot_clocks: Mutex<HashMap<String, SnapshotClock>>,
+}
+
+/// A topic's contexts are saved at least every this long while they change.
+pub const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// ... and at least every this many changes: the journal tail replayed at
+/// recovery is never longer.
+pub const SNAPSHOT_EVERY_EVENTS: u32 = 64;
+
+/// ... and before the unsaved changes' journal rows reach this many bytes:
+/// pruning keeps them, so this bounds what the journal holds beyond its
+/// size bound (per topic with unsaved changes).
+pub const SNAPSHOT_EVERY_BYTES: usize = 256 * 1024;
+
+struct SnapshotClock {
+    saved_at: std::time::Instant,
+    unsaved: u32,
+    unsaved_bytes: usize,
+}
+
+impl SnapshotClock {
+    fn saved(at: std::time::Instant) -> SnapshotClock {
+        SnapshotClock {
+            saved_at: at,
+            unsaved: 0,
+            unsaved_bytes: 0,
+        }
+    }
 }
 
 impl Drop for Inner {
@@ -179,6 +212,7 @@ impl Storage {
                 stats,
                 path,
                 journal_cap,
+                snapshot_clocks: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -294,12 +328,106 @@ impl Storage {
     }
 
     pub fn delete_contexts(&self, topic: &str) -> Pending<()> {
+        self.snapshot_clocks().remove(topic);
         self.submit(Op::DeleteContexts(topic.to_owned()), drop)
     }
 
     /// `(topic, state, saved_at)` for every topic with saved contexts.
     pub fn load_contexts(&self) -> Result<Vec<(String, Value, SystemTime)>, StorageError> {
+        Ok(self
+            .load_context_snapshots()?
+            .into_iter()
+            .map(|c| (c.topic, c.state, c.saved_at))
+            .collect())
+    }
+
+    /// Every topic's saved contexts with the journal seq they include: the
+    /// topic's journal rows after it ([`Storage::journal_tail`]) are to be
+    /// applied on top.
+    pub fn load_context_snapshots(&self) -> Result<Vec<ContextSnapshot>, StorageError> {
         read::contexts(&self.reader())
+    }
+
+    /// Up to `limit` journal entries of `topic` with `seq > after_seq`, in order.
+    pub fn journal_tail(
+        &self,
+        topic: &str,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<JournalEntry>, StorageError> {
+        read::journal_rows(&self.reader(), Some(topic), after_seq, limit)
+    }
+
+    /// Whether a change to `topic`'s contexts should be saved now. Saves are
+    /// coalesced: one when [`SNAPSHOT_EVERY_EVENTS`] changes are unsaved or
+    /// the topic's last save is [`SNAPSHOT_EVERY`] old (so at human pace
+    /// every change is saved at once); the changes in between are in the
+    /// journal, replayed onto the snapshot at recovery. `false` means the
+    /// change was counted; [`Storage::overdue_snapshots`] names the topic
+    /// once it should be saved.
+    ///
+    /// `journal_bytes`: the size of the change's journal row. The rows
+    /// after a snapshot are kept from pruning, so they are bounded in bytes
+    /// too ([`SNAPSHOT_EVERY_BYTES`]), not only in number.
+    pub fn snapshot_due(&self, topic: &str, journal_bytes: usize) -> bool {
+        let now = std::time::Instant::now();
+        let mut clocks = self.snapshot_clocks();
+        match clocks.get_mut(topic) {
+            Some(c)
+                if c.unsaved + 1 < SNAPSHOT_EVERY_EVENTS
+                    && c.unsaved_bytes + journal_bytes < SNAPSHOT_EVERY_BYTES
+                    && now - c.saved_at < SNAPSHOT_EVERY =>
+            {
+                c.unsaved += 1;
+                c.unsaved_bytes += journal_bytes;
+                false
+            }
+            Some(c) => {
+                *c = SnapshotClock::saved(now);
+                true
+            }
+            None => {
+                clocks.insert(topic.to_owned(), SnapshotClock::saved(now));
+                true
+            }
+        }
+    }
+
+    /// Topics with changes not saved for [`SNAPSHOT_EVERY`]: save them
+    /// (and call [`Storage::snapshot_due`] or this again only after).
+    /// Their clocks restart now.
+    pub fn overdue_snapshots(&self) -> Vec<String> {
+        let now = std::time::Instant::now();
+        let mut clocks = self.snapshot_clocks();
+        let mut due = Vec::new();
+        for (topic, c) in clocks.iter_mut() {
+            if c.unsaved > 0 && now - c.saved_at >= SNAPSHOT_EVERY {
+                *c = SnapshotClock::saved(now);
+                due.push(topic.clone());
+            }
+        }
+        // Idle topics are forgotten: their next change is saved at once.
+        clocks.retain(|_, c| c.unsaved > 0 || now - c.saved_at < SNAPSHOT_EVERY * 4);
+        due
+    }
+
+    /// Every topic with unsaved changes, however recent (at shutdown).
+    pub fn overdue_snapshots_all(&self) -> Vec<String> {
+        let mut clocks = self.snapshot_clocks();
+        let due = clocks
+            .iter()
+            .filter(|(_, c)| c.unsaved > 0)
+            .map(|(t, _)| t.clone())
+            .collect();
+        clocks.clear();
+        due
+    }
+
+    fn snapshot_clocks(&self) -> MutexGuard<'_, HashMap<String, SnapshotClock>> {
+        self.inner
+            .snapshot_clocks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Appends an accepted event to the journal, stamped now. Resolves to

@@ -5,9 +5,8 @@
 use std::time::SystemTime;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde_json::Value;
 
-use super::records::{from_unix_ms, App, JournalEntry, StoredSubscription};
+use super::records::{from_unix_ms, App, ContextSnapshot, JournalEntry, StoredSubscription};
 use super::StorageError;
 
 pub(crate) const LAST_ALIVE_KEY: &str = "last_alive_unix_ms";
@@ -90,23 +89,28 @@ pub(crate) fn subscriptions(conn: &Connection) -> Result<Vec<StoredSubscription>
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub(crate) fn contexts(
-    conn: &Connection,
-) -> Result<Vec<(String, Value, SystemTime)>, StorageError> {
-    let mut stmt =
-        conn.prepare("SELECT topic, state_json, saved_at_unix_ms FROM contexts ORDER BY topic")?;
+pub(crate) fn contexts(conn: &Connection) -> Result<Vec<ContextSnapshot>, StorageError> {
+    let mut stmt = conn.prepare(
+        "SELECT topic, state_json, saved_at_unix_ms, journal_seq FROM contexts ORDER BY topic",
+    )?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
             r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (topic, json, at) = row?;
+        let (topic, json, at, seq) = row?;
         match serde_json::from_str(&json) {
-            Ok(state) => out.push((topic, state, from_unix_ms(at))),
+            Ok(state) => out.push(ContextSnapshot {
+                topic,
+                state,
+                saved_at: from_unix_ms(at),
+                journal_seq: seq.max(0) as u64,
+            }),
             Err(e) => tracing::warn!(
                 topic = crate::ids::short(&topic),
                 "storage: skipping unreadable saved contexts: {e}"
@@ -121,13 +125,23 @@ pub(crate) fn journal_after(
     after_seq: u64,
     limit: usize,
 ) -> Result<Vec<JournalEntry>, StorageError> {
+    journal_rows(conn, None, after_seq, limit)
+}
+
+/// `topic`: only that topic's rows (the tail replayed onto its snapshot).
+pub(crate) fn journal_rows(
+    conn: &Connection,
+    topic: Option<&str>,
+    after_seq: u64,
+    limit: usize,
+) -> Result<Vec<JournalEntry>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT seq, topic, event_id, event_name, accepted_at_unix_ms, message_json
-         FROM journal WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+         FROM journal WHERE seq > ?1 AND (?3 IS NULL OR topic = ?3) ORDER BY seq LIMIT ?2",
     )?;
     let after = i64::try_from(after_seq).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = stmt.query_map(params![after, limit], |r| {
+    let rows = stmt.query_map(params![after, limit, topic], |r| {
         Ok(JournalEntry {
             seq: r.get::<_, i64>(0)?.try_into().unwrap_or(0),
             topic: r.get(1)?,

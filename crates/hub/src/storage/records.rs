@@ -57,6 +57,16 @@ pub struct JournalEntry {
     pub message_json: String,
 }
 
+/// A topic's saved open contexts: `state` includes every journal row up
+/// to `journal_seq`; the topic's rows after it are still to be applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContextSnapshot {
+    pub topic: String,
+    pub state: serde_json::Value,
+    pub saved_at: SystemTime,
+    pub journal_seq: u64,
+}
+
 /// Counters of the writer thread: `writes / commits` is the mean batch size
 /// of the group commit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

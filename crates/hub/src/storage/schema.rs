@@ -78,6 +78,11 @@ pub const MIGRATIONS: &[&str] = &[
     "ALTER TABLE subscriptions ADD COLUMN callback TEXT;",
     // 6: apps known never to send an ACK (issue 19).
     "ALTER TABLE apps ADD COLUMN acknowledges INTEGER NOT NULL DEFAULT 1;",
+    // 7: a context snapshot names the last journal seq it includes; at
+    // recovery the journal rows after it are replayed (issue 18). Snapshots
+    // written before were written per event: they include the whole journal.
+    "ALTER TABLE contexts ADD COLUMN journal_seq INTEGER NOT NULL DEFAULT 0;
+     UPDATE contexts SET journal_seq = (SELECT coalesce(max(seq), 0) FROM journal);",
 ];
 
 /// How long a connection waits for another one's lock before giving up.

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
@@ -26,6 +27,22 @@ pub(crate) const MAX_BATCH: usize = 1024;
 /// after a burst, issue 14.7).
 const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
+/// How long writes nobody waits for (audit records) may wait for company.
+const LINGER: Duration = Duration::from_millis(5);
+
+/// Adds what is queued to `batch`, within its bounds.
+fn take_queued(rx: &Receiver<Request>, batch: &mut Vec<Request>, bytes: &mut u64) {
+    while batch.len() < MAX_BATCH && *bytes < MAX_BATCH_BYTES as u64 {
+        match rx.try_recv() {
+            Ok(req) => {
+                *bytes += req.op.journal_bytes();
+                batch.push(req);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
 /// What a journal row costs besides its message: the other columns, the
 /// row header and b-tree cells, roughly. Only has to be the right size.
 const JOURNAL_ROW_OVERHEAD: u64 = 128;
@@ -33,6 +50,12 @@ const JOURNAL_ROW_OVERHEAD: u64 = 128;
 /// Rows looked at per pruning step: each step is one short transaction,
 /// taken only when no write is waiting.
 const PRUNE_STEP_ROWS: i64 = 256;
+
+/// A journal row `j` that no saved context still needs: rows after their
+/// topic's snapshot are replayed at recovery, so pruning (by size or age)
+/// keeps them. There are at most `SNAPSHOT_EVERY_EVENTS` per topic.
+const NOT_IN_A_TAIL: &str = "NOT EXISTS (SELECT 1 FROM contexts AS c
+     WHERE c.topic = j.topic AND c.journal_seq < j.seq)";
 
 pub(crate) type Reply = oneshot::Sender<Result<u64, StorageError>>;
 
@@ -176,13 +199,15 @@ fn run(
         };
         let mut bytes = first.op.journal_bytes();
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES as u64 {
-            match rx.try_recv() {
-                Ok(req) => {
-                    bytes += req.op.journal_bytes();
-                    batch.push(req);
-                }
-                Err(_) => break,
+        take_queued(&rx, &mut batch, &mut bytes);
+        if batch.iter().all(|r| r.reply.is_none()) {
+            // Nobody waits on these (audit records): they ride with the
+            // next write that somebody waits on, one commit instead of
+            // two per publish, unless none comes within LINGER.
+            if let Ok(req) = rx.recv_timeout(LINGER) {
+                bytes += req.op.journal_bytes();
+                batch.push(req);
+                take_queued(&rx, &mut batch, &mut bytes);
             }
         }
         stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -260,7 +285,7 @@ impl JournalSize {
         let result = (|| -> rusqlite::Result<bool> {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT seq, octet_length(message_json) + {JOURNAL_ROW_OVERHEAD}
-                 FROM journal ORDER BY seq LIMIT ?1"
+                 FROM journal AS j WHERE {NOT_IN_A_TAIL} ORDER BY seq LIMIT ?1"
             ))?;
             let rows = stmt.query_map([PRUNE_STEP_ROWS], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
@@ -279,8 +304,10 @@ impl JournalSize {
                 self.bytes = 0; // Empty: the count had drifted.
                 return Ok(false);
             };
-            conn.prepare_cached("DELETE FROM journal WHERE seq <= ?1")?
-                .execute([last])?;
+            conn.prepare_cached(&format!(
+                "DELETE FROM journal AS j WHERE seq <= ?1 AND {NOT_IN_A_TAIL}"
+            ))?
+            .execute([last])?;
             self.bytes = self.bytes.saturating_sub(freed);
             Ok(seen == PRUNE_STEP_ROWS && self.bytes > target)
         })();
@@ -405,11 +432,18 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<u64> {
         Op::DeleteSubscription(id) => conn
             .prepare_cached("DELETE FROM subscriptions WHERE endpoint_id = ?1")?
             .execute([id])?,
+        // Stamped with the last journal seq handed out, in this same
+        // transaction: the snapshot was queued after those appends (both
+        // under the hub's lock), so it includes them, and a rolled-back
+        // append rolls the stamp back with it.
         Op::SaveContexts { topic, json, at_ms } => conn
             .prepare_cached(
-                "INSERT INTO contexts (topic, state_json, saved_at_unix_ms) VALUES (?1, ?2, ?3)
+                "INSERT INTO contexts (topic, state_json, saved_at_unix_ms, journal_seq)
+                 VALUES (?1, ?2, ?3,
+                   coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'journal'), 0))
                  ON CONFLICT (topic) DO UPDATE SET state_json = excluded.state_json,
-                   saved_at_unix_ms = excluded.saved_at_unix_ms",
+                   saved_at_unix_ms = excluded.saved_at_unix_ms,
+                   journal_seq = excluded.journal_seq",
             )?
             .execute(params![topic, json, at_ms])?,
         Op::DeleteContexts(topic) => conn
@@ -452,7 +486,9 @@ fn apply(conn: &Connection, op: &Op) -> rusqlite::Result<u64> {
             .prepare_cached("DELETE FROM audit WHERE at_unix_ms < ?1")?
             .execute([before])?,
         Op::PruneJournal(before) => conn
-            .prepare_cached("DELETE FROM journal WHERE accepted_at_unix_ms < ?1")?
+            .prepare_cached(&format!(
+                "DELETE FROM journal AS j WHERE accepted_at_unix_ms < ?1 AND {NOT_IN_A_TAIL}"
+            ))?
             .execute([before])?,
         Op::MarkAlive(at_ms) => conn
             .prepare_cached(
