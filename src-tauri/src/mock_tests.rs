@@ -309,3 +309,74 @@ fn an_it_locked_toggle_does_not_change() {
     assert_eq!(checked(&app), Some(false));
     assert!(!layout.user.exists());
 }
+
+fn open_app_items(app: &tauri::App<MockRuntime>) -> Vec<(String, String)> {
+    let menu = app.state::<Shell>().view().menu;
+    menu.into_iter()
+        .find_map(|e| match e {
+            Entry::Submenu { text, items } if text == "Open app" => Some(items),
+            _ => None,
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| match e {
+            Entry::AppAction { id, text } => Some((id, text)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Issue 16, EHR launch from the tray: a browser app registered with a
+/// launch URL appears under "Open app"; its item's id gives the SMART
+/// launch URL (`launch` + `iss` of this hub); one without a launch URL,
+/// a confidential app, and a revoked one do not appear.
+#[test]
+fn open_app_lists_browser_apps_with_a_launch_url() {
+    use lockstep_hub::auth::smart::BrowserApp;
+    let (app, hub, _dir) = app_with_hub();
+    assert!(open_app_items(&app).is_empty(), "nothing to launch yet");
+    let browser = |launch: Option<&str>| BrowserApp {
+        redirect_uris: vec!["http://127.0.0.1:9/callback".into()],
+        launch_url: launch.map(str::to_owned),
+        preapproved: false,
+    };
+    let scopes = "fhircast/*.read";
+    let viewer = hub
+        .auth()
+        .register_browser_app(
+            "Web viewer",
+            scopes,
+            vec![],
+            browser(Some("http://127.0.0.1:9/launch")),
+        )
+        .unwrap();
+    hub.auth()
+        .register_browser_app("No launch", scopes, vec![], browser(None))
+        .unwrap();
+    hub.apps().register("Back end", scopes, vec![]).unwrap();
+    let items = open_app_items(&app);
+    let id = format!("{}{}", ids::OPEN_APP, viewer.client_id);
+    assert_eq!(items, vec![(id.clone(), "Web viewer".to_owned())]);
+
+    // What choosing it opens.
+    let client_id = id.strip_prefix(ids::OPEN_APP).unwrap();
+    let url = hub.launch_url(client_id).unwrap();
+    let query = url
+        .strip_prefix("http://127.0.0.1:9/launch?")
+        .unwrap_or_else(|| panic!("the launch URL with a query: {url}"));
+    let pairs: Vec<(&str, &str)> = query.split('&').filter_map(|p| p.split_once('=')).collect();
+    assert!(
+        pairs.iter().any(|(k, v)| *k == "launch" && !v.is_empty()),
+        "{url}"
+    );
+    let iss = format!("http://{}", hub.local_addr().unwrap())
+        .replace(':', "%3A")
+        .replace('/', "%2F");
+    assert!(pairs.contains(&("iss", iss.as_str())), "{url}");
+
+    // Revoked: gone from the menu, and a stale click does nothing.
+    hub.apps().revoke(&viewer.client_id).unwrap();
+    assert!(open_app_items(&app).is_empty());
+    on_menu(app.handle(), &id);
+    assert!(hub.launch_url(&viewer.client_id).is_none());
+}

@@ -33,6 +33,8 @@ pub mod ids {
     /// Prefixes of the per-app items: `break-link:<endpoint id>`.
     pub const BREAK_LINK: &str = "break-link:";
     pub const REJOIN: &str = "rejoin:";
+    /// `open-app:<client id>`: an EHR launch of a browser app (issue 16).
+    pub const OPEN_APP: &str = "open-app:";
     pub const NOTIFICATIONS: &str = "notifications";
     pub const AUTOSTART: &str = "autostart";
     pub const QUIT: &str = "quit";
@@ -141,6 +143,9 @@ pub struct Snapshot {
     pub close_all_armed: bool,
     /// Where the log files are (the "Open logs folder" item), if known.
     pub logs: Option<String>,
+    /// Browser apps with a launch URL, as `(client id, name)`: the "Open
+    /// app" submenu.
+    pub launchable: Vec<(String, String)>,
 }
 
 /// One menu entry; `tray.rs` builds the Tauri menu from these.
@@ -164,7 +169,8 @@ pub enum Entry {
         items: Vec<Entry>,
     },
     /// An action on one app: its id names the app (`ids::BREAK_LINK` +
-    /// endpoint id), so it is built at run time.
+    /// endpoint id, `ids::OPEN_APP` + client id), so it is built at run
+    /// time.
     AppAction {
         id: String,
         text: String,
@@ -325,7 +331,7 @@ fn menu(snap: &Snapshot, context: Option<&str>, connected: usize) -> Vec<Entry> 
             running && context.is_some(),
         )
     };
-    vec![
+    let mut entries = vec![
         Entry::info(headline),
         Entry::Submenu {
             text: format!("Connected apps ({connected})"),
@@ -336,6 +342,22 @@ fn menu(snap: &Snapshot, context: Option<&str>, connected: usize) -> Vec<Entry> 
         Entry::action(ids::OPEN_BROWSER, "Open dashboard in browser", running),
         Entry::action(ids::COPY_URL, "Copy hub URL", running),
         Entry::action(ids::COPY_TOPIC, "Copy topic", running),
+    ];
+    // Only when there is something to launch: an empty submenu is noise.
+    if running && !snap.launchable.is_empty() {
+        entries.push(Entry::Submenu {
+            text: "Open app".to_owned(),
+            items: snap
+                .launchable
+                .iter()
+                .map(|(client_id, name)| Entry::AppAction {
+                    id: format!("{}{client_id}", ids::OPEN_APP),
+                    text: name.clone(),
+                })
+                .collect(),
+        });
+    }
+    entries.extend([
         Entry::Separator,
         Entry::action(sync_id, sync_text, running),
         close_all,
@@ -355,7 +377,8 @@ fn menu(snap: &Snapshot, context: Option<&str>, connected: usize) -> Vec<Entry> 
         Entry::Separator,
         Entry::action(ids::OPEN_LOGS, "Open logs folder", snap.logs.is_some()),
         Entry::action(ids::QUIT, "Quit", true),
-    ]
+    ]);
+    entries
 }
 
 /// "⚠ PowerScribe — Refused the last event" (its sync state, the hub's

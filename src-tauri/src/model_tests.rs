@@ -442,3 +442,56 @@ fn toggles_it_locked_are_disabled_and_say_managed() {
         }
     );
 }
+
+fn open_app_submenu(entries: &[Entry]) -> Option<&Vec<Entry>> {
+    entries.iter().find_map(|e| match e {
+        Entry::Submenu { text, items } if text == "Open app" => Some(items),
+        _ => None,
+    })
+}
+
+/// Issue 16: "Open app" lists the browser apps that have a launch URL,
+/// each item naming its client id, right after the dashboard items.
+#[test]
+fn open_app_lists_the_launchable_browser_apps() {
+    let snap = Snapshot {
+        launchable: vec![
+            ("web-viewer".into(), "OHIF viewer".into()),
+            ("ris-1".into(), "Web RIS".into()),
+        ],
+        ..running(vec![])
+    };
+    let v = view(&Tracker::default(), &snap, Instant::now());
+    let items = open_app_submenu(&v.menu).expect("an Open app submenu");
+    assert_eq!(
+        items,
+        &vec![
+            Entry::AppAction {
+                id: "open-app:web-viewer".into(),
+                text: "OHIF viewer".into()
+            },
+            Entry::AppAction {
+                id: "open-app:ris-1".into(),
+                text: "Web RIS".into()
+            },
+        ]
+    );
+    let at = labels(&v.menu);
+    let copy_topic = at.iter().position(|l| l == "Copy topic").unwrap();
+    assert_eq!(at[copy_topic + 1], "Open app");
+}
+
+/// No launchable app, or no hub to launch against: no submenu at all.
+#[test]
+fn open_app_is_absent_without_launchable_apps_or_a_hub() {
+    let v = view(&Tracker::default(), &running(vec![]), Instant::now());
+    assert!(open_app_submenu(&v.menu).is_none());
+    assert!(!labels(&v.menu).contains(&"Open app".to_owned()));
+    let stopped = Snapshot {
+        stopped: Some("port 4747 is in use".into()),
+        launchable: vec![("web-viewer".into(), "OHIF viewer".into())],
+        ..Snapshot::default()
+    };
+    let v = view(&Tracker::default(), &stopped, Instant::now());
+    assert!(open_app_submenu(&v.menu).is_none());
+}

@@ -110,7 +110,7 @@ impl Shell {
 
     /// The current view of the tray.
     pub fn view(&self) -> View {
-        let (subscribers, paused, context) = match &self.hub {
+        let (subscribers, paused, context, launchable) = match &self.hub {
             Some(hub) => {
                 let session = hub.session_topic();
                 let has = |t: &str| {
@@ -123,6 +123,7 @@ impl Shell {
                     hub.subscribers(),
                     hub.is_paused(),
                     hub.current_context(&topic),
+                    hub.launchable_apps(),
                 )
             }
             None => Default::default(),
@@ -143,6 +144,7 @@ impl Shell {
             autostart_managed: state.settings.is_locked("start_at_login"),
             close_all_armed: armed,
             logs: self.paths.as_ref().map(|p| p.logs.display().to_string()),
+            launchable,
         };
         model::view(&state.tracker, &snap, now)
     }
@@ -257,6 +259,10 @@ pub fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
             shell.nudge();
             return;
         }
+        if let Some(client_id) = id.strip_prefix(ids::OPEN_APP) {
+            open_app(app, hub, client_id);
+            return;
+        }
         if let Some(endpoint) = id.strip_prefix(ids::REJOIN) {
             link_action(hub, "rejoin", hub.rejoin(endpoint));
             shell.nudge();
@@ -297,6 +303,21 @@ pub fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         (other, _) => tracing::debug!(id = other, "menu item without action"),
     }
     shell.nudge();
+}
+
+/// "Open app": the default browser at the app's launch URL with a fresh
+/// `launch` and `iss` (SMART EHR launch), so it starts in this session.
+fn open_app<R: Runtime>(app: &AppHandle<R>, hub: &Hub, client_id: &str) {
+    use tauri_plugin_opener::OpenerExt;
+    // `None`: revoked or removed since the menu was drawn.
+    let Some(url) = hub.launch_url(client_id) else {
+        tracing::warn!(client = client_id, "no launch URL for this app any more");
+        return;
+    };
+    hub.audit_admin("tray", None, &format!("launch app {client_id}"), "done");
+    if let Err(e) = app.opener().open_url(url, None::<&str>) {
+        tracing::warn!("cannot open the browser: {e}");
+    }
 }
 
 /// Closes the open contexts of every topic that has subscribers, and of

@@ -282,6 +282,19 @@ impl Smart {
         Some(app)
     }
 
+    /// The client ids of the browser apps read so far that have a launch
+    /// URL. From memory only (every registration is loaded at start and on
+    /// save), so the tray can ask on each redraw without touching the store.
+    pub fn launchable(&self) -> Vec<String> {
+        self.apps
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, app)| app.launch_url.is_some())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Loads the registrations of `client_ids` (at start).
     pub fn preload<'a>(&self, client_ids: impl Iterator<Item = &'a str>) {
         for id in client_ids {

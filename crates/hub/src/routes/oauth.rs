@@ -302,6 +302,21 @@ impl Hub {
         let iss = format!("{}://{addr}", self.config().http_scheme());
         self.auth().launch_url(client_id, &iss)
     }
+
+    /// For the tray's "Open app" submenu: the active browser apps that have
+    /// a launch URL, as `(client id, name)`, sorted by name. Memory only.
+    pub fn launchable_apps(&self) -> Vec<(String, String)> {
+        let launchable = self.auth().smart().launchable();
+        let mut apps: Vec<(String, String)> = self
+            .apps()
+            .list()
+            .into_iter()
+            .filter(|a| !a.revoked && launchable.contains(&a.client_id))
+            .map(|a| (a.client_id, a.name))
+            .collect();
+        apps.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        apps
+    }
 }
 
 /// RFC 6749 §5.2 `invalid_grant`, and an audit record.
