@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { App, event, observation, patient, publish, reportUpdate, study, WAIT_MS } from './support.mjs';
 
@@ -235,6 +236,65 @@ async function registrations(t) {
   await row.getByText('Revoked').waitFor({ timeout: WAIT_MS });
 }
 
+// Issue 16: a browser app is registered with redirect URIs (no secret),
+// listed with its origins and consent; the clinician approves it on the
+// hub's consent page; the dashboard withdraws that consent. Keyboard only.
+async function browserAppRegistration(t) {
+  const { page, hub } = t;
+  // The app's own origin: a page that only has to load after the redirect.
+  const server = createServer((req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end('<p>callback</p>'));
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    await browserAppFlow(t, `http://127.0.0.1:${server.address().port}`);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
+
+async function browserAppFlow(t, appOrigin) {
+  const { page, hub } = t;
+  await page.goto(`${hub.base}/ui/#registrations`);
+  await page.locator('#reg-name').waitFor({ timeout: WAIT_MS });
+  await page.getByLabel(/Redirect URIs, one per line/).fill(`${appOrigin}/callback\n${appOrigin}/other-callback`);
+  await page.getByLabel(/Launch URL/).fill(`${appOrigin}/launch`);
+  await page.locator('#reg-name').fill('Web viewer (test)');
+  await page.locator('#reg-name').press('Enter');
+  await page.locator('.registered').getByText('It has no secret').waitFor({ timeout: WAIT_MS });
+  assert.equal(await page.locator('.secret-value').count(), 0, 'no secret is shown for a browser app');
+  const row = page.locator('#view-registrations li.app', { hasText: 'Web viewer (test)' });
+  await row.waitFor({ timeout: WAIT_MS });
+  const clientId = await row.getAttribute('data-client');
+  await row.getByText('Browser app', { exact: true }).waitFor({ timeout: WAIT_MS });
+  assert.equal(await row.locator(`[data-origins="${clientId}"]`).innerText(), appOrigin, 'one origin for both URIs');
+  assert.equal(await row.locator(`[data-consent="${clientId}"]`).innerText(), 'Not asked yet');
+  assert.equal(await row.getByRole('button', { name: /Rotate the secret/ }).count(), 0, 'no secret to rotate');
+  assert.equal(await row.getByRole('button', { name: /Withdraw/ }).count(), 0, 'nothing to withdraw yet');
+
+  // The clinician allows it on the hub's consent page (another browser, as the app's window).
+  const other = await t.browser.newContext();
+  const appPage = await other.newPage();
+  const q = new URLSearchParams({ response_type: 'code', client_id: clientId, redirect_uri: `${appOrigin}/callback`,
+    scope: 'fhircast/*.read', state: 's1', aud: hub.base, code_challenge: 'A'.repeat(43), code_challenge_method: 'S256' });
+  await appPage.goto(`${hub.base}/oauth/authorize?${q}`);
+  await appPage.locator('main').getByText('Web viewer (test)').first().waitFor({ timeout: WAIT_MS });
+  await appPage.keyboard.press('Enter'); // "Allow" has the focus
+  await appPage.waitForURL(`${appOrigin}/callback?**`, { timeout: WAIT_MS });
+  assert.ok(new URL(appPage.url()).searchParams.get('code'), 'a code came back');
+  await other.close();
+
+  // The dashboard shows the answer and withdraws it, asking first.
+  await page.reload();
+  await row.locator(`[data-consent="${clientId}"]`).getByText('Approved', { exact: true }).waitFor({ timeout: WAIT_MS });
+  await row.getByRole('button', { name: `Withdraw the consent of Web viewer (test)` }).press('Enter');
+  const confirm = row.getByRole('button', { name: 'Confirm: Withdraw the consent of Web viewer (test)' });
+  await confirm.waitFor({ timeout: WAIT_MS });
+  assert.equal((await (await t.context.request.get(`${hub.base}/admin/api/apps/${clientId}/consent`)).json()).consent, 'approved', 'the first press only asks');
+  await confirm.press('Enter');
+  await row.locator(`[data-consent="${clientId}"]`).getByText('Not asked yet').waitFor({ timeout: WAIT_MS });
+  const consent = await (await t.context.request.get(`${hub.base}/admin/api/apps/${encodeURIComponent(clientId)}/consent`)).json();
+  assert.equal(consent.consent, null, 'the hub forgot the answer');
+}
+
 async function settings(t) {
   const { page, hub } = t;
   const running = async () => (await (await t.context.request.get(`${hub.base}/admin/api/state`)).json()).settings;
@@ -417,6 +477,7 @@ export const TESTS = [
   ['keyboard only: between views, drop an app, filters', keyboardOnly],
   ['pause holds delivery; resume sends the current context', pauseAndResume],
   ['registrations: add (secret shown once), rotate, revoke', registrations],
+  ['registrations: a browser app (redirect URIs, no secret) is listed with its origin and consent; consent withdrawn', browserAppRegistration],
   ['Now view: per app, in sync / behind / refused / link broken, in words and colour; SyncError acknowledged; break link and rejoin', nowViewSyncStates],
   ['audit export from the dashboard: CSV, NDJSON, a date range', auditExport],
   ['settings: change the ACK timeout (live) and the lease (after restart), save, reload: persisted; Reset goes back to the default; an IT-locked key is read-only', settings],
