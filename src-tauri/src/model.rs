@@ -18,6 +18,11 @@ pub const ATTENTION_FOR: Duration = Duration::from_secs(5 * 60);
 /// twice.
 pub const CONFIRM_FOR: Duration = Duration::from_secs(15);
 
+/// The most apps "Open app" lists, and the longest name it shows: the
+/// registry does not cap either, and a menu must stay usable.
+pub const MAX_LAUNCHABLE: usize = 20;
+pub const MAX_APP_NAME: usize = 60;
+
 /// Menu item ids, matched in `tray.rs`.
 pub mod ids {
     pub const OPEN: &str = "open";
@@ -345,16 +350,22 @@ fn menu(snap: &Snapshot, context: Option<&str>, connected: usize) -> Vec<Entry> 
     ];
     // Only when there is something to launch: an empty submenu is noise.
     if running && !snap.launchable.is_empty() {
+        let mut items: Vec<Entry> = snap
+            .launchable
+            .iter()
+            .take(MAX_LAUNCHABLE)
+            .map(|(client_id, name)| Entry::AppAction {
+                id: format!("{}{client_id}", ids::OPEN_APP),
+                text: shortened(name, MAX_APP_NAME),
+            })
+            .collect();
+        let more = snap.launchable.len().saturating_sub(MAX_LAUNCHABLE);
+        if more > 0 {
+            items.push(Entry::info(format!("{more} more in the dashboard")));
+        }
         entries.push(Entry::Submenu {
             text: "Open app".to_owned(),
-            items: snap
-                .launchable
-                .iter()
-                .map(|(client_id, name)| Entry::AppAction {
-                    id: format!("{}{client_id}", ids::OPEN_APP),
-                    text: name.clone(),
-                })
-                .collect(),
+            items,
         });
     }
     entries.extend([
@@ -379,6 +390,16 @@ fn menu(snap: &Snapshot, context: Option<&str>, connected: usize) -> Vec<Entry> 
         Entry::action(ids::QUIT, "Quit", true),
     ]);
     entries
+}
+
+/// `text` cut to `max` characters, with "…" when cut.
+fn shortened(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// "⚠ PowerScribe — Refused the last event" (its sync state, the hub's

@@ -495,3 +495,32 @@ fn open_app_is_absent_without_launchable_apps_or_a_hub() {
     let v = view(&Tracker::default(), &stopped, Instant::now());
     assert!(open_app_submenu(&v.menu).is_none());
 }
+
+/// The registry caps neither the number of apps nor their names: the
+/// submenu shows at most MAX_LAUNCHABLE, says how many more, and cuts
+/// long names.
+#[test]
+fn open_app_is_bounded() {
+    let launchable: Vec<(String, String)> = (0..MAX_LAUNCHABLE + 5)
+        .map(|i| (format!("app-{i}"), format!("App {i} {}", "x".repeat(200))))
+        .collect();
+    let snap = Snapshot {
+        launchable,
+        ..running(vec![])
+    };
+    let v = view(&Tracker::default(), &snap, Instant::now());
+    let items = open_app_submenu(&v.menu).unwrap();
+    assert_eq!(items.len(), MAX_LAUNCHABLE + 1);
+    assert_eq!(items.last(), Some(&Entry::info("5 more in the dashboard")));
+    match &items[0] {
+        Entry::AppAction { id, text } => {
+            assert_eq!(id, "open-app:app-0");
+            assert_eq!(text.chars().count(), MAX_APP_NAME);
+            assert!(
+                text.starts_with("App 0 xx") && text.ends_with('…'),
+                "{text}"
+            );
+        }
+        other => panic!("an app item, not {other:?}"),
+    }
+}
