@@ -96,8 +96,8 @@ fn tray_actions_are_audited() {
     assert_eq!(
         admin,
         [
-            done("pause delivery"),
-            done("resume delivery"),
+            done("pause sync"),
+            done("resume sync"),
             done("close all contexts: 0 closed")
         ]
     );

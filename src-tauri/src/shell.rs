@@ -282,11 +282,11 @@ pub fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         (ids::COPY_TOPIC, Some(hub)) => copy(app, hub.session_topic().to_owned()),
         (ids::PAUSE, Some(hub)) => {
             hub.pause();
-            hub.audit_admin("tray", None, "pause delivery", "done");
+            hub.audit_admin("tray", None, "pause sync", "done");
         }
         (ids::RESUME, Some(hub)) => {
             hub.resume();
-            hub.audit_admin("tray", None, "resume delivery", "done");
+            hub.audit_admin("tray", None, "resume sync", "done");
         }
         // The first click only arms the confirmation item.
         (ids::CLOSE_ALL, Some(_)) => shell.lock().close_all_armed = Some(Instant::now()),

@@ -294,8 +294,8 @@ async fn dashboard_changes_are_audited() {
         })
         .collect();
     let want: Vec<(String, String)> = [
-        ("pause delivery".to_owned(), "200"),
-        ("resume delivery".to_owned(), "200"),
+        ("pause sync".to_owned(), "200"),
+        ("resume sync".to_owned(), "200"),
         ("close all contexts: 1 closed".to_owned(), "200"),
         (
             format!("register app {id} (Dictation), scopes fhircast/*.read"),

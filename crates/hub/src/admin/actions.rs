@@ -302,11 +302,11 @@ pub(crate) async fn drop_subscription(
 pub(crate) async fn pause(State(hub): State<Hub>) -> Response {
     hub.pause();
     let answer = axum::Json(json!({"paused": true})).into_response();
-    audited(&hub, None, "pause delivery", answer)
+    audited(&hub, None, "pause sync", answer)
 }
 
 pub(crate) async fn resume(State(hub): State<Hub>) -> Response {
     hub.resume();
     let answer = axum::Json(json!({"paused": false})).into_response();
-    audited(&hub, None, "resume delivery", answer)
+    audited(&hub, None, "resume sync", answer)
 }
