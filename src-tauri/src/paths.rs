@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 /// Log files kept (one per day).
 pub const LOG_FILES_KEPT: usize = 7;
-pub const DISCOVERY_FILE: &str = "hub.json";
 
 /// The tray's folders. Linux: `~/.config/lockstep`, `~/.local/share/lockstep`
 /// (the same data folder as `lockstep-hub`), `~/.local/state/lockstep/logs`
@@ -36,14 +35,6 @@ impl Paths {
     }
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
 /// Logs to stderr and to `logs/lockstep.YYYY-MM-DD.log`, one file a day,
 /// the last [`LOG_FILES_KEPT`] kept. Written synchronously (low volume), so
 /// nothing is lost when the event loop exits the process.
@@ -56,7 +47,7 @@ pub fn init_logging(logs: Option<&Path>) {
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
     };
     let file = logs.and_then(|dir| {
-        create_private_dir(dir).ok()?;
+        lockstep_hub::discovery_file::create_private_dir(dir).ok()?;
         tracing_appender::rolling::Builder::new()
             .rotation(tracing_appender::rolling::Rotation::DAILY)
             .filename_prefix("lockstep")

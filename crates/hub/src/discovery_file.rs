@@ -72,7 +72,9 @@ pub fn remove_discovery(dir: &Path, pid: u32) {
     }
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+/// Creates `dir` (and its parents) readable by this user only (0700 on
+/// Unix): for the discovery file, and the tray's log folder.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

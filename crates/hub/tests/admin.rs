@@ -254,15 +254,6 @@ fn the_binary_prints_a_one_time_link_unless_told_not_to() {
     }
 }
 
-/// The read model's entry for `topic` (the session topic is listed too).
-fn of_topic(state: &Value, topic: &str) -> Value {
-    state["topics"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["topic"] == topic))
-        .cloned()
-        .unwrap_or(Value::Null)
-}
-
 /// Issue 19: the dashboard shows and edits whether an app sends ACKs;
 /// `AppRegistry::acknowledges` follows; bad bodies and unknown apps are
 /// refused and change nothing.

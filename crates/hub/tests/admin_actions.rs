@@ -311,12 +311,3 @@ async fn dashboard_changes_are_audited() {
     .collect();
     assert_eq!(admin, want);
 }
-
-/// The read model's entry for `topic` (the session topic is listed too).
-fn of_topic(state: &Value, topic: &str) -> Value {
-    state["topics"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["topic"] == topic))
-        .cloned()
-        .unwrap_or(Value::Null)
-}

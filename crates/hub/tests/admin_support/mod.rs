@@ -78,3 +78,12 @@ pub async fn live_message(ws: &mut Ws, kind: &str) -> Value {
         }
     }
 }
+
+/// The read model's entry for `topic` (the session topic is listed too).
+pub fn of_topic(state: &Value, topic: &str) -> Value {
+    state["topics"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["topic"] == topic))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
