@@ -627,6 +627,24 @@ async function main() {
     pass(`unsubscribe -> 202, client denied and disconnected, no reconnect within ${QUIET_MS} ms`);
   }
 
+  // --- 12b. The session outlives its apps (issue 19): with nobody subscribed, the
+  // client publishes first (the RIS of the morning); subscribing again, it is sent that
+  // patient.
+  {
+    await client.fhircastPublish(topic, 'Patient-open', patient('p9'));
+    const req = lastRequest();
+    const sent = JSON.parse(req.body);
+    expectDeviation(req.status === 202, `publish with no subscriber: expected HTTP 202 (never "unknown topic"), got ${req.status}`);
+    const again = await client.fhircastSubscribe(topic, EVENTS);
+    const late = new Inbox('messages after resubscribing');
+    const conn2 = client.fhircastConnect(again, { WebSocket, minReconnectionDelay: 200, maxReconnectionDelay: 500 });
+    conn2.addEventListener('message', (e) => late.push(e.payload));
+    const replayed = await late.next('the replay of the patient published with nobody subscribed');
+    expectDeviation(replayed?.id === sent.id, `resubscribed client was not sent the patient published meanwhile: ${j(replayed)}`);
+    pass(`publish with no app subscribed -> 202; a client that subscribes later is sent that patient (${sent.id})`);
+    conn2.disconnect();
+  }
+
   // --- 13. Stop the hub ---------------------------------------------------------------
   conn.disconnect();
   await stopHub();
