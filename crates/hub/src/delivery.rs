@@ -47,7 +47,8 @@ impl From<ContextError> for ApiError {
 impl Hub {
     pub(crate) fn publish(&self, mut event: Event) -> Result<Published, ApiError> {
         let kind = event.name.kind();
-        if event.name.folded() == "userlogout" {
+        let logout = event.name.folded() == "userlogout";
+        if logout {
             // The clinician's session ends: every context closes first, so
             // apps that follow only *-close events leave the patient too;
             // then the UserLogout itself goes out.
@@ -124,7 +125,7 @@ impl Hub {
                     .and_then(Value::as_str)
                     .map(str::to_owned),
             });
-            if event.name.folded() == "userlogout" {
+            if logout {
                 // Whatever an app opened between the closes and now.
                 topic.contexts = ContextStack::default();
             }
@@ -175,7 +176,7 @@ impl Hub {
             if matches!(
                 kind,
                 EventKind::Open(_) | EventKind::Close(_) | EventKind::Update(_)
-            ) || event.name.folded() == "userlogout"
+            ) || logout
             {
                 // Coalesced (issue 18): most changes are only in the journal
                 // until the next snapshot; recovery replays them.

@@ -16,17 +16,16 @@
 
 use std::time::{Duration, SystemTime};
 
-use fhircast::sync_error::{event as sync_error_event, operation_outcome, IssueCode};
 use fhircast::{EventKind, EventSet};
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::context::ContextStack;
-use crate::delivery::frame_of;
-use crate::ids::{self, short};
+use crate::ids::short;
 use crate::state::State;
 use crate::storage::{AuditRecord, OpenReport, Storage, StoredSubscription};
+use crate::sync_error::sync_error_frame;
 use crate::topic::{Subscription, Topic};
 use crate::{Config, Hub};
 
@@ -245,18 +244,9 @@ fn notify_discarded(
         .values_mut()
         .filter(|s| s.events.contains_folded("syncerror"))
     {
-        let outcome = operation_outcome(
-            event_id,
-            event_name,
-            &sub.display_name(),
-            reason,
-            IssueCode::Processing,
-        );
-        if let Value::Object(message) =
-            sync_error_event(&ids::uuid(), &ids::now(), topic_id, outcome)
-        {
-            sub.notice = Some(frame_of(&message, &EventKind::SyncError));
-        }
+        let (_, frame) =
+            sync_error_frame(topic_id, event_id, event_name, &sub.display_name(), reason);
+        sub.notice = Some(frame);
     }
 }
 

@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 
+use crate::topic::Frame;
 use fhircast::sync_error::{event, operation_outcome, IssueCode};
 use fhircast::EventKind;
 use serde_json::Value;
@@ -70,18 +71,8 @@ impl Hub {
             "{name} failed to follow {} {}: {}",
             f.event_name, f.event_id, f.diagnostics
         );
-        let outcome = operation_outcome(
-            &f.event_id,
-            &f.event_name,
-            &name,
-            &diagnostics,
-            IssueCode::Processing,
-        );
-        let Value::Object(message) = event(&ids::uuid(), &ids::now(), &f.topic, outcome) else {
-            unreachable!("sync_error::event builds an object")
-        };
-        let frame = frame_of(&message, &EventKind::SyncError);
-        let id = message["id"].as_str().unwrap_or_default().to_owned();
+        let (id, frame) =
+            sync_error_frame(&f.topic, &f.event_id, &f.event_name, &name, &diagnostics);
         // Remove first, so the failing app is not among the recipients.
         remove(
             &mut state,
@@ -130,4 +121,27 @@ impl Hub {
         });
         more
     }
+}
+
+/// A hub-generated SyncError about `subscriber` on `topic` (checklist 70-74),
+/// serialized once: its id and its frame. Not ACK-tracked (D6).
+pub(crate) fn sync_error_frame(
+    topic: &str,
+    event_id: &str,
+    event_name: &str,
+    subscriber: &str,
+    diagnostics: &str,
+) -> (String, Frame) {
+    let outcome = operation_outcome(
+        event_id,
+        event_name,
+        subscriber,
+        diagnostics,
+        IssueCode::Processing,
+    );
+    let id = ids::uuid();
+    let Value::Object(message) = event(&id, &ids::now(), topic, outcome) else {
+        unreachable!("sync_error::event builds an object")
+    };
+    (id, frame_of(&message, &EventKind::SyncError))
 }

@@ -11,15 +11,13 @@ use tracing::info;
 
 use super::audited;
 use super::auth::json_error;
-use crate::delivery::{frame_of, replay};
+use crate::delivery::replay;
 use crate::ids::{self, short};
 use crate::state::HubEvent;
 use crate::state::State as HubState;
 use crate::subscriptions::remove;
-use crate::sync_error::{Expect, Failure};
+use crate::sync_error::{sync_error_frame, Expect, Failure};
 use crate::Hub;
-use fhircast::sync_error::{event as sync_error_event, operation_outcome, IssueCode};
-use fhircast::EventKind;
 
 /// Why a dashboard action was refused.
 #[derive(Debug)]
@@ -143,19 +141,15 @@ impl Hub {
                     .as_ref()
                     .and_then(|m| m["event"]["hub.event"].as_str())
                     .unwrap_or("unknown");
-                let outcome = operation_outcome(
+                let (_, frame) = sync_error_frame(
+                    &topic_id,
                     event_id,
                     event_name,
                     &name,
                     "Lockstep support paused context sync for this app: it will not follow context changes until it is rejoined",
-                    IssueCode::Processing,
                 );
-                if let Value::Object(message) =
-                    sync_error_event(&ids::uuid(), &ids::now(), &topic_id, outcome)
-                {
-                    // Best effort: a full queue means the app is failing anyway.
-                    let _ = conn.tx.try_send(frame_of(&message, &EventKind::SyncError));
-                }
+                // Best effort: a full queue means the app is failing anyway.
+                let _ = conn.tx.try_send(frame);
             }
         }
         drop(state);
