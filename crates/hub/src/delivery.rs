@@ -9,18 +9,18 @@
 
 use axum::extract::ws::Utf8Bytes;
 use axum::http::StatusCode;
-use fhircast::{Event, EventKind, EventSet};
+use fhircast::{notification, Event, EventKind, EventSet};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::error::TrySendError;
 use tracing::info;
 
-use crate::context::{ContextError, ContextStack, OpenContext};
 use crate::error::ApiError;
 use crate::ids::{self, short};
 use crate::state::HubEvent;
 use crate::sync_error::{Expect, Failure};
 use crate::topic::{AcceptedId, Frame, Topic};
 use crate::Hub;
+use fhircast::{ContextError, ContextStack, OpenContext};
 
 /// An accepted publish: the event as broadcast, and selected resources the
 /// hub did not know (answered with 206).
@@ -132,7 +132,7 @@ impl Hub {
             let frame = frame_of(&event.message, &kind);
             let derived = match &kind {
                 EventKind::Open(resource) => {
-                    let derived = derive_opens(&event, resource);
+                    let derived = notification::derived_opens(&event, resource, ids::uuid);
                     topic.contexts.set_derived(derived.clone());
                     derived
                 }
@@ -212,8 +212,7 @@ impl Hub {
 }
 
 fn folded_name(message: &Map<String, Value>) -> String {
-    message["event"]["hub.event"]
-        .as_str()
+    notification::event_name(message)
         .unwrap_or_default()
         .to_ascii_lowercase()
 }
@@ -228,17 +227,11 @@ pub(crate) fn frame_of(message: &Map<String, Value>, kind: &EventKind) -> Frame 
     // SyncErrors about others and heartbeats are not ACK-tracked: a missing
     // ACK for them must not cascade into more SyncErrors.
     let ack = (!matches!(kind, EventKind::SyncError | EventKind::Heartbeat)).then(|| {
-        let id = message
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let name = message["event"]["hub.event"].as_str().unwrap_or_default();
+        let id = notification::id(message).unwrap_or_default();
+        let name = notification::event_name(message).unwrap_or_default();
         (Utf8Bytes::from(id), Utf8Bytes::from(name))
     });
-    let version = message["event"]
-        .get("context.versionId")
-        .and_then(Value::as_str)
-        .map(Utf8Bytes::from);
+    let version = notification::version_id(message).map(Utf8Bytes::from);
     Frame { text, ack, version }
 }
 
@@ -304,45 +297,6 @@ pub(crate) fn deliver(
         }
     }
     failures
-}
-
-/// The open events implied by an `{type}-open` (4.6), least specific first:
-/// Patient-open, Encounter-open, one ImagingStudy-open per study. They keep
-/// the source's timestamp; each gets one fresh id shared by all recipients.
-pub(crate) fn derive_opens(event: &Event, resource: &str) -> Vec<Map<String, Value>> {
-    let entries =
-        |key: &str| -> Vec<&Value> { event.context().iter().filter(|i| i["key"] == key).collect() };
-    let (patient, encounter, studies) =
-        (entries("patient"), entries("encounter"), entries("study"));
-    let mut out = Vec::new();
-    let mut push = |name: &str, context: Vec<&Value>| {
-        let message = json!({
-            "timestamp": event.timestamp,
-            "id": ids::uuid(),
-            "event": {"hub.topic": event.topic, "hub.event": name, "context": context},
-        });
-        if let Value::Object(m) = message {
-            out.push(m);
-        }
-    };
-    if resource != "patient" && !patient.is_empty() {
-        push("Patient-open", patient.clone());
-    }
-    if resource != "encounter" && !encounter.is_empty() && !patient.is_empty() {
-        push(
-            "Encounter-open",
-            [encounter.clone(), patient.clone()].concat(),
-        );
-    }
-    if resource != "imagingstudy" {
-        for study in studies {
-            push(
-                "ImagingStudy-open",
-                [vec![study], encounter.clone(), patient.clone()].concat(),
-            );
-        }
-    }
-    out
 }
 
 /// The frames that bring a newly connected subscriber up to date: for each

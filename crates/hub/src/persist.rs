@@ -21,13 +21,13 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::context::ContextStack;
 use crate::ids::short;
 use crate::state::State;
 use crate::storage::{AuditRecord, OpenReport, Storage, StoredSubscription};
 use crate::sync_error::sync_error_frame;
 use crate::topic::{Subscription, Topic};
 use crate::{Config, Hub};
+use fhircast::ContextStack;
 
 /// Opens the database in the data folder; the hub runs without durability
 /// (and says so) if that is impossible.
@@ -237,8 +237,8 @@ fn notify_discarded(
     open: &serde_json::Map<String, Value>,
     reason: &str,
 ) {
-    let event_id = open.get("id").and_then(Value::as_str).unwrap_or("unknown");
-    let event_name = open["event"]["hub.event"].as_str().unwrap_or("unknown");
+    let event_id = fhircast::notification::id(open).unwrap_or("unknown");
+    let event_name = fhircast::notification::event_name(open).unwrap_or("unknown");
     for sub in topic
         .subscriptions
         .values_mut()
@@ -315,7 +315,11 @@ pub(crate) fn replay(contexts: &mut ContextStack, message_json: &str) -> Result<
             contexts
                 .open(&event, &resource, version)
                 .map_err(|e| e.to_string())?;
-            contexts.set_derived(crate::delivery::derive_opens(&event, &resource));
+            contexts.set_derived(fhircast::notification::derived_opens(
+                &event,
+                &resource,
+                crate::ids::uuid,
+            ));
         }
         EventKind::Close(resource) => contexts
             .close(&event, &resource)

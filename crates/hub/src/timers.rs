@@ -8,6 +8,7 @@
 //! reconnect ends the task at once instead of leaving it asleep for hours:
 //! thousands of subscribe/unsubscribe cycles leave no task behind.
 
+use fhircast::notification;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -149,11 +150,8 @@ impl Hub {
                 let current = topic_state.contexts.current().map(|c| {
                     let ev = &c.open_message;
                     (
-                        ev["id"].as_str().unwrap_or("unknown").to_owned(),
-                        ev["event"]["hub.event"]
-                            .as_str()
-                            .unwrap_or("unknown")
-                            .to_owned(),
+                        notification::id(ev).unwrap_or("unknown").to_owned(),
+                        notification::event_name(ev).unwrap_or("unknown").to_owned(),
                     )
                 });
                 sub.last_event

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::ContextStack;
+use fhircast::ContextStack;
 
 #[derive(Default)]
 pub struct Topic {
