@@ -20,7 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, timeout, Duration, Instant};
 use tracing::{debug, warn};
 
-use super::{deny, Hook, Secret, Target};
+use super::denial::deny;
+use super::{Hook, Secret, Target};
 use crate::admin::AckStats;
 use crate::ids::short;
 use crate::sync_error::{Expect, Failure};
