@@ -19,7 +19,6 @@
 mod target;
 mod task;
 
-use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -38,6 +37,7 @@ use crate::sync_error::{Expect, Failure};
 use crate::topic::{Connection, Frame, Subscription};
 use crate::Hub;
 
+pub(crate) use crate::topic::{Hook, Secret};
 pub(crate) use target::Target;
 
 /// Whether a request asks for a webhook: `hub.channel.type=webhook`, or an
@@ -47,36 +47,6 @@ pub(crate) fn wants(req: &SubscriptionRequest) -> bool {
         Some(ChannelType::Webhook) => true,
         Some(ChannelType::WebSocket) => false,
         None => req.callback.is_some(),
-    }
-}
-
-/// `hub.secret`: never printed, not even by `{:?}`.
-#[derive(Clone)]
-pub(crate) struct Secret(Vec<u8>);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(…)")
-    }
-}
-
-/// What a webhook subscription keeps: its callback (its identity, with the
-/// topic) and its secret, which a verified re-subscribe may change.
-pub(crate) struct Hook {
-    pub callback: String,
-    secret: Mutex<Option<Secret>>,
-}
-
-impl Hook {
-    pub fn secret(&self) -> Option<Secret> {
-        self.secret
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn set_secret(&self, secret: Option<Secret>) {
-        *self.secret.lock().unwrap_or_else(|e| e.into_inner()) = secret;
     }
 }
 
@@ -152,7 +122,7 @@ enum Admitted {
         conn_id: u64,
         lease_until: Instant,
         hook: Arc<Hook>,
-        acks: Arc<crate::admin::AckStats>,
+        acks: Arc<crate::topic::AckStats>,
         events: String,
         initial: Vec<Frame>,
         rx: mpsc::Receiver<Frame>,
@@ -440,7 +410,7 @@ impl Hub {
             }
             let generation = sub.lease_generation;
             let stored = crate::persist::stored(sub);
-            if let Some(storage) = &state.storage {
+            if let Some(storage) = self.storage() {
                 storage.upsert_subscription(&stored).detach();
             }
             return Ok(Admitted::Renewed {
@@ -481,7 +451,7 @@ impl Hub {
         let stored = crate::persist::stored(&sub);
         topic.subscriptions.insert(fresh.clone(), sub);
         state.endpoints.insert(fresh.clone(), p.topic.clone());
-        if let Some(storage) = &state.storage {
+        if let Some(storage) = self.storage() {
             storage.upsert_subscription(&stored).detach();
         }
         Ok(Admitted::New {

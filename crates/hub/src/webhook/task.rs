@@ -21,9 +21,9 @@ use tokio::time::{sleep, timeout, Duration, Instant};
 use tracing::{debug, warn};
 
 use super::{deny, Hook, Secret, Target};
-use crate::admin::AckStats;
 use crate::ids::short;
 use crate::sync_error::{Expect, Failure};
+use crate::topic::AckStats;
 use crate::topic::{Close, Frame};
 use crate::Hub;
 
