@@ -143,7 +143,8 @@ struct Entry {
 }
 
 impl Recorders {
-    /// Adds a recorder; it is told after those added before it.
+    /// Adds a recorder; it is told after those added before it. Recorders
+    /// are set at start: a clone made before an `add` does not see it.
     pub(crate) fn add<T: Recorder>(&mut self, recorder: T) {
         let recorder = Arc::new(recorder);
         Arc::make_mut(&mut self.0).push(Entry {
@@ -181,5 +182,91 @@ impl Recorders {
 
     pub(crate) fn announced(&self, event: &HubEvent) {
         self.each().for_each(|r| r.announced(event));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Notes what it is told; its writes end with `outcome`.
+    struct Journal {
+        outcome: Result<(), String>,
+        seen: Mutex<Vec<String>>,
+    }
+
+    impl Journal {
+        fn new(outcome: Result<(), String>) -> Journal {
+            Journal {
+                outcome,
+                seen: Mutex::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Recorder for Journal {
+        fn accepted(&self, a: &Accepted<'_>) -> Option<Durable> {
+            self.seen.lock().unwrap().push(a.event.id.clone());
+            let outcome = self.outcome.clone();
+            Some(Durable::new(async move { outcome }))
+        }
+
+        fn announced(&self, event: &HubEvent) {
+            self.seen.lock().unwrap().push(format!("{event:?}"));
+        }
+    }
+
+    /// Keeps nothing: every default.
+    struct Quiet;
+    impl Recorder for Quiet {}
+
+    fn accepted_once(record: &Recorders) -> Option<Durable> {
+        let body = br#"{"timestamp":"2024-01-01T00:00:00Z","id":"e1","event":{"hub.topic":"t","hub.event":"Patient-open","context":[{"key":"patient","resource":{"resourceType":"Patient","id":"p1"}}]}}"#;
+        let event = Event::parse(body, fhircast::Version::Stu3).expect("a valid event");
+        let frame = Frame {
+            text: "{}".into(),
+            ack: None,
+            version: None,
+        };
+        record.accepted(&Accepted {
+            event: &event,
+            topic: &Topic::default(),
+            frame: &frame,
+            derived: &[],
+            told: &[],
+            held: false,
+            contexts_changed: true,
+        })
+    }
+
+    #[tokio::test]
+    async fn every_recorder_is_told_and_the_core_waits_for_all_their_writes() {
+        let mut record = Recorders::default();
+        record.add(Quiet);
+        assert!(accepted_once(&record).is_none(), "nothing to wait for");
+        record.add(Journal::new(Err("disk full".into())));
+        let shared = record.clone(); // Cheap, and sees the same recorders.
+        let written = accepted_once(&shared).expect("a write to wait for");
+        assert_eq!(written.await, Err("disk full".to_owned()));
+        shared.announced(&HubEvent::Paused);
+        let journal = record.find::<Journal>().expect("found by its type");
+        assert_eq!(*journal.seen.lock().unwrap(), ["e1", "Paused"]);
+        assert!(record.find::<Quiet>().is_some());
+    }
+
+    #[tokio::test]
+    async fn the_first_failed_write_is_the_answer() {
+        let mut record = Recorders::default();
+        record.add(Journal::new(Ok(())));
+        record.add(Quiet);
+        assert_eq!(accepted_once(&record).unwrap().await, Ok(()));
+        let mut record = Recorders::default();
+        record.add(Journal::new(Ok(())));
+        record.add(Journal::new(Err("second".into())));
+        assert_eq!(
+            accepted_once(&record).unwrap().await,
+            Err("second".to_owned())
+        );
     }
 }

@@ -30,6 +30,7 @@ use tracing::{info, warn};
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids::{self, short};
+use crate::recorder::SubscriptionChange;
 use crate::state::HubEvent;
 use crate::storage::{AuditAction, AuditRecord};
 use crate::subscriptions::{check_limits, mark_if_unfollowed, remove};
@@ -409,10 +410,7 @@ impl Hub {
                 }
             }
             let generation = sub.lease_generation;
-            let stored = crate::persist::stored(sub);
-            if let Some(storage) = self.storage() {
-                storage.upsert_subscription(&stored).detach();
-            }
+            self.record().subscription(sub, SubscriptionChange::Renewed);
             return Ok(Admitted::Renewed {
                 id,
                 lease_until,
@@ -448,12 +446,10 @@ impl Hub {
         sub.since = Some(SystemTime::now());
         let acks = sub.acks.clone();
         let events = sub.events.to_string();
-        let stored = crate::persist::stored(&sub);
+        self.record()
+            .subscription(&sub, SubscriptionChange::Subscribed);
         topic.subscriptions.insert(fresh.clone(), sub);
         state.endpoints.insert(fresh.clone(), p.topic.clone());
-        if let Some(storage) = self.storage() {
-            storage.upsert_subscription(&stored).detach();
-        }
         Ok(Admitted::New {
             id: fresh,
             conn_id,
