@@ -6,6 +6,10 @@
 //! - `subscriptions.rs` admits, renews and ends subscriptions; `delivery.rs`
 //!   fans accepted events out to per-subscriber queues; `channel.rs` runs one
 //!   WebSocket; `sync_error.rs` reports subscribers that fail to follow.
+//!   These are the core: it reports what happened through
+//!   `recorder::Recorder`, which the durability layer (`durability.rs`,
+//!   `persist.rs`, `storage`) and the dashboard (`admin`) implement;
+//!   `Hub::new` (`wiring.rs`) hands them to it.
 //! - [`server::app`] builds the axum router, [`server::run`] serves it until
 //!   the shutdown future resolves.
 
