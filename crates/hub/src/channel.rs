@@ -19,10 +19,10 @@ use tokio::time::{interval_at, sleep_until, timeout, Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::admin::{AckStats, Acked};
 use crate::ids::{self, short};
 use crate::subscriptions::Attached;
 use crate::sync_error::{Expect, Failure};
+use crate::topic::{AckStats, Acked};
 use crate::topic::{Close, Frame};
 use crate::Hub;
 

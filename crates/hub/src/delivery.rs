@@ -16,6 +16,7 @@ use tracing::info;
 
 use crate::error::ApiError;
 use crate::ids::{self, short};
+use crate::recorder::{Accepted, Durable};
 use crate::state::HubEvent;
 use crate::sync_error::{Expect, Failure};
 use crate::topic::{AcceptedId, Frame, Topic};
@@ -30,8 +31,9 @@ pub struct Published {
     /// or broadcast again; `message` holds what the first answer said.
     pub duplicate: bool,
     pub unknown_selected: Vec<String>,
-    /// The journal write; the 2xx waits for it (durability rule).
-    pub journaled: Option<crate::storage::Pending<u64>>,
+    /// The write the 2xx waits for (durability rule: an event that got a
+    /// 2xx is never lost), from the recorders.
+    pub durable: Option<Durable>,
 }
 
 impl From<ContextError> for ApiError {
@@ -55,7 +57,7 @@ impl Hub {
             let _ = self.close_all(&event.topic);
         }
         let mut unknown_selected = Vec::new();
-        let journaled;
+        let durable;
         let failures = {
             let mut guard = self.lock();
             let state = &mut *guard;
@@ -88,7 +90,7 @@ impl Hub {
                     message: answer,
                     duplicate: true,
                     unknown_selected: Vec::new(),
-                    journaled: None,
+                    durable: None,
                 });
             }
             match &kind {
@@ -142,12 +144,6 @@ impl Hub {
                 .iter()
                 .map(|m| (folded_name(m), frame_of(m, &EventKind::Open(String::new()))))
                 .collect();
-            // Journaled under the lock, so the journal keeps publish order, and
-            // before the context is saved: the journal is the source of truth.
-            journaled = state
-                .storage
-                .as_ref()
-                .map(|s| s.append_event(&event.topic, &event.id, event.name.as_str(), &frame.text));
             let held = state.paused.is_some();
             // Who was told, for the dashboard's log (collected by `deliver`).
             let mut told = Vec::new();
@@ -171,24 +167,21 @@ impl Hub {
                     Some(&mut told),
                 ),
             };
-            // Saved after delivery (subscribers first), still under the lock so
-            // the writer sees the snapshots in publish order.
-            if matches!(
-                kind,
-                EventKind::Open(_) | EventKind::Close(_) | EventKind::Update(_)
-            ) || logout
-            {
-                // Coalesced (issue 18): most changes are only in the journal
-                // until the next snapshot; recovery replays them.
-                crate::persist::save_contexts_coalesced(
-                    state.storage.as_ref(),
-                    &event.topic,
-                    &topic.contexts,
-                    frame.text.len(),
-                );
-            }
-            let recent = &mut state.recent;
-            crate::admin::record_publish(recent, &event, topic, &frame, &derived, told, held);
+            // Recorded after delivery (subscribers first), still under the
+            // lock, so that recorders see events in publish order (the
+            // journal) and delivery order (the dashboard's log).
+            durable = state.record.accepted(&Accepted {
+                event: &event,
+                topic,
+                frame: &frame,
+                derived: &derived,
+                told: &told,
+                held,
+                contexts_changed: matches!(
+                    kind,
+                    EventKind::Open(_) | EventKind::Close(_) | EventKind::Update(_)
+                ) || logout,
+            });
             failures
         };
         info!(topic = short(&event.topic), event = %event.name, id = %event.id, "published");
@@ -206,7 +199,7 @@ impl Hub {
             message: Value::Object(event.message),
             duplicate: false,
             unknown_selected,
-            journaled,
+            durable,
         })
     }
 }

@@ -139,7 +139,7 @@ pub(crate) fn recover(
             continue;
         }
         let lease_until = Instant::now() + left;
-        let sub = Subscription::restored(&stored, events, lease_until);
+        let sub = restored_subscription(&stored, events, lease_until);
         state
             .endpoints
             .insert(stored.endpoint_id.clone(), stored.topic.clone());
@@ -227,6 +227,25 @@ pub(crate) fn recover(
         );
     }
     restored
+}
+
+/// A subscription read back from the database after a restart. It counts
+/// as used: its app was connected before.
+fn restored_subscription(
+    stored: &StoredSubscription,
+    events: EventSet,
+    lease_until: Instant,
+) -> Subscription {
+    let mut sub = Subscription::new(
+        stored.endpoint_id.clone(),
+        stored.topic.clone(),
+        events,
+        stored.subscriber_name.clone(),
+        stored.client_id.clone(),
+        lease_until,
+    );
+    sub.ever_connected = true;
+    sub
 }
 
 /// Queues a SyncError for each syncerror subscriber of a topic whose

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::ids::short;
+use crate::recorder::SubscriptionChange;
 use crate::state::HubEvent;
-use crate::storage::{AuditAction, AuditRecord};
 use crate::subscriptions::remove;
 use crate::sync_error::{Expect, Failure};
 use crate::topic::{rearm, Subscription};
@@ -83,11 +83,8 @@ impl Hub {
                     endpoint = short(&endpoint_id),
                     "lease expired"
                 );
-                let mut audit = AuditRecord::new(AuditAction::LeaseExpired, "unsubscribed");
-                audit.topic = Some(topic.clone());
-                audit.subscriber_name = Some(sub.display_name());
-                audit.client_id = sub.client_id.clone();
-                hub.audit(audit);
+                hub.record()
+                    .subscription(&sub, SubscriptionChange::LeaseExpired);
                 hub.emit(HubEvent::Left {
                     topic,
                     subscriber: sub.display_name(),
@@ -223,9 +220,7 @@ impl Hub {
             .collect();
         for id in &due {
             state.topics.remove(id);
-            if let Some(storage) = &state.storage {
-                storage.delete_contexts(id).detach();
-            }
+            state.record.topic_dropped(id);
         }
         due
     }

@@ -10,10 +10,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Duration, Instant};
 use tracing::info;
 
-use super::hook::{is_hook, Hook, Secret};
+use super::hook::is_hook;
 use super::intent::verify;
 use super::{task, Target};
+use super::{Hook, Secret};
 use crate::ids::{self, short};
+use crate::recorder::SubscriptionChange;
 use crate::state::HubEvent;
 use crate::storage::{AuditAction, AuditRecord};
 use crate::subscriptions::mark_if_unfollowed;
@@ -29,7 +31,7 @@ enum Admitted {
         conn_id: u64,
         lease_until: Instant,
         hook: Arc<Hook>,
-        acks: Arc<crate::admin::AckStats>,
+        acks: Arc<crate::topic::AckStats>,
         events: String,
         initial: Vec<Frame>,
         rx: mpsc::Receiver<Frame>,
@@ -150,10 +152,7 @@ impl Hub {
                 }
             }
             let generation = sub.lease_generation;
-            let stored = crate::persist::stored(sub);
-            if let Some(storage) = &state.storage {
-                storage.upsert_subscription(&stored).detach();
-            }
+            self.record().subscription(sub, SubscriptionChange::Renewed);
             return Ok(Admitted::Renewed {
                 id,
                 lease_until,
@@ -186,12 +185,10 @@ impl Hub {
         sub.since = Some(SystemTime::now());
         let acks = sub.acks.clone();
         let events = sub.events.to_string();
-        let stored = crate::persist::stored(&sub);
+        self.record()
+            .subscription(&sub, SubscriptionChange::Subscribed);
         topic.subscriptions.insert(fresh.clone(), sub);
         state.endpoints.insert(fresh.clone(), p.topic.clone());
-        if let Some(storage) = &state.storage {
-            storage.upsert_subscription(&stored).detach();
-        }
         Ok(Admitted::New {
             id: fresh,
             conn_id,

@@ -36,7 +36,7 @@ mod task;
 
 use fhircast::{ChannelType, SubscriptionRequest};
 
-pub(crate) use hook::{Hook, Secret};
+pub(crate) use crate::topic::{Hook, Secret};
 pub(crate) use restore::{forget_secret, Restore};
 pub(crate) use target::Target;
 

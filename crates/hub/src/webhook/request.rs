@@ -6,9 +6,10 @@ use fhircast::{Mode, SubscriptionRequest};
 use tracing::info;
 
 use super::admit::Pending;
-use super::hook::{is_hook, Secret};
+use super::hook::is_hook;
 use super::intent::verify;
 use super::target;
+use super::Secret;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids::short;

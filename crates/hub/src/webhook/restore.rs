@@ -7,8 +7,8 @@ use tokio::time::Duration;
 use tracing::{info, warn};
 
 use super::admit::Pending;
-use super::hook::Secret;
 use super::target;
+use super::Secret;
 use crate::ids::short;
 use crate::subscriptions::mark_if_unfollowed;
 use crate::Hub;

@@ -22,9 +22,9 @@ use tracing::{debug, warn};
 
 use super::denial::deny;
 use super::{Hook, Secret, Target};
-use crate::admin::AckStats;
 use crate::ids::short;
 use crate::sync_error::{Expect, Failure};
+use crate::topic::AckStats;
 use crate::topic::{Close, Frame};
 use crate::Hub;
 
