@@ -21,6 +21,7 @@ pub mod discovery_file;
 mod error;
 mod guard;
 pub mod ids;
+pub mod launch;
 mod listener;
 pub mod peer;
 mod persist;

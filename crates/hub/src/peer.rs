@@ -567,18 +567,20 @@ mod sys {
 /// Per-user ports tried before giving up.
 const PER_USER_TRIES: u16 = 16;
 
-/// A listening socket for this user's hub, and whether it had to move.
+/// A listening socket for this user's hub (a blocking std listener: the
+/// tray binds before its runtime serves; `launch` makes it non-blocking),
+/// and whether it had to move.
 #[derive(Debug)]
 pub struct Bound {
-    pub listener: tokio::net::TcpListener,
+    pub listener: std::net::TcpListener,
     /// The configured port and who holds it, when another user did and
     /// this hub moved to its per-user port.
     pub moved_from: Option<(u16, String)>,
 }
 
 impl Bound {
-    /// What to tell the user (tray tooltip, log): "port 4747 is used by
-    /// another user (uid 1001); this session uses 5662".
+    /// What to tell the user (tray notification, log): "port 4747 is used
+    /// by another user (uid 1001); this session uses 5662".
     pub fn note(&self) -> Option<String> {
         let (port, who) = self.moved_from.as_ref()?;
         let now = self.listener.local_addr().ok()?.port();
@@ -592,41 +594,10 @@ impl Bound {
 /// multi-session host), binds this user's per-user port instead (or the
 /// next free ones in the range). Held by this same user: an error (the
 /// hub is probably running already; see the discovery file).
-pub async fn bind_for_this_user(addr: SocketAddr) -> Result<Bound, String> {
-    let bound = bind_for_this_user_std(addr)?;
-    let listener = bound
-        .listener
-        .set_nonblocking(true)
-        .and_then(|()| tokio::net::TcpListener::from_std(bound.listener))
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    Ok(Bound {
-        listener,
-        moved_from: bound.moved_from,
-    })
-}
-
-/// [`bind_for_this_user`] for callers outside an async context (the tray
-/// binds before its runtime serves): a blocking std listener.
-pub struct StdBound {
-    pub listener: std::net::TcpListener,
-    pub moved_from: Option<(u16, String)>,
-}
-
-impl StdBound {
-    /// As [`Bound::note`].
-    pub fn note(&self) -> Option<String> {
-        let (port, who) = self.moved_from.as_ref()?;
-        let now = self.listener.local_addr().ok()?.port();
-        Some(format!(
-            "port {port} is used by another user ({who}); this session uses {now}"
-        ))
-    }
-}
-
-pub fn bind_for_this_user_std(addr: SocketAddr) -> Result<StdBound, String> {
+pub fn bind_for_this_user(addr: SocketAddr) -> Result<Bound, String> {
     let in_use = match std::net::TcpListener::bind(addr) {
         Ok(listener) => {
-            return Ok(StdBound {
+            return Ok(Bound {
                 listener,
                 moved_from: None,
             })
@@ -649,7 +620,7 @@ pub fn bind_for_this_user_std(addr: SocketAddr) -> Result<StdBound, String> {
     for port in per_user_candidates(&current_user_key(), PER_USER_TRIES) {
         let candidate = SocketAddr::new(addr.ip(), port);
         if let Ok(listener) = std::net::TcpListener::bind(candidate) {
-            return Ok(StdBound {
+            return Ok(Bound {
                 listener,
                 moved_from: Some((addr.port(), who)),
             });
@@ -733,15 +704,13 @@ mod tests {
     /// saying so, never a second hub on another port. (Held by another
     /// user, the hub moves: scripts/two-users-test.)
     #[cfg(any(target_os = "linux", windows))]
-    #[tokio::test]
-    async fn a_port_held_by_this_user_is_an_error_not_a_move() {
+    #[test]
+    fn a_port_held_by_this_user_is_an_error_not_a_move() {
         let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = held.local_addr().unwrap();
-        let err = bind_for_this_user(addr).await.unwrap_err();
+        let err = bind_for_this_user(addr).unwrap_err();
         assert!(err.contains("in use by another program of yours"), "{err}");
-        let free = bind_for_this_user("127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+        let free = bind_for_this_user("127.0.0.1:0".parse().unwrap()).unwrap();
         assert!(free.moved_from.is_none() && free.note().is_none());
     }
 
