@@ -23,7 +23,7 @@ use crate::args::{Args, Command, FLAG_KEYS};
 fn main() -> ExitCode {
     // The matches say which flags were typed: only those override the files.
     let matches = Args::command().get_matches();
-    let args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log));
     tracing_subscriber::fmt()
@@ -43,25 +43,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match args.command {
-        Some(Command::Audit { action }) => return audit::audit_command(action, &launch.data_dir),
-        Some(Command::Apps { .. }) | Some(Command::Tls { .. }) => {
-            // A secret made now must outlive this process.
-            if let Some(w) = &launch.store_warning {
-                eprintln!("error: {w}");
-                return ExitCode::from(2);
-            }
-        }
-        None => {}
-    }
-    match args.command {
-        Some(Command::Apps { action }) => {
-            return apps::apps_command(action, launch.data_dir, launch.store)
-        }
-        Some(Command::Tls { action }) => {
-            return tls::tls_command(action, &launch.data_dir, launch.store.as_ref())
-        }
-        _ => {}
+    if let Some(command) = args.command.take() {
+        return subcommand(command, launch);
     }
     if let (true, Some(w)) = (args.tls, &launch.store_warning) {
         // A key kept in memory only would mean a new certificate at every
@@ -179,4 +162,28 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// `audit`, `apps`, `tls`: on the data folder and the secret store, with
+/// no hub running.
+fn subcommand(command: Command, launch: Launch) -> ExitCode {
+    // A secret or key made now must outlive this process: not in memory.
+    let durable = || match &launch.store_warning {
+        Some(w) => {
+            eprintln!("error: {w}");
+            Err(ExitCode::from(2))
+        }
+        None => Ok(()),
+    };
+    match command {
+        Command::Audit { action } => audit::audit_command(action, &launch.data_dir),
+        Command::Apps { action } => match durable() {
+            Ok(()) => apps::apps_command(action, launch.data_dir, launch.store),
+            Err(code) => code,
+        },
+        Command::Tls { action } => match durable() {
+            Ok(()) => tls::tls_command(action, &launch.data_dir, launch.store.as_ref()),
+            Err(code) => code,
+        },
+    }
 }
