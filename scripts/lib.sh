@@ -30,3 +30,13 @@ ensure_rust() {
 ensure_node() {
   command -v node >/dev/null || ensure_packages nodejs npm
 }
+
+# A cross-compilation target's standard library, enough to check and lint
+# for it (not to link): there already, or added with rustup. Returns 1 when
+# it cannot be had (no rustup, or rustup cannot download it offline).
+ensure_rust_target() {
+  [ -d "$(rustc --print sysroot)/lib/rustlib/$1/lib" ] && return 0
+  command -v rustup >/dev/null || return 1
+  echo "==> rustup target add $1"
+  timeout 600 rustup target add "$1"
+}

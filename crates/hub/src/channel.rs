@@ -13,16 +13,16 @@ use futures_util::SinkExt;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use fhircast::message::{denial, parse_inbound, AckStatus, Inbound};
-use serde_json::json;
+use fhircast::notification;
 use tokio::sync::oneshot;
 use tokio::time::{interval_at, sleep_until, timeout, Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::admin::{AckStats, Acked};
 use crate::ids::{self, short};
 use crate::subscriptions::Attached;
 use crate::sync_error::{Expect, Failure};
+use crate::topic::{AckStats, Acked};
 use crate::topic::{Close, Frame};
 use crate::Hub;
 
@@ -187,13 +187,8 @@ async fn serve(socket: &mut WebSocket, hub: &Hub, endpoint_id: &str, attached: A
                 send!(Message::Ping(Default::default()));
             }
             _ = heartbeat.tick(), if wants_heartbeat => {
-                let beat = json!({
-                    "timestamp": ids::now(),
-                    "id": ids::uuid(),
-                    "event": {"hub.topic": topic, "hub.event": "heartbeat",
-                              "context": [{"key": "period", "decimal": config.heartbeat_period.as_secs().to_string()}]},
-                });
-                send!(Message::Text(beat.to_string().into()));
+                let beat = notification::heartbeat(&ids::uuid(), &ids::now(), &topic, config.heartbeat_period.as_secs());
+                send!(Message::Text(serde_json::Value::Object(beat).to_string().into()));
             }
         }
     }

@@ -9,18 +9,19 @@
 
 use axum::extract::ws::Utf8Bytes;
 use axum::http::StatusCode;
-use fhircast::{Event, EventKind, EventSet};
+use fhircast::{notification, Event, EventKind, EventSet};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc::error::TrySendError;
 use tracing::info;
 
-use crate::context::{ContextError, ContextStack, OpenContext};
 use crate::error::ApiError;
 use crate::ids::{self, short};
+use crate::recorder::{Accepted, Durable};
 use crate::state::HubEvent;
 use crate::sync_error::{Expect, Failure};
 use crate::topic::{AcceptedId, Frame, Topic};
 use crate::Hub;
+use fhircast::{ContextError, ContextStack, OpenContext};
 
 /// An accepted publish: the event as broadcast, and selected resources the
 /// hub did not know (answered with 206).
@@ -30,8 +31,9 @@ pub struct Published {
     /// or broadcast again; `message` holds what the first answer said.
     pub duplicate: bool,
     pub unknown_selected: Vec<String>,
-    /// The journal write; the 2xx waits for it (durability rule).
-    pub journaled: Option<crate::storage::Pending<u64>>,
+    /// The write the 2xx waits for (durability rule: an event that got a
+    /// 2xx is never lost), from the recorders.
+    pub durable: Option<Durable>,
 }
 
 impl From<ContextError> for ApiError {
@@ -55,7 +57,7 @@ impl Hub {
             let _ = self.close_all(&event.topic);
         }
         let mut unknown_selected = Vec::new();
-        let journaled;
+        let durable;
         let failures = {
             let mut guard = self.lock();
             let state = &mut *guard;
@@ -88,7 +90,7 @@ impl Hub {
                     message: answer,
                     duplicate: true,
                     unknown_selected: Vec::new(),
-                    journaled: None,
+                    durable: None,
                 });
             }
             match &kind {
@@ -132,7 +134,7 @@ impl Hub {
             let frame = frame_of(&event.message, &kind);
             let derived = match &kind {
                 EventKind::Open(resource) => {
-                    let derived = derive_opens(&event, resource);
+                    let derived = notification::derived_opens(&event, resource, ids::uuid);
                     topic.contexts.set_derived(derived.clone());
                     derived
                 }
@@ -142,12 +144,6 @@ impl Hub {
                 .iter()
                 .map(|m| (folded_name(m), frame_of(m, &EventKind::Open(String::new()))))
                 .collect();
-            // Journaled under the lock, so the journal keeps publish order, and
-            // before the context is saved: the journal is the source of truth.
-            journaled = state
-                .storage
-                .as_ref()
-                .map(|s| s.append_event(&event.topic, &event.id, event.name.as_str(), &frame.text));
             let held = state.paused.is_some();
             // Who was told, for the dashboard's log (collected by `deliver`).
             let mut told = Vec::new();
@@ -171,24 +167,21 @@ impl Hub {
                     Some(&mut told),
                 ),
             };
-            // Saved after delivery (subscribers first), still under the lock so
-            // the writer sees the snapshots in publish order.
-            if matches!(
-                kind,
-                EventKind::Open(_) | EventKind::Close(_) | EventKind::Update(_)
-            ) || logout
-            {
-                // Coalesced (issue 18): most changes are only in the journal
-                // until the next snapshot; recovery replays them.
-                crate::persist::save_contexts_coalesced(
-                    state.storage.as_ref(),
-                    &event.topic,
-                    &topic.contexts,
-                    frame.text.len(),
-                );
-            }
-            let recent = &mut state.recent;
-            crate::admin::record_publish(recent, &event, topic, &frame, &derived, told, held);
+            // Recorded after delivery (subscribers first), still under the
+            // lock, so that recorders see events in publish order (the
+            // journal) and delivery order (the dashboard's log).
+            durable = state.record.accepted(&Accepted {
+                event: &event,
+                topic,
+                frame: &frame,
+                derived: &derived,
+                told: &told,
+                held,
+                contexts_changed: matches!(
+                    kind,
+                    EventKind::Open(_) | EventKind::Close(_) | EventKind::Update(_)
+                ) || logout,
+            });
             failures
         };
         info!(topic = short(&event.topic), event = %event.name, id = %event.id, "published");
@@ -206,14 +199,13 @@ impl Hub {
             message: Value::Object(event.message),
             duplicate: false,
             unknown_selected,
-            journaled,
+            durable,
         })
     }
 }
 
 fn folded_name(message: &Map<String, Value>) -> String {
-    message["event"]["hub.event"]
-        .as_str()
+    notification::event_name(message)
         .unwrap_or_default()
         .to_ascii_lowercase()
 }
@@ -228,17 +220,11 @@ pub(crate) fn frame_of(message: &Map<String, Value>, kind: &EventKind) -> Frame 
     // SyncErrors about others and heartbeats are not ACK-tracked: a missing
     // ACK for them must not cascade into more SyncErrors.
     let ack = (!matches!(kind, EventKind::SyncError | EventKind::Heartbeat)).then(|| {
-        let id = message
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let name = message["event"]["hub.event"].as_str().unwrap_or_default();
+        let id = notification::id(message).unwrap_or_default();
+        let name = notification::event_name(message).unwrap_or_default();
         (Utf8Bytes::from(id), Utf8Bytes::from(name))
     });
-    let version = message["event"]
-        .get("context.versionId")
-        .and_then(Value::as_str)
-        .map(Utf8Bytes::from);
+    let version = notification::version_id(message).map(Utf8Bytes::from);
     Frame { text, ack, version }
 }
 
@@ -304,45 +290,6 @@ pub(crate) fn deliver(
         }
     }
     failures
-}
-
-/// The open events implied by an `{type}-open` (4.6), least specific first:
-/// Patient-open, Encounter-open, one ImagingStudy-open per study. They keep
-/// the source's timestamp; each gets one fresh id shared by all recipients.
-pub(crate) fn derive_opens(event: &Event, resource: &str) -> Vec<Map<String, Value>> {
-    let entries =
-        |key: &str| -> Vec<&Value> { event.context().iter().filter(|i| i["key"] == key).collect() };
-    let (patient, encounter, studies) =
-        (entries("patient"), entries("encounter"), entries("study"));
-    let mut out = Vec::new();
-    let mut push = |name: &str, context: Vec<&Value>| {
-        let message = json!({
-            "timestamp": event.timestamp,
-            "id": ids::uuid(),
-            "event": {"hub.topic": event.topic, "hub.event": name, "context": context},
-        });
-        if let Value::Object(m) = message {
-            out.push(m);
-        }
-    };
-    if resource != "patient" && !patient.is_empty() {
-        push("Patient-open", patient.clone());
-    }
-    if resource != "encounter" && !encounter.is_empty() && !patient.is_empty() {
-        push(
-            "Encounter-open",
-            [encounter.clone(), patient.clone()].concat(),
-        );
-    }
-    if resource != "imagingstudy" {
-        for study in studies {
-            push(
-                "ImagingStudy-open",
-                [vec![study], encounter.clone(), patient.clone()].concat(),
-            );
-        }
-    }
-    out
 }
 
 /// The frames that bring a newly connected subscriber up to date: for each

@@ -110,7 +110,8 @@ impl Launch {
     ) -> Result<Started, LaunchError> {
         // Another OS user's hub on the port (fast user switching, a multi-
         // session host): this session moves to its per-user port and says so.
-        let bound = crate::peer::bind_for_this_user(config.listen).map_err(LaunchError::Bind)?;
+        let bound =
+            crate::peer::bind_for_this_user_std(config.listen).map_err(LaunchError::Bind)?;
         let note = bound.note();
         if let Some(note) = &note {
             tracing::warn!("{note}");

@@ -6,6 +6,10 @@
 //! - `subscriptions.rs` admits, renews and ends subscriptions; `delivery.rs`
 //!   fans accepted events out to per-subscriber queues; `channel.rs` runs one
 //!   WebSocket; `sync_error.rs` reports subscribers that fail to follow.
+//!   These are the core: it reports what happened through
+//!   `recorder::Recorder`, which the durability layer (`durability.rs`,
+//!   `persist.rs`, `storage`) and the dashboard (`admin`) implement;
+//!   `Hub::new` (`wiring.rs`) hands them to it.
 //! - [`server::app`] builds the axum router, [`server::run`] serves it until
 //!   the shutdown future resolves.
 
@@ -15,9 +19,9 @@ pub mod auth;
 pub mod bench_support;
 mod channel;
 pub mod config;
-mod context;
 mod delivery;
 pub mod discovery_file;
+mod durability;
 mod error;
 mod guard;
 pub mod ids;
@@ -26,6 +30,7 @@ mod listener;
 pub mod peer;
 mod persist;
 mod ratelimit;
+mod recorder;
 mod routes;
 pub mod server;
 pub mod settings;
@@ -38,10 +43,11 @@ mod timers;
 pub mod tls;
 mod topic;
 mod webhook;
+mod wiring;
 
 pub use admin::ActionError;
 pub use admin::SubscriberInfo;
 pub use config::Config;
-pub use context::MAX_OPEN_CONTEXTS;
+pub use fhircast::MAX_OPEN_CONTEXTS;
 pub use state::{Hub, HubEvent};
 pub use summary::{context_summary, summarize, ContextSummary};

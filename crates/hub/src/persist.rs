@@ -21,13 +21,13 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use crate::context::ContextStack;
 use crate::ids::short;
 use crate::state::State;
 use crate::storage::{AuditRecord, OpenReport, Storage, StoredSubscription};
 use crate::sync_error::sync_error_frame;
 use crate::topic::{Subscription, Topic};
 use crate::{Config, Hub};
+use fhircast::ContextStack;
 
 /// Opens the database in the data folder; the hub runs without durability
 /// (and says so) if that is impossible.
@@ -139,7 +139,7 @@ pub(crate) fn recover(
             continue;
         }
         let lease_until = Instant::now() + left;
-        let sub = Subscription::restored(&stored, events, lease_until);
+        let sub = restored_subscription(&stored, events, lease_until);
         state
             .endpoints
             .insert(stored.endpoint_id.clone(), stored.topic.clone());
@@ -229,6 +229,25 @@ pub(crate) fn recover(
     restored
 }
 
+/// A subscription read back from the database after a restart. It counts
+/// as used: its app was connected before.
+fn restored_subscription(
+    stored: &StoredSubscription,
+    events: EventSet,
+    lease_until: Instant,
+) -> Subscription {
+    let mut sub = Subscription::new(
+        stored.endpoint_id.clone(),
+        stored.topic.clone(),
+        events,
+        stored.subscriber_name.clone(),
+        stored.client_id.clone(),
+        lease_until,
+    );
+    sub.ever_connected = true;
+    sub
+}
+
 /// Queues a SyncError for each syncerror subscriber of a topic whose
 /// context was discarded; it is sent right after their next confirmation.
 fn notify_discarded(
@@ -237,8 +256,8 @@ fn notify_discarded(
     open: &serde_json::Map<String, Value>,
     reason: &str,
 ) {
-    let event_id = open.get("id").and_then(Value::as_str).unwrap_or("unknown");
-    let event_name = open["event"]["hub.event"].as_str().unwrap_or("unknown");
+    let event_id = fhircast::notification::id(open).unwrap_or("unknown");
+    let event_name = fhircast::notification::event_name(open).unwrap_or("unknown");
     for sub in topic
         .subscriptions
         .values_mut()
@@ -315,7 +334,11 @@ pub(crate) fn replay(contexts: &mut ContextStack, message_json: &str) -> Result<
             contexts
                 .open(&event, &resource, version)
                 .map_err(|e| e.to_string())?;
-            contexts.set_derived(crate::delivery::derive_opens(&event, &resource));
+            contexts.set_derived(fhircast::notification::derived_opens(
+                &event,
+                &resource,
+                crate::ids::uuid,
+            ));
         }
         EventKind::Close(resource) => contexts
             .close(&event, &resource)

@@ -7,13 +7,16 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::recorder::{Recorder, Recorders};
 use crate::topic::Topic;
 use crate::Config;
 
@@ -30,15 +33,12 @@ struct Inner {
     /// Channel tasks, so that shutdown can wait for their close frames.
     tasks: TaskTracker,
     local_addr: OnceLock<SocketAddr>,
-    /// Dashboard credentials and what it shows of departed apps.
-    admin: crate::admin::Admin,
     /// Tokens, scopes and registered apps.
     auth: crate::auth::Auth,
-    storage: Option<crate::storage::Storage>,
-    /// Subscriptions brought back at start, whose lease timers `run` starts.
-    restored: Mutex<Vec<crate::persist::Restored>>,
+    /// Who is told what happened (durability, the dashboard).
+    record: Recorders,
     /// The timeouts the dashboard may change while the hub runs.
-    live: crate::settings::LiveTimeouts,
+    live: LiveTimeouts,
 }
 
 #[derive(Default)]
@@ -50,12 +50,26 @@ pub(crate) struct State {
     /// `Some` while delivery is paused from the dashboard: publishes are
     /// applied but not delivered; the closes among them wait here.
     pub paused: Option<Vec<crate::delivery::Held>>,
-    /// The last events accepted or generated, for the dashboard.
-    pub recent: crate::admin::Recent,
-    /// The database, reachable from code that holds the lock.
-    pub storage: Option<crate::storage::Storage>,
+    /// The hub's recorders, reachable from code that holds the lock.
+    pub record: Recorders,
     /// This workstation's session topic: always present, never idle.
     pub session_topic: String,
+}
+
+impl State {
+    /// A fresh state: the session topic and nothing else. The session
+    /// exists from the start: the first app of the day may publish before
+    /// any other has subscribed.
+    pub(crate) fn new(session_topic: String) -> State {
+        let mut state = State {
+            session_topic,
+            ..State::default()
+        };
+        state
+            .topics
+            .insert(state.session_topic.clone(), Topic::default());
+        state
+    }
 }
 
 /// What happened on the hub, for the tray and the dashboard. Patient data
@@ -107,33 +121,17 @@ pub enum HubEvent {
 }
 
 impl Hub {
-    pub fn new(config: Config) -> Self {
+    /// The core from its parts: `state` as recovered at start (or
+    /// `State::new`), and the recorders it reports to. `Hub::new` (in
+    /// `wiring.rs`) builds them.
+    pub(crate) fn from_parts(
+        config: Config,
+        auth: crate::auth::Auth,
+        mut state: State,
+        record: Recorders,
+    ) -> Hub {
         let (events, _) = broadcast::channel(1024);
-        let opened = crate::persist::open(&config);
-        let storage = opened.as_ref().map(|(s, _)| s.clone());
-        let auth = crate::auth::Auth::new(
-            !config.no_auth,
-            config.secret_store.clone(),
-            storage.clone(),
-            Some(config.data_dir.join("apps.json")),
-            session_topic(&config.data_dir),
-            config.token_lifetime,
-        )
-        .with_issuers(config.external_issuers.clone(), config.jwks_policy);
-        let mut state = State {
-            session_topic: auth.session_topic().to_owned(),
-            ..State::default()
-        };
-        // The session exists from the start: the first app of the day may
-        // publish before any other has subscribed.
-        state
-            .topics
-            .insert(state.session_topic.clone(), Topic::default());
-        let restored = match &opened {
-            Some((db, report)) => crate::persist::recover(&mut state, db, report, &config, &auth),
-            None => Vec::new(),
-        };
-        state.storage = storage.clone();
+        state.record = record.clone();
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             // Revoking an app cuts off its subscriptions at once.
             let weak = weak.clone();
@@ -144,34 +142,28 @@ impl Hub {
             });
             Inner {
                 auth,
-                live: crate::settings::LiveTimeouts::new(&config),
+                live: LiveTimeouts::new(&config),
                 config,
                 state: Mutex::new(state),
-                storage,
-                restored: Mutex::new(restored),
+                record,
                 events,
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 local_addr: OnceLock::new(),
-                admin: crate::admin::Admin::new(),
             }
         });
         Hub { inner }
     }
 
-    /// The database, if the hub keeps durable state.
-    pub fn storage(&self) -> Option<&crate::storage::Storage> {
-        self.inner.storage.as_ref()
+    /// The recorder of type `T` this hub reports to, if it has one: how
+    /// the layers above the core find their own again.
+    pub(crate) fn recorder<T: Recorder>(&self) -> Option<&T> {
+        self.inner.record.find::<T>()
     }
 
-    pub(crate) fn take_restored(&self) -> Vec<crate::persist::Restored> {
-        std::mem::take(
-            &mut *self
-                .inner
-                .restored
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        )
+    /// Everyone this hub reports to.
+    pub(crate) fn record(&self) -> &Recorders {
+        &self.inner.record
     }
 
     pub fn auth(&self) -> &crate::auth::Auth {
@@ -203,7 +195,7 @@ impl Hub {
         self.inner.live.grace_period()
     }
 
-    pub(crate) fn live(&self) -> &crate::settings::LiveTimeouts {
+    pub(crate) fn live(&self) -> &LiveTimeouts {
         &self.inner.live
     }
 
@@ -213,7 +205,7 @@ impl Hub {
     }
 
     pub(crate) fn emit(&self, event: HubEvent) {
-        self.inner.admin.observe(&event);
+        self.inner.record.announced(&event);
         // No receivers is the normal headless case.
         let _ = self.inner.events.send(event);
     }
@@ -222,10 +214,6 @@ impl Hub {
         // A panic while holding the lock would be a bug; the state is still
         // the best we have, so keep serving rather than poisoning every call.
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn admin(&self) -> &crate::admin::Admin {
-        &self.inner.admin
     }
 
     pub(crate) fn shutdown_token(&self) -> &CancellationToken {
@@ -267,17 +255,41 @@ impl Hub {
     }
 }
 
-/// The session topic: kept in the data folder so apps that reconnect after
-/// a restart find the same session; a fresh random one if none is stored.
-fn session_topic(data_dir: &std::path::Path) -> String {
-    let path = data_dir.join("session-topic");
-    if let Ok(topic) = std::fs::read_to_string(&path) {
-        let topic = topic.trim();
-        if !topic.is_empty() {
-            return topic.to_owned();
+/// The settings a running hub applies at once when the dashboard saves
+/// them: read per event (ACK timeout) or per lost connection (grace
+/// period), so an atomic each is enough. Everything else in `Config` is
+/// read once, at start.
+#[derive(Debug)]
+pub(crate) struct LiveTimeouts {
+    ack_timeout_us: AtomicU64,
+    grace_period_us: AtomicU64,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl LiveTimeouts {
+    pub(crate) fn new(config: &Config) -> LiveTimeouts {
+        LiveTimeouts {
+            ack_timeout_us: AtomicU64::new(micros(config.ack_timeout)),
+            grace_period_us: AtomicU64::new(micros(config.grace_period)),
         }
     }
-    let topic = crate::ids::uuid();
-    let _ = std::fs::create_dir_all(data_dir).and_then(|_| std::fs::write(&path, &topic));
-    topic
+
+    pub(crate) fn ack_timeout(&self) -> Duration {
+        Duration::from_micros(self.ack_timeout_us.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn grace_period(&self) -> Duration {
+        Duration::from_micros(self.grace_period_us.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_ack_timeout(&self, d: Duration) {
+        self.ack_timeout_us.store(micros(d), Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_grace_period(&self, d: Duration) {
+        self.grace_period_us.store(micros(d), Ordering::Relaxed);
+    }
 }

@@ -13,10 +13,10 @@ use tracing::info;
 use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::ids::{self, short};
+use crate::recorder::SubscriptionChange;
 use crate::state::{HubEvent, State};
-use crate::storage::{AuditAction, AuditRecord};
 use crate::sync_error::{Expect, Failure};
-use crate::topic::{Close, Connection, Frame, Subscription, Topic};
+use crate::topic::{AckStats, Close, Connection, Frame, Subscription, Topic};
 use crate::Hub;
 use axum::http::StatusCode;
 
@@ -28,7 +28,7 @@ pub struct Attached {
     pub rx: mpsc::Receiver<Frame>,
     pub close_rx: oneshot::Receiver<Close>,
     pub wants_heartbeat: bool,
-    pub acks: std::sync::Arc<crate::admin::AckStats>,
+    pub acks: std::sync::Arc<AckStats>,
     /// False for apps registered as not acknowledging (issue 19): nothing
     /// they are sent is ACK-tracked; a dead socket still counts.
     pub expects_acks: bool,
@@ -89,11 +89,9 @@ impl Hub {
             client_id,
             lease_until,
         );
-        if let Some(storage) = &state.storage {
-            storage
-                .upsert_subscription(&crate::persist::stored(&sub))
-                .detach();
-        }
+        state
+            .record
+            .subscription(&sub, SubscriptionChange::Subscribed);
         state.endpoints.insert(id.clone(), req.topic.clone());
         state
             .followed_topic(&req.topic)
@@ -191,7 +189,8 @@ impl Hub {
     /// from an older one at once (hub-digest §2.8).
     pub(crate) fn attach(&self, endpoint_id: &str) -> Option<Attached> {
         let capacity = self.config().queue_capacity;
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let topic_id = state.endpoints.get(endpoint_id)?.clone();
         state.next_conn += 1;
         let conn_id = state.next_conn;
@@ -237,9 +236,9 @@ impl Hub {
         let expects_acks = self.expects_acks(sub.client_id.as_deref());
         let name = sub.display_name();
         let wants_heartbeat = sub.events.contains_folded("heartbeat");
-        drop(state);
+        state.record.subscription(sub, SubscriptionChange::Attached);
+        drop(guard);
         info!(topic = short(&topic_id), endpoint = short(endpoint_id), subscriber = %name, "connected");
-        self.audit_channel(AuditAction::Connect, &topic_id, &name, "connected");
         self.emit(HubEvent::Connected {
             topic: topic_id.clone(),
             subscriber: name,
@@ -260,7 +259,8 @@ impl Hub {
     /// subscription for a later reconnect without complaint (checklist 55);
     /// an abnormal one starts the grace period.
     pub(crate) fn channel_closed(&self, endpoint_id: &str, conn_id: u64, clean: bool) {
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         let Some(topic_id) = state.endpoints.get(endpoint_id).cloned() else {
             return;
         };
@@ -280,18 +280,11 @@ impl Hub {
         if !clean {
             sub.lost = Some(conn_id);
         }
-        drop(state);
+        state
+            .record
+            .subscription(sub, SubscriptionChange::Closed { clean });
+        drop(guard);
         info!(topic = short(&topic_id), endpoint = short(endpoint_id), subscriber = %name, clean, "disconnected");
-        self.audit_channel(
-            AuditAction::Disconnect,
-            &topic_id,
-            &name,
-            if clean {
-                "clean close"
-            } else {
-                "connection lost"
-            },
-        );
         self.emit(HubEvent::Disconnected {
             topic: topic_id.clone(),
             subscriber: name,
@@ -336,13 +329,6 @@ impl Hub {
                 reason: "access revoked".into(),
             });
         }
-    }
-
-    fn audit_channel(&self, action: AuditAction, topic: &str, subscriber: &str, outcome: &str) {
-        let mut audit = AuditRecord::new(action, outcome);
-        audit.topic = Some(topic.to_owned());
-        audit.subscriber_name = Some(subscriber.to_owned());
-        self.audit(audit);
     }
 }
 
@@ -440,11 +426,7 @@ fn renew(
             });
         }
     }
-    if let Some(storage) = &state.storage {
-        storage
-            .upsert_subscription(&crate::persist::stored(sub))
-            .detach();
-    }
+    state.record.subscription(sub, SubscriptionChange::Renewed);
     Some((sub.lease_generation, failure))
 }
 
@@ -485,9 +467,7 @@ pub(crate) fn remove(
     let mut sub = topic.subscriptions.remove(endpoint_id)?;
     state.endpoints.remove(endpoint_id);
     mark_if_unfollowed(state, topic_id);
-    if let Some(storage) = &state.storage {
-        storage.delete_subscription(endpoint_id).detach();
-    }
+    state.record.subscription(&sub, SubscriptionChange::Ended);
     if let (Some(conn), Some((reason, code))) = (sub.conn.take(), ending) {
         let denial = denial(topic_id, &sub.events.to_string(), reason);
         let _ = conn.close.send(Close {

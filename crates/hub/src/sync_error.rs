@@ -14,6 +14,7 @@ use tracing::warn;
 
 use crate::delivery::{deliver, frame_of};
 use crate::ids::{self, short};
+use crate::recorder::SyncErrorSent;
 use crate::state::HubEvent;
 use crate::subscriptions::remove;
 use crate::Hub;
@@ -88,26 +89,17 @@ impl Hub {
             }
             None => Vec::new(),
         };
-        let about = Some(name.clone());
-        state.recent.push(crate::admin::Recorded::out(
-            &f.topic,
-            "SyncError",
-            &frame.text,
-            about,
-            told,
-        ));
+        state.record.sync_error(&SyncErrorSent {
+            topic: &f.topic,
+            subscriber: &name,
+            event_id: &f.event_id,
+            event_name: &f.event_name,
+            diagnostics: &f.diagnostics,
+            frame: &frame,
+            told: &told,
+        });
         drop(state);
         warn!(topic = short(&f.topic), endpoint = short(&f.endpoint_id), subscriber = %name, event = %f.event_name, reason = %f.diagnostics, "SyncError: subscriber failed to follow; unsubscribed");
-        let mut audit = crate::storage::AuditRecord::new(
-            crate::storage::AuditAction::SyncError,
-            "unsubscribed",
-        );
-        audit.topic = Some(f.topic.clone());
-        audit.subscriber_name = Some(name.clone());
-        audit.event_id = Some(f.event_id.clone());
-        audit.event_name = Some(f.event_name.clone());
-        audit.detail = Some(f.diagnostics.clone());
-        self.audit(audit);
         self.emit(HubEvent::SyncError {
             topic: f.topic.clone(),
             subscriber: name.clone(),

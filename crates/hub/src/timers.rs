@@ -8,13 +8,14 @@
 //! reconnect ends the task at once instead of leaving it asleep for hours:
 //! thousands of subscribe/unsubscribe cycles leave no task behind.
 
+use fhircast::notification;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::ids::short;
+use crate::recorder::SubscriptionChange;
 use crate::state::HubEvent;
-use crate::storage::{AuditAction, AuditRecord};
 use crate::subscriptions::remove;
 use crate::sync_error::{Expect, Failure};
 use crate::topic::{rearm, Subscription};
@@ -82,11 +83,8 @@ impl Hub {
                     endpoint = short(&endpoint_id),
                     "lease expired"
                 );
-                let mut audit = AuditRecord::new(AuditAction::LeaseExpired, "unsubscribed");
-                audit.topic = Some(topic.clone());
-                audit.subscriber_name = Some(sub.display_name());
-                audit.client_id = sub.client_id.clone();
-                hub.audit(audit);
+                hub.record()
+                    .subscription(&sub, SubscriptionChange::LeaseExpired);
                 hub.emit(HubEvent::Left {
                     topic,
                     subscriber: sub.display_name(),
@@ -149,11 +147,8 @@ impl Hub {
                 let current = topic_state.contexts.current().map(|c| {
                     let ev = &c.open_message;
                     (
-                        ev["id"].as_str().unwrap_or("unknown").to_owned(),
-                        ev["event"]["hub.event"]
-                            .as_str()
-                            .unwrap_or("unknown")
-                            .to_owned(),
+                        notification::id(ev).unwrap_or("unknown").to_owned(),
+                        notification::event_name(ev).unwrap_or("unknown").to_owned(),
                     )
                 });
                 sub.last_event
@@ -225,9 +220,7 @@ impl Hub {
             .collect();
         for id in &due {
             state.topics.remove(id);
-            if let Some(storage) = &state.storage {
-                storage.delete_contexts(id).detach();
-            }
+            state.record.topic_dropped(id);
         }
         due
     }

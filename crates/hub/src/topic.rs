@@ -1,16 +1,19 @@
 //! A topic (one clinician's session) and its subscriptions.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
 
 use axum::extract::ws::Utf8Bytes;
+use fhircast::message::AckStatus;
 use fhircast::EventSet;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::ContextStack;
+use fhircast::ContextStack;
 
 #[derive(Default)]
 pub struct Topic {
@@ -84,8 +87,9 @@ pub struct Subscription {
     pub last_event: Option<(Utf8Bytes, Utf8Bytes)>,
     /// For the dashboard: when the socket connected, or when it went away.
     pub since: Option<SystemTime>,
-    /// For the dashboard: the last ACK, recorded by the channel task.
-    pub acks: Arc<crate::admin::AckStats>,
+    /// The last ACK and what is still unacknowledged, recorded by the
+    /// channel task (the sync state the dashboard and tray show).
+    pub acks: Arc<AckStats>,
     /// `display_name()`, made once and shared by the dashboard's event log
     /// (no allocation per delivery); reset when a renewal renames it.
     pub label: OnceLock<Arc<str>>,
@@ -94,7 +98,7 @@ pub struct Subscription {
     pub notice: Option<Frame>,
     /// A legacy webhook subscription's callback and secret (identified by
     /// topic + callback); `None` for WebSocket subscriptions.
-    pub webhook: Option<Arc<crate::webhook::Hook>>,
+    pub webhook: Option<Arc<Hook>>,
     /// Every timer task of this subscription (lease, unused endpoint,
     /// reconnect grace) ends when this is cancelled, which dropping the
     /// subscription does: no task outlives what it belongs to.
@@ -162,25 +166,6 @@ impl Subscription {
         }
     }
 
-    /// A subscription read back from the database after a restart. It
-    /// counts as used: its app was connected before.
-    pub fn restored(
-        stored: &crate::storage::StoredSubscription,
-        events: EventSet,
-        lease_until: Instant,
-    ) -> Self {
-        let mut sub = Subscription::new(
-            stored.endpoint_id.clone(),
-            stored.topic.clone(),
-            events,
-            stored.subscriber_name.clone(),
-            stored.client_id.clone(),
-            lease_until,
-        );
-        sub.ever_connected = true;
-        sub
-    }
-
     /// How the subscriber is named in SyncErrors (checklist 74).
     pub fn display_name(&self) -> String {
         self.name
@@ -221,4 +206,113 @@ pub struct Close {
     pub denial: Option<String>,
     pub code: u16,
     pub reason: &'static str,
+}
+
+/// What a legacy webhook subscription keeps: its callback (its identity,
+/// with the topic) and its secret, which a verified re-subscribe may
+/// change. The webhook layer (`webhook/`) makes and uses it.
+pub(crate) struct Hook {
+    pub callback: String,
+    pub(crate) secret: Mutex<Option<Secret>>,
+}
+
+impl Hook {
+    pub(crate) fn new(callback: String, secret: Option<Secret>) -> Hook {
+        Hook {
+            callback,
+            secret: Mutex::new(secret),
+        }
+    }
+
+    pub fn secret(&self) -> Option<Secret> {
+        self.secret
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_secret(&self, secret: Option<Secret>) {
+        *self.secret.lock().unwrap_or_else(|e| e.into_inner()) = secret;
+    }
+}
+
+/// `hub.secret`: never printed, not even by `{:?}`.
+#[derive(Clone)]
+pub(crate) struct Secret(pub(crate) Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+/// The last ACK of a subscription and how many notifications wait for
+/// one: delivery state, written by its channel (or webhook) task without
+/// the hub lock (atomics), read for its sync state.
+#[derive(Debug, Default)]
+pub(crate) struct AckStats {
+    /// HTTP-style status of the last ACK; 0 until the first one.
+    status: AtomicU32,
+    latency_us: AtomicU64,
+    count: AtomicU64,
+    /// Notifications sent and not yet acknowledged.
+    pending: AtomicU32,
+    /// The last notification acknowledged with success: what the app shows.
+    acked: Mutex<Option<Acked>>,
+}
+
+/// An event an app acknowledged with success, for its sync state.
+#[derive(Clone, Debug)]
+pub(crate) struct Acked {
+    pub event: Utf8Bytes,
+    pub id: Utf8Bytes,
+    pub version: Option<Utf8Bytes>,
+    pub at: SystemTime,
+}
+
+impl AckStats {
+    /// After a success ACK: the app now shows this event's context.
+    pub(crate) fn acked(&self, acked: Acked) {
+        *self.acked.lock().unwrap_or_else(|e| e.into_inner()) = Some(acked);
+    }
+
+    pub(crate) fn last_acked(&self) -> Option<Acked> {
+        self.acked.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn set_pending(&self, n: usize) {
+        self.pending
+            .store(u32::try_from(n).unwrap_or(u32::MAX), Ordering::Relaxed);
+    }
+
+    pub(crate) fn pending(&self) -> u32 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// The status of the last ACK, if there was one.
+    pub(crate) fn last_status(&self) -> Option<u32> {
+        self.last().map(|(status, _, _)| status)
+    }
+
+    pub(crate) fn record(&self, status: &AckStatus, latency: Duration) {
+        let code = match status {
+            AckStatus::Success(c) | AckStatus::Failure(c) => *c,
+        };
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency_us.store(micros, Ordering::Relaxed);
+        self.status.store(u32::from(code), Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(status, latency in ms, number of ACKs)`, once there was an ACK.
+    pub(crate) fn last(&self) -> Option<(u32, f64, u64)> {
+        let count = self.count.load(Ordering::Relaxed);
+        (count > 0).then(|| {
+            (
+                self.status.load(Ordering::Relaxed),
+                self.latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
+                count,
+            )
+        })
+    }
 }

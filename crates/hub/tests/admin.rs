@@ -6,6 +6,7 @@ mod admin_support;
 mod common;
 
 use admin_support::*;
+use common::binary::HubCommand;
 use common::*;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite;
@@ -205,24 +206,18 @@ fn raw_get(addr: &str, path: &str) -> String {
 
 /// `lockstep-hub` prints a one-time link after its ready line, or nothing
 /// with `--no-dashboard-link`.
-#[test]
-fn the_binary_prints_a_one_time_link_unless_told_not_to() {
-    use std::io::{BufRead, BufReader, Read};
-    use std::process::{Command, Stdio};
+#[tokio::test]
+async fn the_binary_prints_a_one_time_link_unless_told_not_to() {
     for quiet in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lockstep-hub"));
-        cmd.args(["--listen", "127.0.0.1:0", "--no-auth", "--data-dir"])
-            .arg(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        let mut binary = HubCommand::new(dir.path())
+            .args(["--listen", "127.0.0.1:0", "--no-auth"])
+            .discard_log();
         if quiet {
-            cmd.arg("--no-dashboard-link");
+            binary = binary.arg("--no-dashboard-link");
         }
-        let mut child = cmd.spawn().expect("start lockstep-hub");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut ready = String::new();
-        out.read_line(&mut ready).unwrap();
+        let mut hub = binary.start().await;
+        let ready = hub.ready.clone();
         let addr = ready
             .trim()
             .strip_prefix("Lockstep hub ready at http://")
@@ -232,13 +227,14 @@ fn the_binary_prints_a_one_time_link_unless_told_not_to() {
         if quiet {
             // Once the server answers, anything printed before it is out.
             assert!(raw_get(&addr, "/").starts_with("HTTP/1.1 200"));
-            child.kill().unwrap();
+            hub.kill().await;
             let mut rest = String::new();
-            out.read_to_string(&mut rest).unwrap();
+            while let Some(line) = hub.stdout_line().await {
+                rest.push_str(&line);
+            }
             assert!(!rest.contains("Dashboard"), "{rest}");
         } else {
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
+            let line = hub.stdout_line().await.unwrap_or_default();
             let link = line
                 .trim()
                 .strip_prefix("Dashboard (one-time link): ")
@@ -248,9 +244,8 @@ fn the_binary_prints_a_one_time_link_unless_told_not_to() {
             let first = raw_get(&addr, path);
             assert!(first.starts_with("HTTP/1.1 303"), "{first}");
             assert!(raw_get(&addr, path).starts_with("HTTP/1.1 401"));
-            child.kill().unwrap();
+            hub.kill().await;
         }
-        child.wait().unwrap();
     }
 }
 

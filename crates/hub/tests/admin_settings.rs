@@ -7,16 +7,12 @@ mod admin_support;
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 
 use admin_support::{admin_get, bearer};
-use common::{post_token_form, TestHub, WAIT};
+use common::binary::HubCommand;
+use common::{post_token_form, TestHub};
 use lockstep_hub::settings::{Layout, Settings, SettingsFiles};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::Child;
-
-const BIN: &str = env!("CARGO_BIN_EXE_lockstep-hub");
 
 const SYSTEM: &str =
     "grace_period_ms = 20000\nnotifications = false\nlocked = [\"notifications\", \"port\"]\n";
@@ -311,56 +307,29 @@ async fn a_hub_without_settings_files_shows_its_values_read_only() {
     assert_eq!(status, 409);
 }
 
-/// Starts the binary with `args`, its data folder and settings files
-/// (`system.toml`, `user.toml`) in `dir`, secrets in memory; stdout and
-/// stderr piped.
-fn spawn_binary(dir: &Path, args: &[&str]) -> Child {
-    tokio::process::Command::new(BIN)
+/// The binary with `args`, its data folder and settings files
+/// (`system.toml`, `user.toml`) in `dir`, secrets in memory.
+fn binary(dir: &Path, args: &[&str]) -> HubCommand {
+    HubCommand::new(&dir.join("data"))
         .args(args)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
         .args(["--secret-store", "memory", "--no-dashboard-link"])
         .arg("--system-config")
         .arg(dir.join("system.toml"))
         .arg("--config")
         .arg(dir.join("user.toml"))
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn lockstep-hub")
-}
-
-/// Stops the binary if it still runs; everything it wrote to stderr.
-async fn stop_and_read_stderr(child: &mut Child) -> String {
-    let _ = child.start_kill();
-    let _ = child.wait().await;
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .await
-        .unwrap();
-    stderr
 }
 
 /// Runs the binary to its ready line (or its exit); returns stdout's first
 /// line or the exit code, and stderr so far.
 async fn run_binary(dir: &Path, args: &[&str]) -> (Result<String, i32>, String) {
-    let mut child = spawn_binary(dir, args);
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(WAIT, stdout.next_line())
-        .await
-        .expect("ready line or exit in time")
-        .unwrap();
-    let outcome = match first {
-        Some(line) => Ok(line),
-        None => Err(child.wait().await.unwrap().code().unwrap_or(-1)),
-    };
-    (outcome, stop_and_read_stderr(&mut child).await)
+    match binary(dir, args).start_or_exit().await {
+        Ok(mut hub) => {
+            hub.kill().await;
+            let stderr = hub.log_to_end().await;
+            (Ok(hub.ready.clone()), stderr)
+        }
+        Err((status, stderr)) => (Err(status.code().unwrap_or(-1)), stderr),
+    }
 }
 
 #[tokio::test]
@@ -439,17 +408,10 @@ async fn an_app_from_the_system_file_gets_a_token_with_its_secret() {
         ),
     )
     .unwrap();
-    let mut child = spawn_binary(dir.path(), &["--listen", "127.0.0.1:0", "--log", "debug"]);
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(WAIT, stdout.next_line())
-        .await
-        .expect("ready line in time")
-        .unwrap()
-        .expect("a ready line");
-    let hub_url = ready
-        .strip_prefix("Lockstep hub ready at ")
-        .expect("ready line");
-    let base = hub_url.trim_end_matches("/fhircast/STU3");
+    let mut hub = binary(dir.path(), &["--listen", "127.0.0.1:0", "--log", "debug"])
+        .start()
+        .await;
+    let base = hub.base_url();
     let (http, token_url) = (reqwest::Client::new(), format!("{base}/oauth/token"));
     let form = |secret| {
         [
@@ -465,7 +427,8 @@ async fn an_app_from_the_system_file_gets_a_token_with_its_secret() {
     let wrong = post_token_form(&http, &token_url, &form("wrong-secret")).await;
     assert_eq!(wrong.status(), 401);
 
-    let stderr = stop_and_read_stderr(&mut child).await;
+    hub.kill().await;
+    let stderr = hub.log_to_end().await;
     assert!(stderr.contains("registered app ris"), "{stderr}");
     assert!(!stderr.contains(secret), "the secret is never logged");
 }

@@ -3,100 +3,12 @@
 
 mod common;
 
-use std::process::{ExitStatus, Stdio};
+use common::binary::{HubCommand, HubProcess};
+use common::{endpoint_of, patient_open, run_to_exit, subscribe_form, topic, Ws};
 
-use common::{endpoint_of, patient_open, run_to_exit, subscribe_form, topic, Ws, WAIT};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
-
-const BIN: &str = env!("CARGO_BIN_EXE_lockstep-hub");
-
-/// A running hub process; killed if the test fails first.
-struct Proc {
-    child: Child,
-    /// The first stdout line.
-    ready: String,
-    /// Stderr, line by line, as it comes.
-    stderr: mpsc::UnboundedReceiver<String>,
-    /// Kept open: a hub writing to a closed stdout would fail.
-    _stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Proc {
-    async fn start(args: &[&str]) -> Proc {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(BIN)
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn lockstep-hub");
-        let (tx, stderr) = mpsc::unbounded_channel();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let _ = tx.send(line);
-            }
-        });
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(WAIT, stdout.next_line())
-            .await
-            .expect("ready line in time")
-            .unwrap()
-            .expect("a ready line on stdout");
-        Proc {
-            child,
-            ready,
-            stderr,
-            _stdout: stdout,
-            _dir: dir,
-        }
-    }
-
-    /// `hub.url` from `Lockstep hub ready at http://ADDR/fhircast/STU3`.
-    fn hub_url(&self) -> String {
-        let url = self
-            .ready
-            .strip_prefix("Lockstep hub ready at ")
-            .unwrap_or_else(|| panic!("unexpected ready line {:?}", self.ready));
-        assert!(
-            url.starts_with("http://") && url.ends_with("/fhircast/STU3"),
-            "{url}"
-        );
-        url.to_owned()
-    }
-
-    /// Waits for a stderr line containing `needle`.
-    async fn stderr_line(&mut self, needle: &str) -> String {
-        loop {
-            let line = tokio::time::timeout(WAIT, self.stderr.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no stderr line with {needle:?} in time"))
-                .unwrap_or_else(|| panic!("stderr ended without {needle:?}"));
-            if line.contains(needle) {
-                return line;
-            }
-        }
-    }
-
-    async fn terminate(&mut self) -> ExitStatus {
-        let pid = self.child.id().expect("still running").to_string();
-        let kill = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        tokio::time::timeout(WAIT * 2, self.child.wait())
-            .await
-            .expect("exits in time")
-            .unwrap()
-    }
+/// A hub with `args` on a data folder of its own.
+async fn start(dir: &tempfile::TempDir, args: &[&str]) -> HubProcess {
+    HubCommand::new(dir.path()).args(args).start().await
 }
 
 /// No checklist id (command-line surface): every setting is a flag.
@@ -151,7 +63,12 @@ async fn non_loopback_listen_is_refused_without_allow_remote() {
 /// Hub-digest 10: `--allow-remote` starts, with a warning (no checklist id).
 #[tokio::test]
 async fn allow_remote_starts_and_warns() {
-    let mut hub = Proc::start(&["--listen", "0.0.0.0:0", "--allow-remote", "--no-auth"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = start(
+        &dir,
+        &["--listen", "0.0.0.0:0", "--allow-remote", "--no-auth"],
+    )
+    .await;
     assert!(
         hub.ready.starts_with("Lockstep hub ready at http://"),
         "{}",
@@ -175,8 +92,9 @@ async fn subscribe(http: &reqwest::Client, url: &str, topic: &str, name: &str) -
 /// and per publish.
 #[tokio::test]
 async fn sigterm_closes_sockets_with_1001_and_exits_0() {
-    let mut hub = Proc::start(&["--listen", "127.0.0.1:0", "--no-auth"]).await;
-    let url = hub.hub_url();
+    let dir = tempfile::tempdir().unwrap();
+    let mut hub = start(&dir, &["--listen", "127.0.0.1:0", "--no-auth"]).await;
+    let url = hub.hub_url.clone();
     let http = reqwest::Client::new();
     let topic = topic();
     let mut apps = Vec::new();
@@ -202,10 +120,8 @@ async fn sigterm_closes_sockets_with_1001_and_exits_0() {
     }
     assert_eq!(status.code(), Some(0), "{status:?}");
 
-    let mut log = Vec::new();
-    while let Some(line) = hub.stderr.recv().await {
-        log.push(line); // ends when the process's stderr closes
-    }
+    let log = hub.log_to_end().await;
+    let log: Vec<&str> = log.lines().collect();
     let count = |message: &str| {
         let needle = format!(": {message} ");
         log.iter().filter(|l| l.contains(&needle)).count()

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
+use common::binary::HubCommand;
 use common::*;
 use futures_util::SinkExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -113,26 +111,13 @@ async fn subscribe_unsubscribe_cycles_leave_no_task_behind() {
 async fn a_flood_of_bad_frames_cannot_flood_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("hub.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
+    let mut hub = HubCommand::new(dir.path())
         .args(["--listen", "127.0.0.1:0", "--no-auth", "--no-persist"])
-        .args([
-            "--secret-store",
-            "memory",
-            "--no-dashboard-link",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let hub_url = line.trim().rsplit(' ').next().unwrap().to_owned();
+        .args(["--secret-store", "memory", "--no-dashboard-link"])
+        .stderr_to(&log_path)
+        .start()
+        .await;
+    let hub_url = hub.hub_url.clone();
     let http = reqwest::Client::new();
     let res = http
         .post(&hub_url)
@@ -153,8 +138,7 @@ async fn a_flood_of_bad_frames_cannot_flood_the_log() {
     // Every frame was read by the hub once it answers a ping sent after them.
     ping_barrier(&mut ws).await;
     let grown = std::fs::metadata(&log_path).unwrap().len() - before;
-    let _ = child.kill();
-    let _ = child.wait();
+    hub.kill().await;
     let text = std::fs::read_to_string(&log_path).unwrap();
     let lines = text.matches("not JSON").count();
     assert!(lines <= 6, "{lines} log lines about bad frames:\n{text}");

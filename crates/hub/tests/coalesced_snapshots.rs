@@ -6,64 +6,27 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
+use common::binary::{free_port, unpooled_client as client, HubCommand, HubProcess};
 use common::*;
 use lockstep_hub::storage::{Storage, SNAPSHOT_EVERY};
 use serde_json::{json, Value};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Running {
-    child: Child,
-    hub_url: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path, port: u16) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir)
+/// The hub on `port` (the restart comes back on the same one), auth off,
+/// secrets in memory.
+async fn start(dir: &Path, port: u16) -> HubProcess {
+    HubCommand::new(dir)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
         .args([
             "--no-dashboard-link",
             "--no-auth",
             "--secret-store",
             "memory",
         ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start lockstep-hub");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let hub_url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(hub_url.starts_with("http://127.0.0.1:"), "ready: {line:?}");
-    Running { child, hub_url }
-}
-
-/// No pooling: the restarted hub is a new process on the same port.
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap()
+        .start()
+        .await
 }
 
 async fn publish(http: &reqwest::Client, hub_url: &str, event: &Value) -> Value {
@@ -83,7 +46,7 @@ fn version_of(answer: &Value) -> String {
 async fn kill_9_after_a_burst_restores_the_context_from_snapshot_and_journal() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let hub = start(dir.path(), port);
+    let mut hub = start(dir.path(), port).await;
     let http = client();
     let topic = topic();
 
@@ -112,11 +75,7 @@ async fn kill_9_after_a_burst_restores_the_context_from_snapshot_and_journal() {
     assert_eq!(before["context.type"], "DiagnosticReport", "{before}");
 
     // SIGKILL: no shutdown flush, no snapshot of the tail.
-    let status = Command::new("kill")
-        .args(["-9", &hub.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    hub.kill().await;
     let burst_took = burst_started.elapsed();
     let hub_url = hub.hub_url.clone();
     drop(hub);
@@ -146,7 +105,7 @@ async fn kill_9_after_a_burst_restores_the_context_from_snapshot_and_journal() {
         }
     }
 
-    let hub = start(dir.path(), port);
+    let hub = start(dir.path(), port).await;
     assert_eq!(hub.hub_url, hub_url);
     let after = get_json(&http, &format!("{}/{topic}", hub.hub_url)).await;
     assert_eq!(after, before, "the context after kill -9 and restart");

@@ -8,65 +8,20 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
+use common::binary::{HubCommand, HubProcess};
 use common::{apps_add, token_by_basic};
 use lockstep_hub::storage::{Storage, BACKUP_FILE, DB_FILE};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lockstep-hub");
-
 /// Starts the hub on a free port (file secret store, as `apps_add` uses),
-/// returns the child, its base URL and the file its stderr goes to.
-fn start(dir: &Path, log: &Path) -> (std::process::Child, String) {
-    let mut child = Command::new(BIN)
+/// its stderr (the log) going to the file `log`.
+async fn start(dir: &Path, log: &Path) -> HubProcess {
+    HubCommand::new(dir)
         .args(["--listen", "127.0.0.1:0", "--secret-store", "file"])
         .arg("--no-dashboard-link")
-        .arg("--data-dir")
-        .arg(dir)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("start lockstep-hub");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let Some(url) = line
-        .trim()
-        .rsplit(' ')
-        .next()
-        .filter(|u| u.starts_with("http"))
-    else {
-        let _ = child.kill();
-        panic!(
-            "no ready line: {line:?}; log: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-    };
-    let base = url.trim_end_matches("/fhircast/STU3").to_owned();
-    (child, base)
-}
-
-/// SIGTERM and wait: a clean stop, as an installed hub gets at logout.
-fn stop(mut child: std::process::Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            assert!(s.success(), "the hub stopped with {s}");
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "the hub did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        .stderr_to(log)
+        .start()
+        .await
 }
 
 async fn token_status(base: &str, client_id: &str, secret: &str) -> u16 {
@@ -82,9 +37,13 @@ async fn token_status(base: &str, client_id: &str, secret: &str) -> u16 {
 async fn registered_install(dir: &Path) -> (String, String) {
     let (client_id, secret) = apps_add(dir, "PowerScribe");
     let log = dir.join("first.log");
-    let (child, base) = start(dir, &log);
-    assert_eq!(token_status(&base, &client_id, &secret).await, 200);
-    stop(child);
+    let mut hub = start(dir, &log).await;
+    assert_eq!(
+        token_status(&hub.base_url(), &client_id, &secret).await,
+        200
+    );
+    // SIGTERM: a clean stop, as an installed hub gets at logout.
+    hub.stop().await;
     assert!(dir.join(BACKUP_FILE).exists(), "the hub keeps a copy");
     (client_id, secret)
 }
@@ -98,13 +57,13 @@ async fn survives(damage: impl FnOnce(&Path), leaves_a_file: bool) {
     damage(&db);
 
     let log = dir.path().join("second.log");
-    let (child, base) = start(dir.path(), &log);
+    let mut hub = start(dir.path(), &log).await;
     assert_eq!(
-        token_status(&base, &client_id, &secret).await,
+        token_status(&hub.base_url(), &client_id, &secret).await,
         200,
         "the registered app's token is still issued"
     );
-    stop(child);
+    hub.stop().await;
     let log = std::fs::read_to_string(&log).unwrap();
     let restore = log
         .lines()
@@ -185,13 +144,10 @@ async fn without_a_copy_the_hub_refuses_to_start_and_names_the_file() {
             _ => std::fs::remove_file(&copy).unwrap(),
         }
         let before = std::fs::read(&db).unwrap();
-        let out = Command::new(BIN)
+        let out = HubCommand::new(dir.path())
             .args(["--listen", "127.0.0.1:0", "--secret-store", "file"])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env_remove("RUST_LOG")
             .output()
-            .unwrap();
+            .await;
         assert!(!out.status.success(), "{damage}: the hub must not start");
         assert!(out.stdout.is_empty(), "{damage}: no ready line");
         let stderr = String::from_utf8_lossy(&out.stderr);

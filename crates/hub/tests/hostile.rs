@@ -10,16 +10,14 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::binary::{HubCommand, HubProcess};
 use common::{apps_add, patient_open, subscribe_form, Ws, WAIT};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_lockstep-hub");
 /// A legitimate publish during an attack completes within this.
 const PUBLISH_BOUND: Duration = Duration::from_secs(3);
 /// RSS after an attack ends may exceed the baseline by this much, the size
@@ -29,12 +27,11 @@ const RSS_MARGIN_KB: u64 = 32 * 1024;
 
 /// A hub process with auth on and one registered app.
 struct Hub {
-    child: Child,
+    process: HubProcess,
     addr: String,
     client_id: String,
     secret: String,
     http: reqwest::Client,
-    _stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
     _dir: tempfile::TempDir,
 }
 
@@ -42,34 +39,18 @@ impl Hub {
     async fn start() -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let (client_id, secret) = apps_add(dir.path(), "Reporting");
-        let mut child = Command::new(BIN)
+        let process = HubCommand::new(dir.path())
             .args(["--listen", "127.0.0.1:0", "--secret-store", "file"])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn lockstep-hub");
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = tokio::time::timeout(WAIT, stdout.next_line())
-            .await
-            .expect("ready line in time")
-            .unwrap()
-            .expect("a ready line");
-        let addr = ready
-            .strip_prefix("Lockstep hub ready at http://")
-            .and_then(|u| u.strip_suffix("/fhircast/STU3"))
-            .unwrap_or_else(|| panic!("unexpected ready line {ready:?}"))
-            .to_owned();
+            .discard_log()
+            .start()
+            .await;
+        let addr = process.addr();
         Hub {
-            child,
+            process,
             addr,
             client_id,
             secret,
             http: reqwest::Client::new(),
-            _stdout: stdout,
             _dir: dir,
         }
     }
@@ -79,7 +60,7 @@ impl Hub {
     }
 
     fn rss_kb(&self) -> u64 {
-        let pid = self.child.id().expect("running");
+        let pid = self.process.pid();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         status
             .lines()

@@ -8,15 +8,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
+use common::binary::{HubCommand, HubProcess};
 use common::{
     endpoint_of, patient_open, post_token_form, subscribe_form, token_by_basic, unsubscribe_form,
     Ws, WAIT,
@@ -24,89 +21,20 @@ use common::{
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-const BIN: &str = env!("CARGO_BIN_EXE_lockstep-hub");
-
-/// The running binary, its output collected as it comes.
-struct RunningHub {
-    child: Child,
-    hub_url: String,
-    stdout: JoinHandle<String>,
-    stderr: JoinHandle<String>,
+/// The binary at `--log debug`, its output collected as it comes.
+async fn start(data_dir: &Path) -> HubProcess {
+    HubCommand::new(data_dir)
+        .args(["--listen", "127.0.0.1:0", "--secret-store", "file"])
+        .args(["--log", "debug"])
+        .start()
+        .await
 }
 
-impl RunningHub {
-    fn start(data_dir: &Path) -> RunningHub {
-        let mut child = Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0", "--secret-store", "file"])
-            .args(["--log", "debug", "--data-dir"])
-            .arg(data_dir)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start lockstep-hub");
-        // Drain stderr all along: a full pipe would block the hub's logging.
-        let mut err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut text = String::new();
-            err.read_to_string(&mut text).expect("read stderr");
-            text
-        });
-        let (ready_tx, ready_rx) = mpsc::channel::<String>();
-        let out = child.stdout.take().unwrap();
-        let stdout = std::thread::spawn(move || {
-            let mut text = String::new();
-            for line in BufReader::new(out).lines() {
-                let line = line.expect("read stdout");
-                if let Some(url) = line.strip_prefix("Lockstep hub ready at ") {
-                    let _ = ready_tx.send(url.trim().to_owned());
-                }
-                text.push_str(&line);
-                text.push('\n');
-            }
-            text
-        });
-        let hub_url = ready_rx
-            .recv_timeout(WAIT * 4)
-            .expect("the hub prints its ready line");
-        RunningHub {
-            child,
-            hub_url,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn base(&self) -> String {
-        self.hub_url
-            .strip_suffix("/fhircast/STU3")
-            .expect("hub.url ends in /fhircast/STU3")
-            .to_owned()
-    }
-
-    /// SIGTERM, as a service manager stops it; returns stdout + stderr.
-    fn stop(self) -> String {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let mut child = self.child;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        let exit = rx.recv_timeout(WAIT * 4).unwrap_or_else(|_| {
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
-            panic!("the hub did not stop on SIGTERM");
-        });
-        assert!(exit.expect("wait").success(), "clean exit on SIGTERM");
-        let mut text = self.stdout.join().expect("stdout reader");
-        text.push_str(&self.stderr.join().expect("stderr reader"));
-        text
-    }
+/// SIGTERM, as a service manager stops it; returns stdout + stderr.
+async fn stop(mut hub: HubProcess) -> String {
+    let exit = hub.terminate().await;
+    assert!(exit.success(), "clean exit on SIGTERM");
+    hub.output_to_end().await
 }
 
 /// A token with its payload changed (more scope, another topic) and the
@@ -176,9 +104,9 @@ struct Traces {
     webhook_secret: String,
 }
 
-async fn session(hub: &RunningHub, client_id: &str, secret: &str) -> Traces {
+async fn session(hub: &HubProcess, client_id: &str, secret: &str) -> Traces {
     let http = reqwest::Client::new();
-    let token_url = format!("{}/oauth/token", hub.base());
+    let token_url = format!("{}/oauth/token", hub.base_url());
 
     // A token by client_secret_basic, and one by client_secret_post.
     let res = token_by_basic(&http, &token_url, client_id, secret).await;
@@ -385,21 +313,15 @@ async fn session(hub: &RunningHub, client_id: &str, secret: &str) -> Traces {
     }
 }
 
-#[test]
-fn no_secret_in_logs_or_data_files() {
+#[tokio::test]
+async fn no_secret_in_logs_or_data_files() {
     let data = tempfile::tempdir().unwrap();
     let (client_id, secret) = common::apps_add(data.path(), "Log Audit RIS");
-    let hub = RunningHub::start(data.path());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let traces = runtime.block_on(async {
-        tokio::time::timeout(Duration::from_secs(60), session(&hub, &client_id, &secret))
-            .await
-            .expect("the session finishes in time")
-    });
-    let logs = hub.stop();
+    let hub = start(data.path()).await;
+    let traces = tokio::time::timeout(Duration::from_secs(60), session(&hub, &client_id, &secret))
+        .await
+        .expect("the session finishes in time");
+    let logs = stop(hub).await;
 
     let secrets: Value =
         serde_json::from_slice(&std::fs::read(data.path().join("secrets.json")).unwrap()).unwrap();

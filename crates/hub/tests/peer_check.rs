@@ -163,47 +163,32 @@ async fn another_user_is_refused_over_tls_too() {
 #[tokio::test]
 async fn binary_writes_the_discovery_file_and_removes_it_at_stop() {
     use std::os::unix::fs::PermissionsExt;
-    use std::process::Stdio;
-    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    use common::binary::{free_port, HubCommand};
 
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let start = || {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_lockstep-hub"));
-        cmd.args(["--listen", &format!("127.0.0.1:{port}")])
+    let port = free_port();
+    let binary = || {
+        HubCommand::new(&dir.path().join("data"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
             .args([
                 "--secret-store",
                 "memory",
                 "--no-auth",
                 "--no-dashboard-link",
             ])
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
             .env("HOME", dir.path())
             .env("XDG_RUNTIME_DIR", dir.path().join("run"))
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        cmd.spawn().expect("spawn lockstep-hub")
     };
-    let mut hub = start();
-    let mut stdout = BufReader::new(hub.stdout.take().unwrap()).lines();
-    let ready = tokio::time::timeout(common::WAIT, stdout.next_line())
-        .await
-        .expect("ready in time")
-        .unwrap()
-        .expect("a ready line");
+    let mut hub = binary().start().await;
+    let ready = hub.ready.clone();
     assert!(ready.contains(&format!("127.0.0.1:{port}/")), "{ready}");
 
     let file = dir.path().join("run/lockstep/hub.json");
     let found: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(found["port"], port);
     assert_eq!(found["perUserPort"], false);
-    assert_eq!(found["pid"], hub.id().unwrap());
+    assert_eq!(found["pid"], hub.pid());
     assert_eq!(
         found["hubUrl"],
         format!("http://127.0.0.1:{port}/fhircast/STU3")
@@ -214,21 +199,13 @@ async fn binary_writes_the_discovery_file_and_removes_it_at_stop() {
     );
 
     // The same user again on the same port: Lockstep runs already.
-    let second = tokio::time::timeout(common::WAIT, start().wait_with_output())
-        .await
-        .expect("the second hub exits in time")
-        .unwrap();
+    let second = binary().output().await;
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains("in use by another program of yours"), "{err}");
     assert!(file.exists(), "the first hub's file stays");
 
-    // SAFETY: a signal to our own child.
-    unsafe { libc::kill(hub.id().unwrap() as i32, libc::SIGTERM) };
-    let status = tokio::time::timeout(common::WAIT, hub.wait())
-        .await
-        .expect("stops in time")
-        .unwrap();
+    let status = hub.terminate().await;
     assert!(status.success());
     assert!(!file.exists(), "removed at a clean stop");
 }

@@ -5,79 +5,27 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
+use common::binary::{free_port, unpooled_client as client, HubCommand, HubProcess};
 use common::*;
 use lockstep_hub::storage::Storage;
 use serde_json::Value;
 
-/// A free loopback port: the restarted hub must come back on the same one,
-/// as the installed hub does (4747), so apps reconnect to their endpoints.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The hub on `port` (the restarted hub must come back on the same one),
+/// auth off, secrets in memory, then `extra`.
+async fn start(dir: &Path, port: u16, extra: &[&str]) -> HubProcess {
+    start_with(dir, port, &["--no-auth", "--secret-store", "memory"], extra).await
 }
 
-/// No connection pooling: after a restart on the same port a pooled
-/// keep-alive connection would point at the dead process.
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap()
-}
-
-struct Running {
-    child: Child,
-    hub_url: String,
-}
-
-impl Drop for Running {
-    /// A failing test must not leave a hub running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path, port: u16, extra: &[&str]) -> Running {
-    start_with(dir, port, &["--no-auth", "--secret-store", "memory"], extra)
-}
-
-fn start_with(dir: &Path, port: u16, mode: &[&str], extra: &[&str]) -> Running {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir)
+async fn start_with(dir: &Path, port: u16, mode: &[&str], extra: &[&str]) -> HubProcess {
+    HubCommand::new(dir)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
         .arg("--no-dashboard-link")
         .args(mode)
         .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start lockstep-hub");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let hub_url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(
-        hub_url.starts_with("http://127.0.0.1:"),
-        "ready line: {line:?}"
-    );
-    Running { child, hub_url }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+        .start()
+        .await
 }
 
 /// Publishes and asserts a 2xx; returns the answer.
@@ -124,7 +72,7 @@ async fn subscribe_as(
 async fn kill_9_mid_stream_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut hub = start(dir.path(), port, &[]);
+    let mut hub = start(dir.path(), port, &[]).await;
     let http = client();
     let topic = topic();
     let endpoint = subscribe(&http, &hub.hub_url, &topic, "Patient-open,syncerror").await;
@@ -148,12 +96,12 @@ async fn kill_9_mid_stream_loses_no_acknowledged_event() {
     while ids.len() < 30 {
         ids.push(acked.recv().await.expect("publishes acknowledged"));
     }
-    signal(&hub.child, "-9");
+    hub.kill().await;
     let _ = stream.await;
     while let Ok(id) = acked.try_recv() {
         ids.push(id);
     }
-    let _ = hub.child.wait();
+
     drop(hub);
 
     let journal: Vec<String> = {
@@ -172,7 +120,7 @@ async fn kill_9_mid_stream_loses_no_acknowledged_event() {
         );
     }
 
-    let hub = start(dir.path(), port, &[]);
+    let hub = start(dir.path(), port, &[]).await;
     let mut ws = Ws::connect(&endpoint).await;
     let confirmation = ws.next_json().await;
     assert_eq!(confirmation["hub.mode"], "subscribe", "{confirmation}");
@@ -189,7 +137,7 @@ async fn kill_9_mid_stream_loses_no_acknowledged_event() {
         "replayed {at} of {}",
         journal.len()
     );
-    signal(&hub.child, "-TERM");
+    hub.signal("-TERM");
 }
 
 /// Past the recovery window the context is not restored; the reconnecting
@@ -198,17 +146,17 @@ async fn kill_9_mid_stream_loses_no_acknowledged_event() {
 async fn restart_past_the_window_discards_context_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut hub = start(dir.path(), port, &["--recovery-window-secs", "0"]);
+    let mut hub = start(dir.path(), port, &["--recovery-window-secs", "0"]).await;
     let http = client();
     let topic = topic();
     let endpoint = subscribe(&http, &hub.hub_url, &topic, "Patient-open,syncerror").await;
     let open = patient_open(&topic, "p-stale");
     publish(&http, &hub.hub_url, &open).await;
-    signal(&hub.child, "-TERM");
-    hub.child.wait().unwrap();
+    hub.signal("-TERM");
+    hub.exited().await;
     drop(hub);
 
-    let hub = start(dir.path(), port, &["--recovery-window-secs", "0"]);
+    let hub = start(dir.path(), port, &["--recovery-window-secs", "0"]).await;
     let mut ws = Ws::connect(&endpoint).await;
     assert_eq!(ws.next_json().await["hub.mode"], "subscribe");
     let notice = ws.next_json().await;
@@ -221,7 +169,7 @@ async fn restart_past_the_window_discards_context_and_says_so() {
     assert_eq!(issue["details"]["coding"][0]["code"], open["id"]);
     let ctx = context(&http, &hub.hub_url, &topic).await;
     assert_eq!(ctx["context.type"], "");
-    signal(&hub.child, "-TERM");
+    hub.signal("-TERM");
 }
 
 /// A clean restart within the window brings the context back exactly.
@@ -229,7 +177,7 @@ async fn restart_past_the_window_discards_context_and_says_so() {
 async fn restart_within_the_window_restores_context() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut hub = start(dir.path(), port, &[]);
+    let mut hub = start(dir.path(), port, &[]).await;
     let http = client();
     let topic = topic();
     let endpoint = subscribe(
@@ -242,11 +190,11 @@ async fn restart_within_the_window_restores_context() {
     let open = report_open(&topic, "r1", "p1");
     let answer = publish(&http, &hub.hub_url, &open).await;
     let version = answer["event"]["event"]["context.versionId"].clone();
-    signal(&hub.child, "-TERM");
-    hub.child.wait().unwrap();
+    hub.signal("-TERM");
+    hub.exited().await;
     drop(hub);
 
-    let hub = start(dir.path(), port, &[]);
+    let hub = start(dir.path(), port, &[]).await;
     let ctx = context(&http, &hub.hub_url, &topic).await;
     assert_eq!(ctx["context.type"], "DiagnosticReport");
     assert_eq!(ctx["context.versionId"], version);
@@ -254,7 +202,7 @@ async fn restart_within_the_window_restores_context() {
     ws.next_json().await;
     let replayed = ws.next_json().await;
     assert_eq!(replayed["id"], open["id"]);
-    signal(&hub.child, "-TERM");
+    hub.signal("-TERM");
 }
 
 /// An unreadable database is moved aside and the hub serves (restored
@@ -269,7 +217,7 @@ async fn corrupt_database_is_moved_aside() {
         b"this is not a database, just garbage bytes",
     )
     .unwrap();
-    let hub = start(dir.path(), free_port(), &[]);
+    let hub = start(dir.path(), free_port(), &[]).await;
     let http = client();
     subscribe(&http, &hub.hub_url, &topic(), "Patient-open").await;
     let moved = std::fs::read_dir(dir.path())
@@ -281,14 +229,14 @@ async fn corrupt_database_is_moved_aside() {
                 .starts_with("lockstep.db.corrupt-")
         });
     assert!(moved, "the bad file was moved aside");
-    signal(&hub.child, "-TERM");
+    hub.signal("-TERM");
 }
 
 /// `lockstep-hub audit export` lists a scripted session.
 #[tokio::test]
 async fn audit_export_lists_the_session() {
     let dir = tempfile::tempdir().unwrap();
-    let mut hub = start(dir.path(), free_port(), &[]);
+    let mut hub = start(dir.path(), free_port(), &[]).await;
     let http = client();
     let topic = topic();
     let endpoint = subscribe(&http, &hub.hub_url, &topic, "Patient-open").await;
@@ -309,15 +257,14 @@ async fn audit_export_lists_the_session() {
         .unwrap();
     assert_eq!(res.status(), 202);
     ws.closed().await;
-    signal(&hub.child, "-TERM");
-    hub.child.wait().unwrap();
+    hub.signal("-TERM");
+    hub.exited().await;
     drop(hub);
 
-    let out = Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
-        .args(["audit", "export", "--data-dir"])
-        .arg(dir.path())
+    let out = HubCommand::new(dir.path())
+        .args(["audit", "export"])
         .output()
-        .unwrap();
+        .await;
     assert!(out.status.success());
     let records: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()
@@ -403,7 +350,7 @@ async fn data_folder_is_private() {
     let dir = parent.path().join("data");
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let hub = start(&dir, free_port(), &[]);
+    let hub = start(&dir, free_port(), &[]).await;
     subscribe(&client(), &hub.hub_url, &topic(), "Patient-open").await;
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "data folder mode {mode:o}");
@@ -415,7 +362,7 @@ async fn data_folder_is_private() {
 async fn cli_revocation_reaches_the_running_hub() {
     let dir = tempfile::tempdir().unwrap();
     let (client_id, secret) = apps_add(dir.path(), "Dictation");
-    let hub = start_with(dir.path(), free_port(), &["--secret-store", "file"], &[]);
+    let hub = start_with(dir.path(), free_port(), &["--secret-store", "file"], &[]).await;
     let http = client();
     let base = hub.hub_url.trim_end_matches("/fhircast/STU3").to_owned();
     let token: Value = token_by_basic(&http, &format!("{base}/oauth/token"), &client_id, &secret)
@@ -430,12 +377,10 @@ async fn cli_revocation_reaches_the_running_hub() {
     let endpoint = subscribe_as(&http, &hub.hub_url, Some(access), topic, "Patient-open").await;
     let mut ws = Ws::connect(&endpoint).await;
     ws.next_json().await;
-    let removed = Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
+    let removed = HubCommand::new(dir.path())
         .args(["apps", "remove", &client_id, "--secret-store", "file"])
-        .arg("--data-dir")
-        .arg(dir.path())
         .output()
-        .unwrap();
+        .await;
     assert!(
         removed.status.success(),
         "{}",

@@ -797,32 +797,33 @@ impl Flow {
 /// refused and registers nothing; `apps forget-consent` withdraws.
 #[tokio::test]
 async fn cli_registers_a_browser_app() {
-    use std::process::Command;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap().to_owned();
     let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
+        binary::HubCommand::new(dir.path())
             .arg("apps")
             .args(args)
-            .args(["--secret-store", "file", "--data-dir", &data])
+            .args(["--secret-store", "file"])
             .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
     };
-    let (ok, _) = cli(&["add", "Bad", "--redirect-uri", "javascript:alert(1)"]);
+    let (ok, _) =
+        ok_and_stdout(cli(&["add", "Bad", "--redirect-uri", "javascript:alert(1)"]).await);
     assert!(!ok, "a bad redirect URI is refused");
-    assert_eq!(cli(&["list"]).1.trim(), "", "nothing registered");
-    let (ok, added) = cli(&[
-        "add",
-        "Web Viewer",
-        "--redirect-uri",
-        REDIRECT,
-        "--launch-url",
-        &format!("{APP_ORIGIN}/launch"),
-    ]);
+    assert_eq!(
+        ok_and_stdout(cli(&["list"]).await).1.trim(),
+        "",
+        "nothing registered"
+    );
+    let (ok, added) = ok_and_stdout(
+        cli(&[
+            "add",
+            "Web Viewer",
+            "--redirect-uri",
+            REDIRECT,
+            "--launch-url",
+            &format!("{APP_ORIGIN}/launch"),
+        ])
+        .await,
+    );
     assert!(ok, "{added}");
     assert!(added.contains("public client"), "{added}");
     assert!(!added.contains("client_secret"), "no secret: {added}");
@@ -853,10 +854,18 @@ async fn cli_registers_a_browser_app() {
     let code = code_of(&flow.decide(&token, "approve").await);
     assert_eq!(flow.exchange(&code, Some(VERIFIER)).await.0, 200);
 
-    let (ok, _) = cli(&["forget-consent", &client_id]);
+    let (ok, _) = ok_and_stdout(cli(&["forget-consent", &client_id]).await);
     assert!(ok);
     assert_eq!(flow.hub.hub.auth().smart().consent(&client_id), None);
-    assert!(!cli(&["forget-consent", "ghost"]).0);
+    assert!(!ok_and_stdout(cli(&["forget-consent", "ghost"]).await).0);
+}
+
+/// Whether a CLI run succeeded, and what it printed.
+fn ok_and_stdout(out: std::process::Output) -> (bool, String) {
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// `[[apps]]` in the system file registers a browser app (pre-approved:

@@ -8,6 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use common::binary::HubCommand;
 use common::{endpoint_of, get_json, patient_open, subscribe_form, topic, WAIT};
 use futures_util::{SinkExt, StreamExt};
 use lockstep_hub::auth::{MemoryStore, SecretStore};
@@ -342,23 +343,15 @@ async fn over_the_limit_is_503_over_tls_too() {
     hub.stop().await;
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_lockstep-hub");
-
 /// The binary: `tls cert` prints the certificate IT imports, and a hub
 /// started with `--tls` on the same data folder serves that certificate,
 /// with https in its ready line and dashboard link.
 #[tokio::test]
 async fn binary_tls_cert_then_serve_it() {
-    use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap();
-    let common = ["--data-dir", data, "--secret-store", "file"];
+    let binary = || HubCommand::new(dir.path()).args(["--secret-store", "file"]);
 
-    let out = std::process::Command::new(BIN)
-        .args(common)
-        .args(["tls", "cert", "--path"])
-        .output()
-        .unwrap();
+    let out = binary().args(["tls", "cert", "--path"]).output().await;
     assert!(
         out.status.success(),
         "{}",
@@ -366,33 +359,20 @@ async fn binary_tls_cert_then_serve_it() {
     );
     let path = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_eq!(PathBuf::from(&path), cert_file(dir.path()));
-    let out = std::process::Command::new(BIN)
-        .args(common)
-        .args(["tls", "cert"])
-        .output()
-        .unwrap();
+    let out = binary().args(["tls", "cert"]).output().await;
     assert!(out.status.success());
     let pem = String::from_utf8(out.stdout).unwrap();
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
     assert_eq!(pem, std::fs::read_to_string(&path).unwrap(), "made once");
 
-    let mut child = tokio::process::Command::new(BIN)
-        .args(common)
+    let mut hub = binary()
         .args(["--tls", "--listen", "127.0.0.1:0", "--no-persist"])
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let ready = next_line(&mut stdout).await;
-    let hub_url = ready
-        .strip_prefix("Lockstep hub ready at ")
-        .unwrap_or_else(|| panic!("{ready}"))
-        .to_owned();
+        .discard_log()
+        .start()
+        .await;
+    let hub_url = hub.hub_url.clone();
     assert!(hub_url.starts_with("https://127.0.0.1:"), "{hub_url}");
-    let link = next_line(&mut stdout).await;
+    let link = hub.stdout_line().await.expect("a line");
     assert!(link.contains(": https://127.0.0.1:"), "{link}");
 
     let res = trusting_client(&pem)
@@ -401,15 +381,5 @@ async fn binary_tls_cert_then_serve_it() {
         .await
         .expect("the printed certificate is the one served");
     assert_eq!(res.status(), 200);
-    child.kill().await.unwrap();
-}
-
-async fn next_line(
-    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
-) -> String {
-    tokio::time::timeout(WAIT, lines.next_line())
-        .await
-        .expect("a line in time")
-        .unwrap()
-        .expect("a line")
+    hub.kill().await;
 }

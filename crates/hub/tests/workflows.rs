@@ -342,33 +342,26 @@ async fn hub_killed_mid_report_apps_carry_on() {
     let dir = tempfile::tempdir().unwrap();
     let (ris_id, ris_secret) = apps_add(dir.path(), "RIS");
     let (pacs_id, pacs_secret) = apps_add(dir.path(), "PACS");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
-    let mut hub = binary::start(dir.path(), port);
-    let ris = binary::token(&http, port, &ris_id, &ris_secret).await;
-    let pacs_token = binary::token(&http, port, &pacs_id, &pacs_secret).await;
+    let port = binary::free_port();
+    let http = binary::unpooled_client();
+    let mut hub = process::start(dir.path(), port).await;
+    let ris = process::token(&http, port, &ris_id, &ris_secret).await;
+    let pacs_token = process::token(&http, port, &pacs_id, &pacs_secret).await;
     let session = ris["hub.topic"].as_str().unwrap().to_owned();
     let ris_token = ris["access_token"].as_str().unwrap().to_owned();
     let hub_url = format!("http://127.0.0.1:{port}/fhircast/STU3");
-    let endpoint = binary::subscribe(&http, &hub_url, &pacs_token, &session).await;
+    let endpoint = process::subscribe(&http, &hub_url, &pacs_token, &session).await;
     let mut pacs = Ws::connect(&endpoint).await;
     pacs.next_json().await;
 
     let open = report_open(&session, "r1", "p1");
-    let answer = binary::publish(&http, &hub_url, &ris_token, &open).await;
+    let answer = process::publish(&http, &hub_url, &ris_token, &open).await;
     let v1 = answer["event"]["event"]["context.versionId"]
         .as_str()
         .unwrap()
         .to_owned();
     let update = report_update(&session, "r1", &v1, json!([put_observation("o1")]));
-    let answer = binary::publish(&http, &hub_url, &ris_token, &update).await;
+    let answer = process::publish(&http, &hub_url, &ris_token, &update).await;
     let v2 = answer["event"]["event"]["context.versionId"]
         .as_str()
         .unwrap()
@@ -378,9 +371,9 @@ async fn hub_killed_mid_report_apps_carry_on() {
         ["DiagnosticReport-open r1", "DiagnosticReport-update r1"]
     );
 
-    hub.kill();
+    hub.kill().await;
     let _ = pacs.closed().await;
-    let _hub = binary::start(dir.path(), port);
+    let _hub = process::start(dir.path(), port).await;
     let mut pacs = Ws::connect(&endpoint).await;
     assert_eq!(pacs.next_json().await["hub.mode"], "subscribe");
     let replayed = pacs.next_event().await;
@@ -388,7 +381,7 @@ async fn hub_killed_mid_report_apps_carry_on() {
     assert_eq!(replayed["event"]["context.versionId"], v2.as_str());
     // The RIS carries on from the version it knows.
     let next = report_update(&session, "r1", &v2, json!([put_observation("o2")]));
-    let answer = binary::publish(&http, &hub_url, &ris_token, &next).await;
+    let answer = process::publish(&http, &hub_url, &ris_token, &next).await;
     assert_eq!(
         answer["event"]["event"]["context.priorVersionId"],
         v2.as_str()
@@ -564,44 +557,27 @@ async fn wait_for(
 }
 
 /// The real `lockstep-hub` binary, for the story that kills it.
-mod binary {
-    use std::io::{BufRead, BufReader};
+mod process {
     use std::path::Path;
-    use std::process::{Child, Command, Stdio};
 
     use serde_json::Value;
 
-    pub struct Running(Child);
+    use crate::common::binary::{HubCommand, HubProcess};
 
-    impl Running {
-        pub fn kill(&mut self) {
-            self.0.kill().unwrap(); // SIGKILL: no shutdown path runs.
-            self.0.wait().unwrap();
-        }
-    }
-
-    impl Drop for Running {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    pub fn start(dir: &Path, port: u16) -> Running {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(dir)
+    /// The hub on `port` (the restart comes back on the same one), with the
+    /// file secret store `apps_add` registered the apps in.
+    pub async fn start(dir: &Path, port: u16) -> HubProcess {
+        let hub = HubCommand::new(dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--no-dashboard-link", "--secret-store", "file"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start lockstep-hub");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.contains("http://127.0.0.1:"), "ready line: {line:?}");
-        Running(child)
+            .start()
+            .await;
+        assert!(
+            hub.ready.contains("http://127.0.0.1:"),
+            "ready line: {:?}",
+            hub.ready
+        );
+        hub
     }
 
     pub async fn token(http: &reqwest::Client, port: u16, id: &str, secret: &str) -> Value {

@@ -5,8 +5,8 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use fhircast::{Event, Version};
-use serde_json::{json, Value};
+use fhircast::{notification, Event, Version};
+use serde_json::{json, Map, Value};
 use tracing::info;
 
 use super::audited;
@@ -31,7 +31,7 @@ impl Hub {
     /// the matching `*-close` events as if an app had: every subscriber is
     /// told, in order. Returns how many were closed.
     pub fn close_all(&self, topic: &str) -> Result<usize, ActionError> {
-        let opens: Vec<Value> = {
+        let opens: Vec<Map<String, Value>> = {
             let state = self.lock();
             let t = state
                 .topics
@@ -41,25 +41,17 @@ impl Hub {
                 .open_contexts()
                 .iter()
                 .rev()
-                .map(|c| c.open_message["event"].clone())
+                .map(|c| c.open_message.clone())
                 .collect()
         };
         let mut closed = 0;
         for open in opens {
-            let name = open["hub.event"].as_str().unwrap_or_default();
-            let Some(anchor) = name
-                .len()
-                .checked_sub(5)
-                .filter(|&i| name.is_char_boundary(i) && name[i..].eq_ignore_ascii_case("-open"))
-                .map(|i| &name[..i])
-            else {
+            let Some(mut close) = notification::close_of(&open, &ids::uuid(), &ids::now()) else {
                 continue;
             };
-            let close = json!({
-                "timestamp": ids::now(),
-                "id": ids::uuid(),
-                "event": {"hub.topic": topic, "hub.event": format!("{anchor}-close"), "context": open["context"]},
-            });
+            // The topic as the caller named it, as an app would publish it.
+            close["event"]["hub.topic"] = topic.into();
+            let close = Value::Object(close);
             let parsed = Event::parse(close.to_string().as_bytes(), Version::Stu3);
             // A context closed meanwhile by an app is simply skipped.
             if let Ok(event) = parsed {
@@ -134,12 +126,11 @@ impl Hub {
                 let current = topic.contexts.current().map(|c| c.open_message.clone());
                 let event_id = current
                     .as_ref()
-                    .and_then(|m| m.get("id"))
-                    .and_then(Value::as_str)
+                    .and_then(notification::id)
                     .unwrap_or("unknown");
                 let event_name = current
                     .as_ref()
-                    .and_then(|m| m["event"]["hub.event"].as_str())
+                    .and_then(fhircast::notification::event_name)
                     .unwrap_or("unknown");
                 let (_, frame) = sync_error_frame(
                     &topic_id,

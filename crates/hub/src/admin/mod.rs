@@ -10,9 +10,10 @@
 //! - `roster.rs`: the subscriptions as a plain list, for the tray's menu.
 //! - `ui.rs`: the bundled UI (`ui/dist`, embedded in the binary).
 //!
-//! This module only observes the protocol state and calls `Hub` methods;
-//! what it records (recent events, departed apps, ACK latency) is kept
-//! small and bounded so that a busy hub does not grow.
+//! This module only observes the protocol state and calls `Hub` methods.
+//! `Admin` is the dashboard's recorder (`crate::recorder`): the core tells
+//! it what happened; what it keeps (recent events, departed apps, open
+//! alarms) is small and bounded so that a busy hub does not grow.
 
 mod actions;
 mod apps;
@@ -25,23 +26,21 @@ mod settings;
 mod ui;
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use axum::extract::ws::Utf8Bytes;
 use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
-use fhircast::message::AckStatus;
-use fhircast::Event;
 
 pub use actions::ActionError;
 pub use roster::SubscriberInfo;
 
+use crate::recorder::{Accepted, Durable, Recorder, SyncErrorSent};
 use crate::state::HubEvent;
 use crate::storage::{AuditAction, AuditRecord};
-use crate::topic::{Frame, Topic};
+use crate::topic::Frame;
 use crate::Hub;
 
 /// A change made through the admin API, in the audit trail with the
@@ -77,10 +76,14 @@ const RECENT_MAX: usize = 200;
 /// Departed subscriptions kept for the *Apps* view.
 const GONE_MAX: usize = 50;
 
-/// Dashboard state that lives beside the topics: credentials, and the apps
-/// that left (fed by `Hub::emit`).
+/// Dashboard state that lives beside the topics: credentials, the recent
+/// events, the apps that left and the open alarms. It is the dashboard's
+/// recorder: the core tells it what happened.
 pub(crate) struct Admin {
     creds: auth::Credentials,
+    /// The last events accepted or generated, in delivery order (the core
+    /// reports them under the hub lock).
+    recent: Mutex<Recent>,
     gone: Mutex<VecDeque<Gone>>,
     /// SyncErrors not yet acknowledged on the dashboard.
     alarms: Mutex<Alarms>,
@@ -121,6 +124,7 @@ impl Admin {
     pub(crate) fn new() -> Admin {
         Admin {
             creds: auth::Credentials::new(),
+            recent: Mutex::new(Recent::default()),
             gone: Mutex::new(VecDeque::new()),
             alarms: Mutex::new(Alarms::default()),
         }
@@ -187,84 +191,20 @@ impl Admin {
         cleared
     }
 
+    /// The recent events. Taken under the hub lock by the read model, as
+    /// the core does when it reports: always hub lock first.
+    pub(crate) fn recent(&self) -> MutexGuard<'_, Recent> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn gone(&self) -> Vec<Gone> {
         let gone = self.gone.lock().unwrap_or_else(|e| e.into_inner());
         gone.iter().rev().cloned().collect()
     }
 }
 
-/// The last ACK of a subscription, written by its channel task without the
-/// hub lock (atomics), read by the dashboard.
-#[derive(Debug, Default)]
-pub(crate) struct AckStats {
-    /// HTTP-style status of the last ACK; 0 until the first one.
-    status: AtomicU32,
-    latency_us: AtomicU64,
-    count: AtomicU64,
-    /// Notifications sent and not yet acknowledged.
-    pending: AtomicU32,
-    /// The last notification acknowledged with success: what the app shows.
-    acked: Mutex<Option<Acked>>,
-}
-
-/// An event an app acknowledged with success, for its sync state.
-#[derive(Clone, Debug)]
-pub(crate) struct Acked {
-    pub event: Utf8Bytes,
-    pub id: Utf8Bytes,
-    pub version: Option<Utf8Bytes>,
-    pub at: SystemTime,
-}
-
-impl AckStats {
-    /// After a success ACK: the app now shows this event's context.
-    pub(crate) fn acked(&self, acked: Acked) {
-        *self.acked.lock().unwrap_or_else(|e| e.into_inner()) = Some(acked);
-    }
-
-    pub(crate) fn last_acked(&self) -> Option<Acked> {
-        self.acked.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub(crate) fn set_pending(&self, n: usize) {
-        self.pending
-            .store(u32::try_from(n).unwrap_or(u32::MAX), Ordering::Relaxed);
-    }
-
-    pub(crate) fn pending(&self) -> u32 {
-        self.pending.load(Ordering::Relaxed)
-    }
-
-    /// The status of the last ACK, if there was one.
-    pub(crate) fn last_status(&self) -> Option<u32> {
-        self.last().map(|(status, _, _)| status)
-    }
-
-    pub(crate) fn record(&self, status: &AckStatus, latency: Duration) {
-        let code = match status {
-            AckStatus::Success(c) | AckStatus::Failure(c) => *c,
-        };
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        self.latency_us.store(micros, Ordering::Relaxed);
-        self.status.store(u32::from(code), Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// `(status, latency in ms, number of ACKs)`, once there was an ACK.
-    fn last(&self) -> Option<(u32, f64, u64)> {
-        let count = self.count.load(Ordering::Relaxed);
-        (count > 0).then(|| {
-            (
-                self.status.load(Ordering::Relaxed),
-                self.latency_us.load(Ordering::Relaxed) as f64 / 1000.0,
-                count,
-            )
-        })
-    }
-}
-
-/// The last events the hub accepted or generated, oldest first, kept under
-/// the hub lock so that their order is the delivery order.
+/// The last events the hub accepted or generated, oldest first, recorded
+/// under the hub lock so that their order is the delivery order.
 #[derive(Default)]
 pub(crate) struct Recent {
     items: VecDeque<Recorded>,
@@ -328,49 +268,65 @@ impl Recent {
     }
 }
 
-/// Records a publish and the derived opens that went out with it. `told`
-/// is who `deliver` sent the event to (nobody while paused); for derived
-/// opens this follows `deliver`'s rule: a subscriber of the event itself
-/// never gets the derived ones.
-pub(crate) fn record_publish(
-    recent: &mut Recent,
-    event: &Event,
-    topic: &Topic,
-    frame: &Frame,
-    derived: &[(String, Frame)],
-    told: Vec<Arc<str>>,
-    held: bool,
-) {
-    let (topic_id, folded) = (&event.topic, event.name.folded());
-    let name = |f: &Frame| f.ack.as_ref().map(|a| a.1.to_string()).unwrap_or_default();
-    recent.push(Recorded {
-        topic: topic_id.to_owned(),
-        direction: "in",
-        name: event.name.to_string(),
-        delivered_to: told,
-        held,
-        text: frame.text.clone(),
-        ..Recorded::default()
-    });
-    for (derived_name, f) in derived {
-        let to: Vec<Arc<str>> = topic
-            .subscriptions
-            .values()
-            .filter(|s| s.conn.is_some() && !s.events.contains_folded(folded))
-            .filter(|s| s.events.contains_folded(derived_name))
-            .map(|s| s.label())
-            .collect();
-        if !to.is_empty() {
-            recent.push(Recorded {
-                topic: topic_id.to_owned(),
-                direction: "derived",
-                name: name(f),
-                delivered_to: to,
-                held,
-                text: f.text.clone(),
-                ..Recorded::default()
-            });
+impl Recorder for Admin {
+    /// Records a publish and the derived opens that went out with it.
+    /// `told` is who `deliver` sent the event to (nobody while paused);
+    /// for derived opens this follows `deliver`'s rule: a subscriber of
+    /// the event itself never gets the derived ones.
+    fn accepted(&self, a: &Accepted<'_>) -> Option<Durable> {
+        let (topic_id, folded) = (&a.event.topic, a.event.name.folded());
+        let name = |f: &Frame| f.ack.as_ref().map(|a| a.1.to_string()).unwrap_or_default();
+        let mut recent = self.recent();
+        recent.push(Recorded {
+            topic: topic_id.to_owned(),
+            direction: "in",
+            name: a.event.name.to_string(),
+            delivered_to: a.told.to_vec(),
+            held: a.held,
+            text: a.frame.text.clone(),
+            ..Recorded::default()
+        });
+        for (derived_name, f) in a.derived {
+            let to: Vec<Arc<str>> = a
+                .topic
+                .subscriptions
+                .values()
+                .filter(|s| s.conn.is_some() && !s.events.contains_folded(folded))
+                .filter(|s| s.events.contains_folded(derived_name))
+                .map(|s| s.label())
+                .collect();
+            if !to.is_empty() {
+                recent.push(Recorded {
+                    topic: topic_id.to_owned(),
+                    direction: "derived",
+                    name: name(f),
+                    delivered_to: to,
+                    held: a.held,
+                    text: f.text.clone(),
+                    ..Recorded::default()
+                });
+            }
         }
+        None
+    }
+
+    fn sync_error(&self, s: &SyncErrorSent<'_>) {
+        let about = Some(s.subscriber.to_owned());
+        let told = s.told.to_vec();
+        let recorded = Recorded::out(s.topic, "SyncError", &s.frame.text, about, told);
+        self.recent().push(recorded);
+    }
+
+    fn announced(&self, event: &HubEvent) {
+        self.observe(event);
+    }
+}
+
+impl Hub {
+    /// The dashboard's state; `Hub::new` always installs it.
+    pub(crate) fn admin(&self) -> &Admin {
+        self.recorder::<Admin>()
+            .expect("Hub::new installs the dashboard's recorder")
     }
 }
 

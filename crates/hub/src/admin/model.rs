@@ -37,12 +37,13 @@ pub(crate) fn read_model(hub: &Hub, since: u64) -> Value {
             .iter()
             .map(|(id, t)| topic_json(hub, id, t, paused))
             .collect();
-        let last_seq = state.recent.next_seq;
+        // Under the hub lock, so the events match the topics.
+        let recent = hub.admin().recent();
         (
             topics,
-            state.recent.since(since),
+            recent.since(since),
             state.paused.is_some(),
-            last_seq,
+            recent.next_seq,
         )
     };
     // The clinician's session first, then the others by id.
@@ -244,7 +245,7 @@ fn settings(hub: &Hub) -> Value {
 /// `GET /admin/api/events.ndjson`: the recent events, oldest first, one
 /// JSON object per line.
 pub(crate) async fn export(State(hub): State<Hub>) -> Response {
-    let events = hub.lock().recent.since(0);
+    let events = hub.admin().recent().since(0);
     let mut body = String::new();
     for e in &events {
         body.push_str(&event_json(e).to_string());

@@ -4,7 +4,7 @@
 //! file); a key IT locked is refused with 403. Files are re-read on each
 //! call, so the answer shows what the next start will use beside what the
 //! hub runs with now. The ACK timeout and the grace period apply at once
-//! (`settings::LiveTimeouts`); every other change when the hub (or, for the
+//! (`state::LiveTimeouts`); every other change when the hub (or, for the
 //! tray keys, the tray app) next starts: the hub reads its `Config` once.
 
 use axum::extract::State;

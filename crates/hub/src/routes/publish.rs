@@ -93,8 +93,8 @@ pub async fn handle(
     match api.hub.publish(event) {
         Ok(mut published) => {
             // Durability rule: the event is on disk before the 2xx.
-            if let Some(journaled) = published.journaled.take() {
-                if let Err(e) = journaled.await {
+            if let Some(durable) = published.durable.take() {
+                if let Err(e) = durable.await {
                     tracing::error!(error = %e, "event delivered but not journaled");
                     let e = ApiError::new(
                         StatusCode::INTERNAL_SERVER_ERROR,

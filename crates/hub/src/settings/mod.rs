@@ -31,7 +31,7 @@
 //! `start.rs` (`prepare`: the files under a front end's own keys, the
 //! start-up checks), `provision.rs` (`[[apps]]` into the registry),
 //! `write.rs` (the user file written back with `toml_edit`), `live.rs`
-//! (`LiveTimeouts`).
+//! (`LiveTimeouts::apply`: a save reaching the running hub).
 
 mod file;
 mod layout;
@@ -49,7 +49,6 @@ use crate::Config;
 
 pub use file::FileError;
 pub use layout::{Layout, Os, FILE_NAME};
-pub(crate) use live::LiveTimeouts;
 pub use live::LIVE_KEYS;
 pub use start::{SettingsFiles, StartError};
 pub use values::{AppEntry, Source, Values, KEYS, TRAY_KEYS};

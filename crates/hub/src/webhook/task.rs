@@ -20,10 +20,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep, timeout, Duration, Instant};
 use tracing::{debug, warn};
 
-use super::{deny, Hook, Secret, Target};
-use crate::admin::AckStats;
+use super::denial::deny;
+use super::{Hook, Secret, Target};
 use crate::ids::short;
 use crate::sync_error::{Expect, Failure};
+use crate::topic::AckStats;
 use crate::topic::{Close, Frame};
 use crate::Hub;
 

@@ -2,6 +2,8 @@
 //! WebSocket clients. Every wait is bounded and waits on the event itself.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,6 +16,10 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+// Not every test that includes the harness uses these.
+#[allow(unused_imports)]
+pub use binary::{apps_add, printed_field, run_to_exit};
 
 /// How long any single expected event may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -394,53 +400,6 @@ pub async fn token_by_basic(
         .send()
         .await
         .expect("POST token")
-}
-
-/// Runs the real `lockstep-hub` binary with `args` to its exit (bounded),
-/// RUST_LOG unset; returns its output.
-pub async fn run_to_exit(args: &[&str]) -> std::process::Output {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn lockstep-hub");
-    tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .expect("exits in time")
-        .expect("output")
-}
-
-/// `lockstep-hub apps add NAME` with the file store in `data_dir`: the
-/// printed (client_id, client_secret).
-pub fn apps_add(data_dir: &std::path::Path, name: &str) -> (String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockstep-hub"))
-        .args(["apps", "add", name, "--secret-store", "file", "--data-dir"])
-        .arg(data_dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run lockstep-hub apps add");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "apps add failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        printed_field(&stdout, "client_id:"),
-        printed_field(&stdout, "client_secret:"),
-    )
-}
-
-/// What the CLI printed after `label` (e.g. `client_id:`) on a line.
-pub fn printed_field(stdout: &str, label: &str) -> String {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(label))
-        .map(|v| v.trim().to_owned())
-        .unwrap_or_else(|| panic!("no {label} in {stdout}"))
 }
 
 /// A fresh, unguessable topic.

@@ -2,7 +2,7 @@
 //! in any order never panic, the versionId chain of every context is
 //! consistent, and a refused event changes nothing at all.
 
-use fhircast::{Event, EventKind, Version as Edition};
+use crate::{Event, EventKind, Version as Edition};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -221,7 +221,7 @@ proptest! {
                 },
                 EventKind::Close(t) => match stack.close(&event, &t) {
                     Ok(()) => {
-                        let (_, id) = fhircast::validate::resource_type_and_id(&event.context()[0]["resource"]).expect("built with an id");
+                        let (_, id) = crate::validate::resource_type_and_id(&event.context()[0]["resource"]).expect("built with an id");
                         prop_assert!(stack.open_contexts().iter().all(|c| !(c.anchor_type.eq_ignore_ascii_case(&t) && c.anchor_id == id)));
                         false
                     }

@@ -6,8 +6,8 @@
 //! back to an older one. Each open context carries its `context.versionId`
 //! and its shared content. Pure logic, no I/O: the caller supplies fresh ids.
 
-use fhircast::validate::{anchor_reference, parse_reference, resource_type_and_id};
-use fhircast::{catalog, Content, Event, ResourceKey};
+use crate::validate::{anchor_reference, parse_reference, resource_type_and_id};
+use crate::{catalog, Content, Event, ResourceKey};
 use serde_json::{json, Map, Value};
 
 /// The most open contexts a topic keeps; opening one more drops the oldest
