@@ -9,10 +9,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use std::sync::Arc;
-
-use lockstep_hub::auth::SecretStore;
-use lockstep_hub::settings::{FileError, Layout, Settings, SettingsFiles, StartError, TRAY_KEYS};
+use lockstep_hub::launch::{Launch, LaunchError};
+use lockstep_hub::settings::{FileError, Layout, Settings, SettingsFiles, TRAY_KEYS};
 use lockstep_hub::Config;
 
 pub const LISTEN_ENV: &str = "LOCKSTEP_LISTEN";
@@ -108,36 +106,38 @@ pub fn load(layout: Option<&Layout>) -> Loaded {
 }
 
 /// The hub's `Config`: the defaults, then the settings files, then the
-/// environment (`Settings::prepare`, as `lockstep-hub` does). The dashboard
-/// can edit the files when `layout` is known.
+/// environment (`Launch::configure`, as `lockstep-hub` does). The
+/// dashboard can edit the files when `layout` is known.
 pub fn hub_config(
     settings: &Settings,
     overrides: &Overrides,
     layout: Option<Layout>,
-    data: PathBuf,
-    store: Arc<dyn SecretStore>,
-) -> Result<Config, StartError> {
+    launch: &Launch,
+) -> Result<Config, LaunchError> {
     let listen = overrides.listen.unwrap_or_else(|| {
         Config::DEFAULT_LISTEN
             .parse()
             .expect("a valid default address")
     });
-    let mut config = Config::new(listen, data);
-    config.secret_store = store;
     let files = layout.map(|layout| SettingsFiles {
         layout,
         from_flags: overrides.keys(),
     });
-    settings.prepare(&mut config, files)?;
-    Ok(config)
+    launch.configure(listen, |_| {}, settings, files)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lockstep_hub::settings::StartError;
 
-    fn memory() -> Arc<dyn SecretStore> {
-        Arc::new(lockstep_hub::auth::store::MemoryStore::default())
+    /// A launch with the data folder `data` (not made) and a memory store.
+    fn launch(data: &Path) -> Launch {
+        Launch {
+            data_dir: data.to_path_buf(),
+            store: std::sync::Arc::new(lockstep_hub::auth::store::MemoryStore::default()),
+            store_warning: None,
+        }
     }
 
     fn files(system: &str, user: &str) -> (tempfile::TempDir, Layout) {
@@ -171,8 +171,7 @@ mod tests {
             &loaded.settings,
             &o,
             Some(layout.clone()),
-            "/tmp/x".into(),
-            memory(),
+            &launch(Path::new("/tmp/x")),
         )
         .unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:5000");
@@ -192,8 +191,7 @@ mod tests {
             &loaded.settings,
             &o,
             Some(layout),
-            "/tmp/x".into(),
-            memory(),
+            &launch(Path::new("/tmp/x")),
         )
         .unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:6001");
@@ -206,16 +204,16 @@ mod tests {
         let o = Overrides::from_lookup(&|_| None);
         let (_dir, layout) = files("address = \"0.0.0.0\"\n", "");
         let loaded = load(Some(&layout));
-        let e = hub_config(&loaded.settings, &o, None, "/tmp/x".into(), memory()).unwrap_err();
+        let e = hub_config(&loaded.settings, &o, None, &launch(Path::new("/tmp/x"))).unwrap_err();
         assert!(
-            matches!(e, StartError::NotLoopback(ip) if ip.is_unspecified()),
+            matches!(e, LaunchError::Settings(StartError::NotLoopback(ip)) if ip.is_unspecified()),
             "{e}"
         );
 
         let data = tempfile::tempdir().unwrap();
         let (_dir, layout) = files("", "tls = true\n");
         let loaded = load(Some(&layout));
-        let c = hub_config(&loaded.settings, &o, None, data.path().into(), memory()).unwrap();
+        let c = hub_config(&loaded.settings, &o, None, &launch(data.path())).unwrap();
         assert!(c.tls);
         let pem = std::fs::read_to_string(data.path().join("lockstep-hub.crt")).unwrap();
         assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");

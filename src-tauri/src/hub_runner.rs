@@ -1,12 +1,15 @@
-//! Runs `lockstep_hub` in-process: binds the port up front (so a taken
-//! port is a clear message, not a background failure), serves with
-//! `server::run` on the async runtime, and stops it when asked, waiting
-//! for every WebSocket to get its close frame.
+//! Runs `lockstep_hub` in-process: `launch` binds the port up front (so a
+//! taken port is a clear message, not a background failure), the hub
+//! serves on the async runtime, and stops when asked, waiting for every
+//! WebSocket to get its close frame.
 
 use std::io;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use lockstep_hub::{server, Config, Hub};
+use lockstep_hub::launch::{Launch, Started};
+use lockstep_hub::settings::Settings;
+use lockstep_hub::{Config, Hub};
 use tokio::sync::oneshot;
 
 /// How long Quit waits for the hub to close its sockets and flush.
@@ -14,66 +17,50 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Running {
     pub hub: Hub,
+    /// `http://ADDR/fhircast/STU3` (`https` when the settings turn TLS on).
+    pub hub_url: String,
     stop: oneshot::Sender<()>,
     task: tauri::async_runtime::JoinHandle<io::Result<()>>,
     /// Where this session's hub listens when not where configured, in words
     /// ("port 4747 is used by another user's Lockstep; this session uses …").
     pub note: Option<String>,
+    /// The discovery file `launch` wrote (into `discovery_dir`).
+    pub discovery: Option<PathBuf>,
 }
 
-/// Binds `config.listen` and starts serving. The error is a sentence for
-/// the tray and the notification.
-pub fn start(mut config: Config) -> Result<Running, String> {
-    // Another OS user's hub on the port (fast user switching, a multi-
-    // session host): this session moves to its per-user port and says so.
-    let bound = lockstep_hub::peer::bind_for_this_user_std(config.listen)?;
-    let note = bound.note();
-    if let Some(note) = &note {
-        tracing::warn!("{note}");
-    }
-    let listener = bound.listener;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    if let Ok(bound) = listener.local_addr() {
-        config.listen = bound; // port 0 in tests: links need the real port
-    }
-    // A damaged database with no good copy: the stopped state naming the
-    // file, never a hub that comes up with no registered apps (issue 14).
-    if config.persist {
-        if let Err(e @ lockstep_hub::storage::StorageError::Unrecoverable { .. }) =
-            lockstep_hub::storage::Storage::open(&config.data_dir)
-        {
-            return Err(e.to_string());
-        }
-    }
-    let hub = Hub::new(config);
+/// Binds `config.listen`, makes the hub with the settings files' `[[apps]]`
+/// and starts serving (`Launch::start`, as `lockstep-hub` does). The error
+/// is a sentence for the tray and the notification.
+pub fn start(
+    config: Config,
+    settings: &Settings,
+    discovery_dir: Option<PathBuf>,
+) -> Result<Running, String> {
+    let started = Launch::start(config, settings, discovery_dir).map_err(|e| e.to_string())?;
+    Ok(serve(started))
+}
+
+fn serve(started: Started) -> Running {
+    let hub = started.hub.clone();
+    let hub_url = started.hub_url();
+    let note = started.note.clone();
+    let discovery = started.discovery_file();
     let (stop, stopped) = oneshot::channel::<()>();
-    let serving = hub.clone();
-    let task = tauri::async_runtime::spawn(async move {
-        let listener = tokio::net::TcpListener::from_std(listener)?;
-        let shutdown = async {
-            // Dropping the sender (the app going away) also stops the hub.
-            let _ = stopped.await;
-        };
-        server::run(listener, serving, shutdown).await
-    });
-    Ok(Running {
+    let task = tauri::async_runtime::spawn(started.run(async {
+        // Dropping the sender (the app going away) also stops the hub.
+        let _ = stopped.await;
+    }));
+    Running {
         hub,
+        hub_url,
         stop,
         task,
         note,
-    })
+        discovery,
+    }
 }
 
 impl Running {
-    /// `http://ADDR/fhircast/STU3` (`https` when the settings turn TLS on).
-    pub fn hub_url(&self) -> String {
-        let addr = self.hub.local_addr().unwrap_or(self.hub.config().listen);
-        let scheme = self.hub.config().http_scheme();
-        format!("{scheme}://{addr}{}", server::STU3_PATH)
-    }
-
     /// Stops serving and waits (bounded) for `run` to return.
     pub async fn stop(self) {
         let _ = self.stop.send(());
@@ -99,10 +86,15 @@ mod tests {
     #[tokio::test]
     async fn serves_then_stops_cleanly() {
         let dir = tempfile::tempdir().unwrap();
-        let running = start(config("127.0.0.1:0", dir.path())).unwrap();
+        let running = start(
+            config("127.0.0.1:0", dir.path()),
+            &Settings::default(),
+            None,
+        )
+        .unwrap();
         let addr = running.hub.config().listen;
         assert_ne!(addr.port(), 0);
-        assert!(running.hub_url().ends_with("/fhircast/STU3"));
+        assert!(running.hub_url.ends_with("/fhircast/STU3"));
         // The port answers HTTP while running...
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -122,7 +114,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap().to_string();
-        let err = start(config(&addr, dir.path())).err().expect("refused");
+        let err = start(config(&addr, dir.path()), &Settings::default(), None)
+            .err()
+            .expect("refused");
         // Held by this same user: not moved to a per-user port, an error.
         assert!(err.contains("running already"), "{err}");
         assert!(

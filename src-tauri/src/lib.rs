@@ -1,6 +1,7 @@
 //! Lockstep's tray app: a thin Tauri shell over `lockstep_hub`.
 //!
-//! - `hub_runner.rs` runs the hub in-process on the configured port.
+//! - `hub_runner.rs` runs the hub in-process on the configured port
+//!   (started by `lockstep_hub::launch`, as `lockstep-hub` is).
 //! - `model.rs` turns hub events and a snapshot into
 //!   what the tray shows: pure, tested without a display.
 //! - `notify.rs`: which events notify, and the rate limit.
@@ -24,15 +25,17 @@ mod window;
 #[cfg(all(test, feature = "test"))]
 mod mock_tests;
 
-use lockstep_hub::auth::store::{open_store, StoreChoice};
-use lockstep_hub::settings::StartError;
+use std::path::PathBuf;
+
+use lockstep_hub::auth::store::StoreChoice;
+use lockstep_hub::launch::{Launch, LaunchError};
+use lockstep_hub::settings::{Layout, Settings, StartError};
 use lockstep_hub::Config;
 use tauri::{AppHandle, Builder, Manager, RunEvent, Runtime};
 
 use crate::config::Overrides;
 use crate::paths::Paths;
 use crate::shell::Shell;
-use lockstep_hub::discovery_file::{write_discovery, Discovery};
 
 /// Opens the dashboard as soon as the app starts (end-to-end tests,
 /// screenshots); normally the app starts quietly in the tray.
@@ -118,7 +121,18 @@ fn setup<R: Runtime>(app: &AppHandle<R>, paths: Option<Paths>) -> tauri::Result<
             "the system settings file is not valid: {e} (managed by your IT department; \
              the hub does not start without its managed settings)"
         )),
-        None => start_hub(&loaded.settings, &overrides, layout.clone(), data),
+        None => {
+            // The documented contract (README "Discovery file"), the same
+            // file `lockstep-hub` writes.
+            let discovery_dir = paths.as_ref().map(|p| p.runtime.clone());
+            start_hub(
+                &loaded.settings,
+                &overrides,
+                layout.clone(),
+                data,
+                discovery_dir,
+            )
+        }
     };
     if let Err(why) = &started {
         tracing::error!("the hub did not start: {why}");
@@ -146,21 +160,7 @@ fn setup<R: Runtime>(app: &AppHandle<R>, paths: Option<Paths>) -> tauri::Result<
     }
     let autostart = sync_autostart(app, &loaded);
     let shell = Shell::new(started, loaded.settings, layout, paths, autostart);
-    if let (Some(hub), Some(url), Some(p)) = (&shell.hub, &shell.hub_url, &shell.paths) {
-        // The documented contract (README "Discovery file"), the same file
-        // `lockstep-hub` writes.
-        let port = hub.local_addr().map_or(0, |a| a.port());
-        let discovery = Discovery {
-            hub_url: url.clone(),
-            topic: hub.session_topic().to_owned(),
-            pid: std::process::id(),
-            port,
-            per_user_port: moved.is_some(),
-        };
-        match write_discovery(&p.runtime, &discovery) {
-            Ok(path) => shell.set_discovery(path),
-            Err(e) => tracing::warn!("cannot write the discovery file: {e}"),
-        }
+    if let Some(url) = &shell.hub_url {
         tracing::info!("Lockstep hub ready at {url}");
     }
     app.manage(shell);
@@ -218,29 +218,25 @@ fn sync_autostart<R: Runtime>(app: &AppHandle<R>, loaded: &config::Loaded) -> bo
 
 /// Starts the hub with the settings files' values (and the environment's):
 /// loopback only, the OS data folder shared with `lockstep-hub`, the chosen
-/// secret store, then the apps IT pre-registers.
+/// secret store, then the apps IT pre-registers; `lockstep_hub::launch`,
+/// as `lockstep-hub` does, in the tray's words.
 fn start_hub(
-    settings: &lockstep_hub::settings::Settings,
+    settings: &Settings,
     overrides: &Overrides,
-    layout: Option<lockstep_hub::settings::Layout>,
-    data: Option<std::path::PathBuf>,
+    layout: Option<Layout>,
+    data: Option<PathBuf>,
+    discovery_dir: Option<PathBuf>,
 ) -> Result<hub_runner::Running, String> {
-    let data = data.ok_or("no data folder could be determined")?;
-    std::fs::create_dir_all(&data)
-        .map_err(|e| format!("cannot create data folder {}: {e}", data.display()))?;
     let choice: StoreChoice = overrides.secret_store().parse()?;
-    let (store, warning) = open_store(choice, &data).map_err(|e| e.to_string())?;
-    if let Some(w) = warning {
+    let launch = Launch::open(data, choice).map_err(|e| e.to_string())?;
+    if let Some(w) = &launch.store_warning {
         tracing::warn!("{w}");
     }
-    let config =
-        config::hub_config(settings, overrides, layout, data, store).map_err(|e| match e {
-            StartError::NotLoopback(ip) => {
-                format!("{ip} is not a loopback address; the tray app serves this workstation only")
-            }
-            StartError::Tls(e) => e.to_string(),
-        })?;
-    let running = hub_runner::start(config)?;
-    settings.provision_into(&running.hub);
-    Ok(running)
+    let config = config::hub_config(settings, overrides, layout, &launch).map_err(|e| match e {
+        LaunchError::Settings(StartError::NotLoopback(ip)) => {
+            format!("{ip} is not a loopback address; the tray app serves this workstation only")
+        }
+        e => e.to_string(),
+    })?;
+    hub_runner::start(config, settings, discovery_dir)
 }

@@ -31,7 +31,7 @@ fn app_with(
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
     config.persist = persist;
-    let running = crate::hub_runner::start(config).expect("hub starts");
+    let running = crate::hub_runner::start(config, &Settings::default(), None).expect("hub starts");
     let hub = running.hub.clone();
     let shell = Shell::new(Ok(running), settings, layout, None, false);
     let app = mock_builder()
@@ -259,7 +259,7 @@ fn a_stopped_hub_still_has_a_working_menu() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = Config::new(taken.local_addr().unwrap(), dir.path().to_path_buf());
-    let started = crate::hub_runner::start(config);
+    let started = crate::hub_runner::start(config, &Settings::default(), None);
     let shell = Shell::new(started, Settings::default(), None, None, false);
     let app = mock_builder()
         .manage(shell)

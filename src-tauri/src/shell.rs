@@ -58,8 +58,9 @@ impl Shell {
         paths: Option<Paths>,
         autostart: bool,
     ) -> Shell {
+        let discovery = started.as_ref().ok().and_then(|r| r.discovery.clone());
         let (hub, hub_url, stopped, running) = match started {
-            Ok(r) => (Some(r.hub.clone()), Some(r.hub_url()), None, Some(r)),
+            Ok(r) => (Some(r.hub.clone()), Some(r.hub_url.clone()), None, Some(r)),
             Err(why) => (None, None, Some(why), None),
         };
         Shell {
@@ -74,7 +75,7 @@ impl Shell {
                 settings,
                 layout,
                 autostart,
-                discovery: None,
+                discovery,
                 close_all_armed: None,
             }),
             nudge: Notify::new(),
@@ -89,10 +90,6 @@ impl Shell {
     /// Ask the follow task to redraw the tray.
     pub fn nudge(&self) {
         self.nudge.notify_one();
-    }
-
-    pub fn set_discovery(&self, path: PathBuf) {
-        self.lock().discovery = Some(path);
     }
 
     /// Removes the discovery file (idempotent).

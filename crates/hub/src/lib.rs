@@ -25,6 +25,7 @@ mod durability;
 mod error;
 mod guard;
 pub mod ids;
+pub mod launch;
 mod listener;
 pub mod peer;
 mod persist;
