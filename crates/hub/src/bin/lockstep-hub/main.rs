@@ -143,6 +143,9 @@ fn main() -> ExitCode {
         .then(lockstep_hub::discovery_file::discovery_dir)
         .flatten();
     runtime.block_on(async move {
+        // Before anything says ready: a SIGTERM right after the ready line
+        // must stop the hub cleanly (discovery file removed, state saved).
+        let stop = server::shutdown_signal();
         let started = match Launch::start(config, &settings, discovery_dir) {
             Ok(started) => started,
             Err(e) => {
@@ -154,7 +157,7 @@ fn main() -> ExitCode {
         if print_link {
             println!("Dashboard (one-time link): {}", started.hub.one_time_link());
         }
-        match started.run(server::shutdown_signal()).await {
+        match started.run(stop).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
