@@ -177,7 +177,7 @@ async fn subscribe(http: &reqwest::Client, url: &str, topic: &str, name: &str) -
 async fn sigterm_closes_sockets_with_1001_and_exits_0() {
     let mut hub = Proc::start(&["--listen", "127.0.0.1:0", "--no-auth"]).await;
     let url = hub.hub_url();
-    let http = reqwest::Client::new();
+    let http = lockstep_hub::tls::http_client().build().unwrap();
     let topic = topic();
     let mut apps = Vec::new();
     for name in ["RIS", "PACS"] {

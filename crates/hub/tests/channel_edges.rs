@@ -133,7 +133,7 @@ async fn a_flood_of_bad_frames_cannot_flood_the_log() {
         .read_line(&mut line)
         .unwrap();
     let hub_url = line.trim().rsplit(' ').next().unwrap().to_owned();
-    let http = reqwest::Client::new();
+    let http = lockstep_hub::tls::http_client().build().unwrap();
     let res = http
         .post(&hub_url)
         .form(&subscribe_form(&topic(), "Patient-open"))

@@ -60,7 +60,7 @@ fn start(dir: &Path, port: u16) -> Running {
 
 /// No pooling: the restarted hub is a new process on the same port.
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    lockstep_hub::tls::http_client()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap()

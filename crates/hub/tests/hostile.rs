@@ -68,7 +68,7 @@ impl Hub {
             addr,
             client_id,
             secret,
-            http: reqwest::Client::new(),
+            http: lockstep_hub::tls::http_client().build().unwrap(),
             _stdout: stdout,
             _dir: dir,
         }

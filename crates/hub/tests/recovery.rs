@@ -26,7 +26,7 @@ fn free_port() -> u16 {
 /// No connection pooling: after a restart on the same port a pooled
 /// keep-alive connection would point at the dead process.
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    lockstep_hub::tls::http_client()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap()

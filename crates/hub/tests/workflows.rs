@@ -347,7 +347,7 @@ async fn hub_killed_mid_report_apps_carry_on() {
         .local_addr()
         .unwrap()
         .port();
-    let http = reqwest::Client::builder()
+    let http = lockstep_hub::tls::http_client()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
