@@ -173,8 +173,8 @@ pub fn http_client() -> reqwest::ClientBuilder {
 }
 
 /// Makes ring the process's default rustls provider unless one is already
-/// installed. Call before building any `reqwest` client by other means.
-pub fn install_crypto_provider() {
+/// installed.
+fn install_crypto_provider() {
     if CryptoProvider::get_default().is_none() {
         // Losing a race to another thread's install is fine: one is set.
         let _ = ring::default_provider().install_default();
