@@ -68,6 +68,8 @@ async fn run(args: Args) -> Result<(), String> {
         args.no_ack,
         args.subscribers.clamp(1, 32),
     ));
+    // Built with the hub, reqwest has TLS without a provider of its own.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))

@@ -161,6 +161,26 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }
 
+/// A builder for the hub's outgoing HTTP clients (JWKS fetches, webhooks),
+/// verifying servers against the OS trust store. reqwest is built without
+/// a crypto provider of its own (no aws-lc-rs) and panics when a client is
+/// built before one is installed: this installs ring, the one the hub's own
+/// TLS uses, as the process default first. A provider an embedding program
+/// installed earlier stays.
+pub fn http_client() -> reqwest::ClientBuilder {
+    install_crypto_provider();
+    reqwest::Client::builder()
+}
+
+/// Makes ring the process's default rustls provider unless one is already
+/// installed.
+fn install_crypto_provider() {
+    if CryptoProvider::get_default().is_none() {
+        // Losing a race to another thread's install is fine: one is set.
+        let _ = ring::default_provider().install_default();
+    }
+}
+
 fn new_key(store: &dyn SecretStore) -> Result<KeyPair, TlsError> {
     let key = KeyPair::generate().map_err(|e| TlsError::Cert(e.to_string()))?;
     store.set(KEY_NAME, &key.serialize_pem())?;

@@ -112,7 +112,7 @@ async fn a_one_time_link_works_once_and_sets_a_strict_cookie() {
     let link = hub.url(&link[at..]);
     let code = link.rsplit('=').next().unwrap();
     assert!(code.len() >= 32, "at least 128 bits");
-    let client = reqwest::Client::builder()
+    let client = lockstep_hub::tls::http_client()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
@@ -158,7 +158,7 @@ async fn a_one_time_link_works_once_and_sets_a_strict_cookie() {
 #[tokio::test]
 async fn the_ui_is_served_from_the_binary() {
     let hub = TestHub::start().await;
-    let client = reqwest::Client::builder()
+    let client = lockstep_hub::tls::http_client()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

@@ -412,7 +412,10 @@ async fn an_app_from_the_system_file_gets_a_token_with_its_secret() {
         .start()
         .await;
     let base = hub.base_url();
-    let (http, token_url) = (reqwest::Client::new(), format!("{base}/oauth/token"));
+    let (http, token_url) = (
+        lockstep_hub::tls::http_client().build().unwrap(),
+        format!("{base}/oauth/token"),
+    );
     let form = |secret| {
         [
             ("grant_type", "client_credentials"),

@@ -95,7 +95,7 @@ async fn sigterm_closes_sockets_with_1001_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let mut hub = start(&dir, &["--listen", "127.0.0.1:0", "--no-auth"]).await;
     let url = hub.hub_url.clone();
-    let http = reqwest::Client::new();
+    let http = lockstep_hub::tls::http_client().build().unwrap();
     let topic = topic();
     let mut apps = Vec::new();
     for name in ["RIS", "PACS"] {

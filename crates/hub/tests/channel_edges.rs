@@ -118,7 +118,7 @@ async fn a_flood_of_bad_frames_cannot_flood_the_log() {
         .start()
         .await;
     let hub_url = hub.hub_url.clone();
-    let http = reqwest::Client::new();
+    let http = lockstep_hub::tls::http_client().build().unwrap();
     let res = http
         .post(&hub_url)
         .form(&subscribe_form(&topic(), "Patient-open"))

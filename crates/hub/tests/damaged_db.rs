@@ -25,7 +25,7 @@ async fn start(dir: &Path, log: &Path) -> HubProcess {
 }
 
 async fn token_status(base: &str, client_id: &str, secret: &str) -> u16 {
-    let http = reqwest::Client::new();
+    let http = lockstep_hub::tls::http_client().build().unwrap();
     token_by_basic(&http, &format!("{base}/oauth/token"), client_id, secret)
         .await
         .status()

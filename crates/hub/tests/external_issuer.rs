@@ -133,7 +133,7 @@ async fn untrusted_issuer_or_key_is_401() {
     let forged = jsonwebtoken::encode(
         &header,
         &claims("fhircast/*.read"),
-        &jsonwebtoken::EncodingKey::from_secret(key.jwk.to_string().as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(key.jwk.to_string().as_bytes()).unwrap(),
     )
     .unwrap();
     let (status, body) = subscribe_with(&hub, &forged, &topic, "Patient-open").await;

@@ -50,7 +50,7 @@ impl Hub {
             addr,
             client_id,
             secret,
-            http: reqwest::Client::new(),
+            http: lockstep_hub::tls::http_client().build().unwrap(),
             _dir: dir,
         }
     }

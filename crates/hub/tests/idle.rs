@@ -67,7 +67,9 @@ async fn a_client_that_never_sends_a_request_is_closed_and_its_place_freed() {
     let started = Instant::now();
     let mut silent = TcpStream::connect(hub.addr).await.unwrap();
     // It holds the only place: another client is turned away...
-    let refused = reqwest::Client::new()
+    let refused = lockstep_hub::tls::http_client()
+        .build()
+        .unwrap()
         .get(hub.url("/"))
         .send()
         .await
@@ -77,7 +79,9 @@ async fn a_client_that_never_sends_a_request_is_closed_and_its_place_freed() {
     // ...until the silent one is closed, with nothing said to it.
     assert_eq!(read_to_close(&mut silent).await, "");
     assert!(started.elapsed() >= IDLE, "not before the idle timeout");
-    let served = reqwest::Client::new()
+    let served = lockstep_hub::tls::http_client()
+        .build()
+        .unwrap()
         .get(hub.url("/"))
         .send()
         .await

@@ -10,7 +10,9 @@ use tokio_tungstenite::tungstenite;
 
 /// A fresh client: its own connection, not one from `hub.http`'s pool.
 async fn fresh_get(url: &str) -> reqwest::Response {
-    reqwest::Client::new()
+    lockstep_hub::tls::http_client()
+        .build()
+        .unwrap()
         .get(url)
         .send()
         .await

@@ -58,7 +58,7 @@ fn signed_with_other_key(token: &str) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,
-        &jsonwebtoken::EncodingKey::from_secret(&key),
+        &jsonwebtoken::EncodingKey::from_secret(&key).unwrap(),
     )
     .unwrap()
 }
@@ -105,7 +105,7 @@ struct Traces {
 }
 
 async fn session(hub: &HubProcess, client_id: &str, secret: &str) -> Traces {
-    let http = reqwest::Client::new();
+    let http = lockstep_hub::tls::http_client().build().unwrap();
     let token_url = format!("{}/oauth/token", hub.base_url());
 
     // A token by client_secret_basic, and one by client_secret_post.

@@ -160,7 +160,7 @@ async fn bad_assertions_are_refused_with_the_reason() {
     let forged = jsonwebtoken::encode(
         &header,
         &good(),
-        &jsonwebtoken::EncodingKey::from_secret(key.jwk.to_string().as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(key.jwk.to_string().as_bytes()).unwrap(),
     )
     .unwrap();
     let (status, body) = with_assertion(&hub, &forged).await;

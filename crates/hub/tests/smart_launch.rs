@@ -41,7 +41,7 @@ impl Flow {
                 },
             )
             .unwrap();
-        let http = reqwest::Client::builder()
+        let http = lockstep_hub::tls::http_client()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
@@ -592,7 +592,7 @@ async fn preapproved_app_gets_no_consent_page() {
         .unwrap();
     let flow = Flow {
         hub,
-        http: reqwest::Client::builder()
+        http: lockstep_hub::tls::http_client()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
@@ -715,7 +715,7 @@ async fn refresh_cannot_widen_and_a_scope_change_asks_again() {
         .unwrap();
     let flow = Flow {
         hub,
-        http: reqwest::Client::builder()
+        http: lockstep_hub::tls::http_client()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
@@ -844,7 +844,7 @@ async fn cli_registers_a_browser_app() {
     .await;
     let flow = Flow {
         hub,
-        http: reqwest::Client::builder()
+        http: lockstep_hub::tls::http_client()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),
@@ -905,7 +905,7 @@ async fn settings_files_register_browser_apps() {
     s.provision_into(&hub.hub);
     let flow = Flow {
         hub,
-        http: reqwest::Client::builder()
+        http: lockstep_hub::tls::http_client()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap(),

@@ -210,6 +210,55 @@ async fn a_thousand_concurrent_appends_are_group_committed() {
     }
 }
 
+/// SQLite's automatic checkpoint is off; the writer checkpoints the WAL
+/// after answering. Writing ~10 000 pages of WAL (40 MB) leaves a WAL of at
+/// most the forced-checkpoint size plus one append (without checkpoints it
+/// would hold them all), and every event comes back after reopening.
+#[tokio::test]
+async fn the_writer_checkpoints_the_wal_and_loses_nothing() {
+    const EVENTS: usize = 2500;
+    /// `writer.rs`: a checkpoint runs after the batch that finds this many.
+    const CHECKPOINT_NOW_PAGES: i64 = 4000;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = open(dir.path());
+    let message = |n: usize| format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(16 * 1024));
+    for n in 0..EVENTS {
+        let id = format!("e{n}");
+        storage
+            .append_event("t", &id, "Patient-open", &message(n))
+            .await
+            .unwrap();
+    }
+    // Answered after any checkpoint the last append's batch made due now.
+    storage.flush().await.unwrap();
+    let stats = storage.stats();
+    assert!(stats.checkpoints >= 1, "{stats:?}");
+    assert!(stats.wal_pages < CHECKPOINT_NOW_PAGES as u64, "{stats:?}");
+
+    // SQLite's own count, from another connection: pages in the WAL now.
+    let db = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    let (busy, in_wal): (i64, i64) = db
+        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(busy, 0);
+    assert!(
+        (0..CHECKPOINT_NOW_PAGES).contains(&in_wal),
+        "{in_wal} pages in the WAL"
+    );
+    drop(db);
+    drop(storage);
+
+    let storage = open(dir.path());
+    let entries = storage.journal_after(0, 2 * EVENTS).unwrap();
+    assert_eq!(entries.len(), EVENTS);
+    for (n, entry) in entries.iter().enumerate() {
+        assert_eq!(entry.event_id, format!("e{n}"));
+        assert_eq!(entry.message_json, message(n));
+    }
+}
+
 #[tokio::test]
 async fn a_failed_write_is_reported_and_the_rest_of_the_batch_commits() {
     let dir = tempfile::tempdir().unwrap();

@@ -91,10 +91,8 @@ impl TlsHub {
 }
 
 fn trusting_client(cert_pem: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
+    lockstep_hub::tls::http_client()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap()])
         .build()
         .unwrap()
 }
@@ -239,10 +237,8 @@ async fn handed_out_urls_use_https() {
         "{link}"
     );
     // The session cookie the link gives is never sent over plain HTTP.
-    let no_redirects = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(hub.cert_pem.as_bytes()).unwrap())
+    let no_redirects = lockstep_hub::tls::http_client()
+        .tls_certs_only([reqwest::Certificate::from_pem(hub.cert_pem.as_bytes()).unwrap()])
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
@@ -292,7 +288,9 @@ async fn plain_http_and_untrusting_clients_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let hub = TlsHub::start(dir.path(), Arc::new(MemoryStore::default())).await;
 
-    let res = reqwest::Client::new()
+    let res = lockstep_hub::tls::http_client()
+        .build()
+        .unwrap()
         .get(format!("http://127.0.0.1:{}/fhircast/STU3", hub.port))
         .send()
         .await
@@ -301,9 +299,8 @@ async fn plain_http_and_untrusting_clients_fail_clearly() {
     let text = res.text().await.unwrap();
     assert!(text.contains("https://"), "{text}");
 
-    let untrusting = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
+    let untrusting = lockstep_hub::tls::http_client()
+        .tls_certs_only([])
         .build()
         .unwrap();
     let err = untrusting

@@ -76,7 +76,7 @@ impl Fetcher {
     fn client(&self) -> Result<&reqwest::Client, String> {
         self.http
             .get_or_init(|| {
-                reqwest::Client::builder()
+                crate::tls::http_client()
                     .timeout(self.policy.timeout)
                     .connect_timeout(self.policy.timeout)
                     .user_agent(concat!("lockstep-hub/", env!("CARGO_PKG_VERSION")))

@@ -161,6 +161,8 @@ fn usable(jwk: Jwk) -> Result<PublicKey, String> {
         AlgorithmParameters::OctetKeyPair(_) => {
             return Err("OKP (EdDSA) keys are not supported; use RSA or EC P-384".into())
         }
+        // Key types jsonwebtoken reads but cannot verify with.
+        _ => return Err("an unsupported key type (\"kty\"); use RSA or EC P-384".into()),
     }
     // Reject keys we cannot build a verifier from now, not at the first token.
     DecodingKey::from_jwk(&jwk).map_err(|e| format!("unusable key: {e}"))?;

@@ -33,6 +33,8 @@ pub struct Signer {
 }
 
 impl Signer {
+    /// `key`: the HMAC key, 32 bytes or more (`Auth::new` makes or checks
+    /// it); jsonwebtoken refuses only an empty one.
     pub fn new(key: &[u8]) -> Signer {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
@@ -40,8 +42,8 @@ impl Signer {
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         Signer {
-            encoding: EncodingKey::from_secret(key),
-            decoding: DecodingKey::from_secret(key),
+            encoding: EncodingKey::from_secret(key).expect("a non-empty signing key"),
+            decoding: DecodingKey::from_secret(key).expect("a non-empty signing key"),
             validation,
         }
     }

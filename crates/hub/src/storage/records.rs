@@ -75,6 +75,10 @@ pub struct WriterStats {
     pub commits: u64,
     /// Write requests handled.
     pub writes: u64,
+    /// WAL checkpoints the writer ran (SQLite's automatic one is off).
+    pub checkpoints: u64,
+    /// Pages in the WAL after the last commit or complete checkpoint.
+    pub wal_pages: u64,
 }
 
 /// Milliseconds since the Unix epoch; times before it are negative, times

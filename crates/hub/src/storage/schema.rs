@@ -111,6 +111,9 @@ pub(crate) fn prepare(target: &Path, wal: bool) -> Result<Prepared, StorageError
         }
     }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // No checkpoint inside a COMMIT (that is, on one publish's answer): the
+    // writer thread runs them after answering (`writer.rs`).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     bound_memory(&conn)?;
     // After a checkpoint the WAL is cut back to this, rather than kept at
     // the size of the largest transaction ever written.

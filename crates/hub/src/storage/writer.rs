@@ -2,14 +2,23 @@
 //! requests are queued (up to [`MAX_BATCH`]), applies them in one
 //! transaction (group commit), commits, and only then answers each caller.
 //! One commit per batch is what makes durable publishes cheap under load.
+//!
+//! It also checkpoints the WAL itself (SQLite's automatic checkpoint is off,
+//! `schema.rs`): that one runs inside the `COMMIT` that crosses 1 000 pages,
+//! so one publish in a few hundred waited for it and its fsync. Here a
+//! checkpoint runs only after the batch's callers were answered: a PASSIVE
+//! one when nothing is queued, or right away once the WAL is well past the
+//! threshold (a writer never idle), and a TRUNCATE one at a hard cap (readers
+//! kept the passive ones from finishing).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rusqlite::wal::CheckpointMode;
 use rusqlite::{params, Connection};
 use tokio::sync::oneshot;
 
@@ -29,6 +38,20 @@ const MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// How long writes nobody waits for (audit records) may wait for company.
 const LINGER: Duration = Duration::from_millis(5);
+
+/// WAL pages (frames) after which a PASSIVE checkpoint is due, run when
+/// the writer has nothing queued: SQLite's own automatic threshold, ~4 MB.
+pub(crate) const CHECKPOINT_PAGES: i64 = 1000;
+
+/// WAL pages after which the checkpoint runs right after the batch is
+/// answered, queued work or not: under sustained load the writer is never
+/// idle, and the WAL must not grow until the hard cap.
+const CHECKPOINT_NOW_PAGES: i64 = 4 * CHECKPOINT_PAGES;
+
+/// The WAL's hard cap, 64 MB of 4 KB pages: PASSIVE checkpoints could not
+/// keep up (a reader held old pages), so a TRUNCATE one waits for the
+/// readers (up to the busy timeout) and empties the file.
+const WAL_CAP_PAGES: i64 = 16 * 1024;
 
 /// Adds what is queued to `batch`, within its bounds.
 fn take_queued(rx: &Receiver<Request>, batch: &mut Vec<Request>, bytes: &mut u64) {
@@ -137,6 +160,9 @@ pub(crate) struct Request {
 pub(crate) struct Stats {
     commits: AtomicU64,
     writes: AtomicU64,
+    checkpoints: AtomicU64,
+    /// Pages in the WAL after the last commit, set by the WAL hook.
+    wal_pages: Arc<AtomicI64>,
 }
 
 impl Stats {
@@ -144,6 +170,8 @@ impl Stats {
         WriterStats {
             commits: self.commits.load(Ordering::Relaxed),
             writes: self.writes.load(Ordering::Relaxed),
+            checkpoints: self.checkpoints.load(Ordering::Relaxed),
+            wal_pages: self.wal_pages.load(Ordering::Relaxed).max(0) as u64,
         }
     }
 }
@@ -152,21 +180,41 @@ impl Stats {
 /// after every committed change to them (`backup.rs`). `journal_cap`: the
 /// journal's size bound in bytes (0: none), read after every batch.
 pub(crate) fn spawn(
-    conn: Connection,
+    mut conn: Connection,
     rx: Receiver<Request>,
     stats: Arc<Stats>,
     files: Option<(PathBuf, PathBuf)>,
     journal_cap: Arc<AtomicU64>,
 ) -> std::io::Result<JoinHandle<()>> {
+    watch_wal(&mut conn, &stats.wal_pages);
     std::thread::Builder::new()
         .name("lockstep-storage".into())
         .spawn(move || run(conn, rx, &stats, files, &journal_cap))
 }
 
+/// Has SQLite report the WAL's size in pages after every commit. The hook
+/// replaces the automatic checkpoint (itself a WAL hook), which
+/// `schema::prepare` turned off too. Should it fail, the automatic
+/// checkpoint comes back rather than a WAL that grows without bound.
+fn watch_wal(conn: &mut Connection, wal_pages: &Arc<AtomicI64>) {
+    let pages_now = wal_pages.clone();
+    let hooked = conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages| {
+        pages_now.store(i64::from(pages), Ordering::Relaxed);
+        Ok(())
+    }));
+    if let Err(e) = hooked {
+        tracing::error!(
+            "storage: cannot watch the WAL ({e}); SQLite checkpoints it inside commits"
+        );
+        let _ = conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES);
+    }
+}
+
 /// Until every sender is dropped: wait for a request, take all queued ones,
-/// commit them together. Between batches, when nothing waits, prune the
-/// journal back under its size bound, one short step at a time: pruning
-/// never runs ahead of a queued write, so it stays off the publish path.
+/// commit them together. Between batches, when nothing waits, checkpoint
+/// the WAL once it passed [`CHECKPOINT_PAGES`] and prune the journal back
+/// under its size bound, one short step at a time: neither runs ahead of a
+/// queued write, so both stay off the publish path.
 fn run(
     conn: Connection,
     rx: Receiver<Request>,
@@ -176,12 +224,20 @@ fn run(
 ) {
     let mut journal = JournalSize::measure(&conn);
     let mut pruning = false;
+    let mut checkpoint_due = false;
     loop {
-        let first = if pruning {
+        let first = if pruning || checkpoint_due {
             match rx.try_recv() {
                 Ok(req) => req,
+                Err(TryRecvError::Empty) if checkpoint_due => {
+                    checkpoint(&conn, stats, CheckpointMode::PASSIVE);
+                    checkpoint_due = false;
+                    continue;
+                }
                 Err(TryRecvError::Empty) => {
                     pruning = journal.prune_step(&conn, journal_cap.load(Ordering::Relaxed));
+                    // A pruning step commits too.
+                    checkpoint_due = stats.wal_pages.load(Ordering::Relaxed) >= CHECKPOINT_PAGES;
                     continue;
                 }
                 Err(TryRecvError::Disconnected) => {
@@ -239,9 +295,35 @@ fn run(
             }
         }
         pruning = journal.over(journal_cap.load(Ordering::Relaxed));
+        // The callers of this batch have their answers: a checkpoint now
+        // delays only what is queued behind it.
+        let wal_pages = stats.wal_pages.load(Ordering::Relaxed);
+        if wal_pages >= WAL_CAP_PAGES {
+            checkpoint(&conn, stats, CheckpointMode::TRUNCATE);
+        } else if wal_pages >= CHECKPOINT_NOW_PAGES {
+            checkpoint(&conn, stats, CheckpointMode::PASSIVE);
+        } else {
+            checkpoint_due = wal_pages >= CHECKPOINT_PAGES;
+        }
     }
     if let Err(e) = conn.execute_batch("PRAGMA optimize") {
         tracing::debug!("storage: PRAGMA optimize on close failed: {e}");
+    }
+}
+
+/// Copies the WAL's pages into the database file (and syncs it). PASSIVE
+/// stops at pages a reader still uses and never waits; TRUNCATE waits for
+/// readers (the busy timeout) and leaves an empty WAL. Once every page is
+/// copied, the next commit starts the WAL from its beginning again.
+fn checkpoint(conn: &Connection, stats: &Stats, mode: CheckpointMode) {
+    stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+    match conn.wal_checkpoint_v2(None::<&str>, mode) {
+        Ok((in_wal, copied)) if copied < in_wal => tracing::debug!(
+            "storage: checkpoint copied {copied} of {in_wal} WAL pages (readers hold the rest)"
+        ),
+        Ok(_) => stats.wal_pages.store(0, Ordering::Relaxed),
+        // Busy (a reader for TRUNCATE): the next batch tries again.
+        Err(e) => tracing::warn!("storage: WAL checkpoint failed: {e}"),
     }
 }
 

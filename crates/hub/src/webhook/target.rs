@@ -105,7 +105,7 @@ pub(crate) async fn check(
     let ip = permitted(host, &addrs, allowed).map_err(refused)?;
     let addr = SocketAddr::new(ip, port);
     let checked: Vec<SocketAddr> = addrs.iter().map(|ip| SocketAddr::new(*ip, port)).collect();
-    let mut builder = reqwest::Client::builder()
+    let mut builder = crate::tls::http_client()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .connect_timeout(per_request)

@@ -38,7 +38,7 @@ pub fn free_port() -> u16 {
 /// An HTTP client without connection pooling: after a restart on the same
 /// port a pooled keep-alive connection would point at the dead process.
 pub fn unpooled_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    lockstep_hub::tls::http_client()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap()

@@ -62,7 +62,7 @@ impl TestHub {
         TestHub {
             addr,
             hub,
-            http: reqwest::Client::new(),
+            http: lockstep_hub::tls::http_client().build().unwrap(),
             shutdown: Some(tx),
             task: Some(task),
             _dir: dir,
