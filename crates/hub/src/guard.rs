@@ -157,7 +157,7 @@ pub async fn guard(State(hub): State<Hub>, request: Request, next: Next) -> Resp
 
 /// Paths a registered browser app's page may call from its own origin.
 fn browser_app_path(path: &str) -> bool {
-    use crate::server::{OHIF_PATH, STU2_PATH, STU3_PATH};
+    use crate::paths::{OHIF_PATH, STU2_PATH, STU3_PATH};
     let under = |prefix: &str| {
         path.strip_prefix(prefix)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))

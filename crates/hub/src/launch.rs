@@ -183,7 +183,7 @@ impl Started {
             .local_addr()
             .unwrap_or(self.hub.config().listen);
         let scheme = self.hub.config().http_scheme();
-        format!("{scheme}://{addr}{}", server::STU3_PATH)
+        format!("{scheme}://{addr}{}", crate::paths::STU3_PATH)
     }
 
     /// The discovery file this hub wrote, if any.

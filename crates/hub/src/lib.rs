@@ -27,6 +27,7 @@ mod guard;
 pub mod ids;
 pub mod launch;
 mod listener;
+mod paths;
 pub mod peer;
 mod persist;
 mod ratelimit;

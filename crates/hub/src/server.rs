@@ -23,11 +23,7 @@ use crate::error::ApiError;
 use crate::listener::HubListener;
 use crate::{routes, Hub};
 
-/// The STU3 hub path; `hub.url` is `http://HOST:PORT` (`https` with TLS) + this.
-pub const STU3_PATH: &str = "/fhircast/STU3";
-pub const STU2_PATH: &str = "/fhircast/STU2";
-/// OHIF's FHIRcast extension looks for the hub here.
-pub const OHIF_PATH: &str = "/api/hub";
+pub use crate::paths::{OHIF_PATH, STU2_PATH, STU3_PATH};
 
 /// The whole HTTP surface. Kept apart from `run` so tests can drive it too.
 pub fn app(hub: Hub) -> Router {

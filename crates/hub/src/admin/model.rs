@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::Recorded;
 use crate::ids::short;
 use crate::topic::{Subscription, Topic};
-use crate::{server, Hub};
+use crate::{paths, Hub};
 
 #[derive(Deserialize)]
 pub(crate) struct StateQuery {
@@ -75,7 +75,7 @@ pub(crate) fn read_model(hub: &Hub, since: u64) -> Value {
 fn hub_url(hub: &Hub) -> String {
     let addr = hub.local_addr().unwrap_or(hub.config().listen);
     let scheme = hub.config().http_scheme();
-    format!("{scheme}://{addr}{}", server::STU3_PATH)
+    format!("{scheme}://{addr}{}", paths::STU3_PATH)
 }
 
 fn topic_json(hub: &Hub, id: &str, topic: &Topic, paused: bool) -> Value {

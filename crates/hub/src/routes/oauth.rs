@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use crate::auth::assertion::ASSERTION_TYPE;
 use crate::auth::keys::{alg_names, ASSERTION_ALGS};
 use crate::auth::AuthError;
-use crate::server::STU3_PATH;
+use crate::paths::STU3_PATH;
 use crate::storage::{AuditAction, AuditRecord};
 use crate::Hub;
 

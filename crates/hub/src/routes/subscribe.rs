@@ -33,7 +33,7 @@ async fn handle(
         return ApiError::bad_request(format!(
             "hub.events: \"*\" is not supported on {}: FHIRcast 3.0.0 has no wildcard subscriptions; list the events (STU2 clients: use {})",
             api.prefix,
-            crate::server::STU2_PATH
+            crate::paths::STU2_PATH
         ))
         .negotiated(headers);
     }
@@ -132,5 +132,5 @@ async fn handle(
 /// STU2 path, and `/api/hub` for OHIF's cast client, which sends it when no
 /// events are configured). STU3 removed wildcards, so its path refuses them.
 fn accepts_wildcard(api: &Api) -> bool {
-    api.version == Version::Stu2 || api.prefix == crate::server::OHIF_PATH
+    api.version == Version::Stu2 || api.prefix == crate::paths::OHIF_PATH
 }

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use crate::auth::smart::{challenge_well_formed, AuthorizeRequest, Consent};
 use crate::auth::Scopes;
-use crate::server::{OHIF_PATH, STU2_PATH, STU3_PATH};
+use crate::paths::{OHIF_PATH, STU2_PATH, STU3_PATH};
 use crate::state::HubEvent;
 use crate::Hub;
 
