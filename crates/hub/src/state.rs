@@ -20,6 +20,30 @@ use crate::recorder::{Recorder, Recorders};
 use crate::topic::Topic;
 use crate::Config;
 
+/// A running hub: one cheap-to-clone handle (an `Arc`), as mini-redis's
+/// `Db`. What the binaries, the tray and the tests may do with it is this,
+/// and only this (everything else is `pub(crate)`, for the routes):
+///
+/// - **Start**: [`Hub::new`] (opens storage, recovers, wires the recorders);
+///   then `server::run` serves it, or `launch` does both.
+/// - **Read**: [`Hub::config`], [`Hub::session_topic`], [`Hub::local_addr`],
+///   [`Hub::current_context`] (Get Current Context of a topic),
+///   [`Hub::counts`] (topics, subscriptions), [`Hub::subscribers`],
+///   [`Hub::ack_timeout`] / [`Hub::grace_period`] (live values),
+///   [`Hub::is_paused`].
+/// - **Watch**: [`Hub::events`], a broadcast of [`HubEvent`]s (joined,
+///   left, SyncError, published, paused...) for the tray and the dashboard.
+/// - **Act, as support would**: [`Hub::pause`] / [`Hub::resume`],
+///   [`Hub::close_all`], [`Hub::drop_subscription`], [`Hub::break_link`] /
+///   [`Hub::rejoin`], [`Hub::audit_admin`].
+/// - **Its parts**: [`Hub::auth`], [`Hub::apps`] (registrations),
+///   [`Hub::storage`] (`None` with `--no-persist`), [`Hub::admin_token`] /
+///   [`Hub::one_time_link`] (the dashboard's credentials),
+///   [`Hub::launch_url`] / [`Hub::launchable_apps`] (SMART launch of
+///   browser apps).
+///
+/// Publishing and subscribing are not here: apps do those over HTTP and
+/// WebSocket, and tests do them the same way.
 #[derive(Clone)]
 pub struct Hub {
     inner: Arc<Inner>,
