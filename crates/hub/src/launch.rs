@@ -131,6 +131,12 @@ impl Launch {
             }
         }
         let hub = Hub::new(config);
+        // Known from here on, not only once `run` starts in its task: the
+        // tray builds launch links (`Hub::launch_url`) as soon as it has
+        // the hub, and a test of that raced the serving task.
+        if let Ok(addr) = listener.local_addr() {
+            hub.set_local_addr(addr);
+        }
         settings.provision_into(&hub);
         let mut started = Started {
             hub,

@@ -73,6 +73,8 @@ async fn open_configure_start_run_then_the_discovery_file_goes() {
     let addr = started.hub.config().listen;
     assert_eq!(discovery.port, addr.port());
     assert_eq!(url, format!("http://{addr}/fhircast/STU3"));
+    // Known before serving starts: the tray builds launch links at once.
+    assert_eq!(started.hub.local_addr(), Some(addr));
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(started.run(async {
